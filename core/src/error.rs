@@ -1,0 +1,95 @@
+//! The one error type of qobra_sync.
+//!
+//! Every failure the product reports to a user is an [`Error`]: a message that names the offending
+//! value, an optional detail, a hint with the fix, and a [`SqlState`] class. The extension turns it
+//! into a Postgres error in exactly one place (`src/error.rs` of the extension crate).
+
+/// The SQLSTATE classes qobra_sync raises; the extension maps each to Postgres' own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    /// 22023 invalid_parameter_value: an argument that is wrong in itself.
+    InvalidParameterValue,
+    /// 22004 null_value_not_allowed: a required argument is NULL.
+    NullValueNotAllowed,
+    /// 42703 undefined_column: a named column does not exist.
+    UndefinedColumn,
+    /// 42704 undefined_object: a role, registration or other object does not exist.
+    UndefinedObject,
+    /// 42P01 undefined_table: the source relation is gone.
+    UndefinedTable,
+    /// 42710 duplicate_object: something is already registered or used twice.
+    DuplicateObject,
+    /// 42809 wrong_object_type: a relation kind that cannot be a source.
+    WrongObjectType,
+    /// 42804 datatype_mismatch: a column whose type cannot play the role asked of it.
+    DatatypeMismatch,
+    /// 42501 insufficient_privilege: the caller or reader may not do this.
+    InsufficientPrivilege,
+    /// 42601 syntax_error: a filter or schedule that does not parse.
+    SyntaxError,
+    /// 0A000 feature_not_supported: a construct we refuse on purpose.
+    FeatureNotSupported,
+    /// 55000 object_not_in_prerequisite_state: something must be set up first.
+    ObjectNotInPrerequisiteState,
+    /// 22P02 invalid_text_representation: a value that does not parse.
+    InvalidTextRepresentation,
+    /// 58000 system_error: talking to the destination failed.
+    ExternalFailure,
+    /// XX000 internal_error: a bug of ours.
+    Internal,
+}
+
+/// A user-facing failure: message, optional detail and hint, and its SQLSTATE class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub state: SqlState,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    /// An error of the given class with its primary message.
+    pub fn new(state: SqlState, message: impl Into<String>) -> Self {
+        Error {
+            state,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    /// Adds the DETAIL line.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds the HINT line: what the user should do.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A required argument was NULL.
+    pub fn null_argument(argument: &str) -> Self {
+        Error::new(
+            SqlState::NullValueNotAllowed,
+            format!("argument \"{argument}\" must not be NULL"),
+        )
+    }
+
+    /// A bug: something that should not happen whatever the input.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(SqlState::Internal, message)
+    }
+}
+
+/// The result type of every fallible core function.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Quotes a user-supplied value for a message the way Postgres does: in double quotes.
+pub fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
+}

@@ -1,0 +1,61 @@
+//! Registration rules: what a registration must say before it is stored (SPEC §1, §3).
+
+use crate::error::{quoted, Error, Result, SqlState};
+use crate::mapping::{map_columns, ColumnMapping, ColumnOptions, Source};
+use crate::schedule::Schedule;
+
+/// The schedule a registration gets when none is given: four pushes a day.
+pub const DEFAULT_SCHEDULE: &str = "0 */6 * * *";
+
+/// Checks a Qobra data table API name: it becomes a URL path segment, so only `[A-Za-z0-9_.-]`.
+pub fn check_data_table_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key != "."
+        && key != ".."
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(SqlState::InvalidParameterValue, format!("invalid data_table_key {}", quoted(key)))
+            .hint("Use the data table's API name from Qobra: 1 to 128 letters, digits, '_', '-' or '.'."))
+    }
+}
+
+/// Checks everything a registration says about its source and returns the column mapping.
+pub fn check(source: &Source, data_table_key: &str, columns: &ColumnOptions, schedule: &str) -> Result<Vec<ColumnMapping>> {
+    check_data_table_key(data_table_key)?;
+    if columns.id_column.is_none() {
+        return Err(Error::null_argument("id_column").hint("Name the column that uniquely identifies each row."));
+    }
+    if columns.name_column.is_none() {
+        return Err(Error::null_argument("name_column").hint("Name the column Qobra shows as each record's name."));
+    }
+    Schedule::parse(schedule)?;
+    map_columns(source, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::tests::deals;
+
+    #[test]
+    fn data_table_keys_are_url_safe() {
+        for ok in ["deals", "Deals_2026", "crm.deals-v2"] {
+            assert!(check_data_table_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../v1/imports", "a/b", "a b", "a?all=true", "déals", &"x".repeat(129)] {
+            assert!(check_data_table_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_registration_needs_id_name_and_a_schedule() {
+        let mut cols = ColumnOptions { id_column: Some("id".into()), name_column: Some("title".into()), ..Default::default() };
+        assert!(check(&deals(), "deals", &cols, DEFAULT_SCHEDULE).is_ok());
+        assert!(check(&deals(), "deals", &cols, "whenever").is_err());
+        cols.name_column = None;
+        assert_eq!(check(&deals(), "deals", &cols, DEFAULT_SCHEDULE).unwrap_err().state, SqlState::NullValueNotAllowed);
+    }
+}

@@ -1,0 +1,68 @@
+//! Requirement rules on values (SPEC §3): what makes an id and a user value acceptable.
+//!
+//! Table-level rules (id present, not NULL, unique; name present) are checked by the extension
+//! with SQL over the whole snapshot; the per-value rules below are shared by `validate()`,
+//! `preview()` and the push, so all three judge a row the same way.
+
+/// Why `value` is not an email, or `None` when it is one.
+///
+/// The rule is deliberately plain: one `@`, a local part of 1–64 characters, a domain of dotted
+/// labels of letters, digits and hyphens, no spaces, 254 characters at most.
+pub fn email_problem(value: &str) -> Option<String> {
+    let not = |why: &str| Some(format!("user value {value:?} is not an email ({why})"));
+    if value.len() > 254 {
+        return not("longer than 254 characters");
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return not("it contains spaces or control characters");
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return not("no @");
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return not("bad part before @");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return not("bad domain");
+    }
+    None
+}
+
+/// Why `value` cannot be a record id, or `None` when it can (any non-blank text).
+pub fn id_problem(value: &str) -> Option<String> {
+    if value.trim().is_empty() {
+        Some("the id is empty".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["ana@acme.com", "a.b+tag@sub.acme.co.uk", "x@b-c.io", "élise@société.fr"] {
+            assert_eq!(email_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "ana", "ana@", "@acme.com", "ana@acme", "ana @acme.com", "ana@acme..com", "ana@-acme.com", "a@b@c.com", "ana@acme.com\n"] {
+            assert!(email_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(email_problem(&format!("{}@acme.com", "a".repeat(65))).is_some());
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(id_problem("42"), None);
+        assert!(id_problem("").is_some());
+        assert!(id_problem("  ").is_some());
+    }
+}

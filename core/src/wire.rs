@@ -1,0 +1,395 @@
+//! Wire format: how a row becomes a Qobra record (SPEC §2, `qobra-api.md`).
+//!
+//! The reader hands each value over as the text Postgres prints for it, under fixed settings
+//! (`DateStyle = ISO`, `TimeZone = UTC`, money cast to numeric). One normalisation step turns that
+//! text into a [`Cell`], which two writers print: JSON for the push and `preview()`, CSV for
+//! `csv_template()`. Our reading of what Qobra's public reference leaves open lives here:
+//! - a record is a JSON object keyed by field API keys; the id and name fields are sent as strings;
+//! - numbers keep every digit Postgres prints (JSON numbers have no precision limit);
+//! - timestamps are sent in UTC with a `Z`; a timestamp without time zone is taken as UTC;
+//! - user values are strings, whether emails or identifiers.
+
+use crate::mapping::{ColumnMapping, Role, UserKey};
+use crate::requirements::{email_problem, id_problem};
+use crate::types::QobraType;
+use std::borrow::Cow;
+
+/// How one column's text is checked and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The record id: required, sent as a string.
+    Id,
+    /// A string field (also the name field, picklists and bit strings).
+    Text,
+    /// A finite number, written with all its digits.
+    Number,
+    /// A boolean.
+    Bool,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// A point in time, `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
+    Timestamp,
+    /// A user given by email.
+    UserEmail,
+    /// A user given by identifier.
+    UserId,
+}
+
+impl Encoding {
+    /// The encoding of a synced column under the registration's user key.
+    pub fn for_column(column: &ColumnMapping, user_key: UserKey) -> Encoding {
+        use crate::types::PgType::*;
+        match (column.role, column.qobra_type, column.kind) {
+            (Role::Id, _, _) => Encoding::Id,
+            (Role::Name, _, _) => Encoding::Text,
+            (_, Some(QobraType::User), _) => match user_key {
+                UserKey::Email => Encoding::UserEmail,
+                UserKey::Id => Encoding::UserId,
+            },
+            (_, Some(QobraType::Bool), _) => Encoding::Bool,
+            (_, Some(QobraType::Date), Some(Date)) => Encoding::Date,
+            (_, Some(QobraType::Date), _) => Encoding::Timestamp,
+            (_, Some(QobraType::Number | QobraType::Amount | QobraType::Percentage), _) => Encoding::Number,
+            _ => Encoding::Text,
+        }
+    }
+}
+
+/// One field of a record: its key (already JSON-escaped) and how its value is written.
+#[derive(Debug, Clone)]
+pub struct WireField {
+    pub column: String,
+    pub field_key: String,
+    pub encoding: Encoding,
+    json_key: String,
+}
+
+impl WireField {
+    /// A field sent under `field_key` from `column`.
+    pub fn new(column: &str, field_key: &str, encoding: Encoding) -> WireField {
+        WireField {
+            column: column.to_owned(),
+            field_key: field_key.to_owned(),
+            encoding,
+            json_key: serde_json::to_string(field_key).expect("a string always serialises"),
+        }
+    }
+}
+
+/// A value after normalisation, ready for either writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    /// A JSON number, as text.
+    Num(&'a str),
+    Bool(bool),
+}
+
+/// Why a row cannot be sent: the column and the reason, for `run_errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub column: String,
+    pub reason: String,
+}
+
+/// Turns Postgres' text for a value into the cell Qobra receives, or the reason it cannot.
+pub fn normalize(encoding: Encoding, text: Option<&str>) -> Result<Cell<'_>, String> {
+    let Some(text) = text else {
+        return match encoding {
+            Encoding::Id => Err("the id is NULL".into()),
+            _ => Ok(Cell::Null),
+        };
+    };
+    match encoding {
+        Encoding::Id => match id_problem(text) {
+            None => Ok(Cell::Str(Cow::Borrowed(text))),
+            Some(p) => Err(p),
+        },
+        Encoding::Text => Ok(Cell::Str(Cow::Borrowed(text))),
+        Encoding::Number => {
+            if is_json_number(text) {
+                Ok(Cell::Num(text))
+            } else {
+                Err(format!("{text} is not a finite number, which Qobra cannot take"))
+            }
+        }
+        Encoding::Bool => match text {
+            "t" | "true" => Ok(Cell::Bool(true)),
+            "f" | "false" => Ok(Cell::Bool(false)),
+            other => Err(format!("{other} is not a boolean")),
+        },
+        Encoding::Date => {
+            if is_plain_date(text) {
+                Ok(Cell::Str(Cow::Borrowed(text)))
+            } else {
+                Err(format!("date {text} cannot be sent: Qobra takes dates from year 1 to 9999"))
+            }
+        }
+        Encoding::Timestamp => iso_timestamp(text).map(|t| Cell::Str(Cow::Owned(t))),
+        Encoding::UserEmail => match email_problem(text) {
+            None => Ok(Cell::Str(Cow::Borrowed(text))),
+            Some(p) => Err(p),
+        },
+        Encoding::UserId => {
+            if text.trim().is_empty() {
+                Err("the user value is empty".into())
+            } else {
+                Ok(Cell::Str(Cow::Borrowed(text)))
+            }
+        }
+    }
+}
+
+/// Whether `s` is a JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    let n = digits(&mut i);
+    if n == 0 || (n > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Whether `s` is `YYYY-MM-DD` with a four-digit year (no BC, no infinity).
+fn is_plain_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && &s[..4] != "0000"
+}
+
+/// Rewrites an ISO timestamp printed in UTC (`2026-03-31 12:00:00.5+00`) as `2026-03-31T12:00:00.5Z`.
+fn iso_timestamp(text: &str) -> Result<String, String> {
+    let cannot = || format!("timestamp {text} cannot be sent: Qobra takes dates from year 1 to 9999");
+    let (date, rest) = text.split_once(' ').ok_or_else(cannot)?;
+    if !is_plain_date(date) {
+        return Err(cannot());
+    }
+    let time = rest.strip_suffix("+00").unwrap_or(rest);
+    let well_formed = time.len() >= 8
+        && time.bytes().enumerate().all(|(i, c)| match i {
+            2 | 5 => c == b':',
+            8 => c == b'.',
+            _ => c.is_ascii_digit(),
+        });
+    if !well_formed {
+        return Err(format!("timestamp {text} is not in UTC ISO form"));
+    }
+    Ok(format!("{date}T{time}Z"))
+}
+
+/// Writes rows as JSON records; keeps the field list so each row is one call.
+#[derive(Debug, Clone)]
+pub struct RecordEncoder {
+    pub fields: Vec<WireField>,
+}
+
+impl RecordEncoder {
+    /// An encoder for the synced columns of a mapping, in wire order.
+    pub fn from_mapping(rows: &[ColumnMapping], user_key: UserKey) -> RecordEncoder {
+        let fields = crate::mapping::wire_order(rows)
+            .into_iter()
+            .map(|c| {
+                WireField::new(
+                    &c.column_name,
+                    c.field_key.as_deref().unwrap_or(&c.column_name),
+                    Encoding::for_column(c, user_key),
+                )
+            })
+            .collect();
+        RecordEncoder { fields }
+    }
+
+    /// Appends one record for `values` (one per field, in field order) to `out`.
+    /// On a rejection `out` is left as it was.
+    pub fn encode(&self, values: &[Option<&str>], out: &mut Vec<u8>) -> Result<(), Rejection> {
+        debug_assert_eq!(values.len(), self.fields.len());
+        let start = out.len();
+        out.push(b'{');
+        for (i, (field, value)) in self.fields.iter().zip(values).enumerate() {
+            let cell = match normalize(field.encoding, *value) {
+                Ok(cell) => cell,
+                Err(reason) => {
+                    out.truncate(start);
+                    return Err(Rejection {
+                        column: field.column.clone(),
+                        reason,
+                    });
+                }
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(field.json_key.as_bytes());
+            out.push(b':');
+            write_json(&cell, out);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The header row of the CSV template: the field keys in wire order.
+    pub fn csv_header(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.field_key.as_str()).collect()
+    }
+
+    /// One CSV row for `values`, or the reason the row would be rejected.
+    pub fn csv_row(&self, values: &[Option<&str>]) -> Result<Vec<String>, Rejection> {
+        self.fields
+            .iter()
+            .zip(values)
+            .map(|(field, value)| match normalize(field.encoding, *value) {
+                Ok(Cell::Null) => Ok(String::new()),
+                Ok(Cell::Str(s)) => Ok(s.into_owned()),
+                Ok(Cell::Num(n)) => Ok(n.to_owned()),
+                Ok(Cell::Bool(b)) => Ok(b.to_string()),
+                Err(reason) => Err(Rejection {
+                    column: field.column.clone(),
+                    reason,
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Writes one cell as JSON.
+fn write_json(cell: &Cell<'_>, out: &mut Vec<u8>) {
+    match cell {
+        Cell::Null => out.extend_from_slice(b"null"),
+        Cell::Str(s) => serde_json::to_writer(&mut *out, s.as_ref()).expect("writing to a Vec cannot fail"),
+        Cell::Num(n) => out.extend_from_slice(n.as_bytes()),
+        Cell::Bool(true) => out.extend_from_slice(b"true"),
+        Cell::Bool(false) => out.extend_from_slice(b"false"),
+    }
+}
+
+/// Writes records into a CSV document with the given header.
+pub fn csv_document(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(vec![]);
+    writer.write_record(header).expect("writing to a Vec cannot fail");
+    for row in rows {
+        writer.write_record(row).expect("writing to a Vec cannot fail");
+    }
+    let bytes = writer.into_inner().expect("flushing a Vec cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoder() -> RecordEncoder {
+        RecordEncoder {
+            fields: vec![
+                WireField::new("id", "id", Encoding::Id),
+                WireField::new("title", "name", Encoding::Text),
+                WireField::new("owner", "owner", Encoding::UserEmail),
+                WireField::new("amount", "amount", Encoding::Number),
+                WireField::new("close", "close_date", Encoding::Date),
+                WireField::new("at", "at", Encoding::Timestamp),
+                WireField::new("won", "won", Encoding::Bool),
+            ],
+        }
+    }
+
+    fn encode(values: &[Option<&str>]) -> Result<serde_json::Value, Rejection> {
+        let mut out = b"[".to_vec();
+        encoder().encode(values, &mut out)?;
+        out.push(b']');
+        Ok(serde_json::from_slice::<serde_json::Value>(&out).unwrap()[0].clone())
+    }
+
+    #[test]
+    fn a_record_is_keyed_by_field_keys_with_typed_values() {
+        let mut out = vec![];
+        encoder()
+            .encode(
+                &[Some("42"), Some("Acme \"renewal\"\n✓"), Some("ana@acme.com"), Some("12345678901234567890123456789012345678.25"), Some("2026-03-31"), Some("2026-03-31 12:00:00.5+00"), Some("t")],
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"id":"42","name":"Acme \"renewal\"\n✓","owner":"ana@acme.com","amount":12345678901234567890123456789012345678.25,"close_date":"2026-03-31","at":"2026-03-31T12:00:00.5Z","won":true}"#
+        );
+    }
+
+    #[test]
+    fn nulls_are_json_null_but_a_null_id_is_rejected() {
+        let v = encode(&[Some("1"), None, None, None, None, None, None]).unwrap();
+        assert!(v["name"].is_null() && v["amount"].is_null() && v["won"].is_null());
+        let err = encode(&[None, None, None, None, None, None, None]).unwrap_err();
+        assert_eq!(err.column, "id");
+    }
+
+    #[test]
+    fn unrepresentable_values_reject_the_row_with_a_reason() {
+        let base = [Some("1"), Some("x"), Some("a@b.co"), Some("1"), Some("2026-01-01"), Some("2026-01-01 00:00:00"), Some("f")];
+        for (i, bad) in [(3, "NaN"), (3, "Infinity"), (3, "-Infinity"), (4, "infinity"), (4, "0044-03-15 BC"), (4, "10000-01-01"), (5, "-infinity"), (2, "ana"), (2, "ana@acme"), (2, " ana@acme.com")] {
+            let mut values = base;
+            values[i] = Some(bad);
+            let mut out = b"keep".to_vec();
+            let err = encoder().encode(&values, &mut out).unwrap_err();
+            assert_eq!(out, b"keep", "output untouched");
+            assert_eq!(err.column, encoder().fields[i].column, "{bad}");
+            assert!(!err.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn json_numbers() {
+        for ok in ["0", "-1", "1.5", "1e+30", "-2.5E-7", "123.4500", "12345678901234567890123456789012345678"] {
+            assert!(is_json_number(ok), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "NaN", "Infinity", "1e", "+1", "1,000", "$5.00", "1 "] {
+            assert!(!is_json_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_become_utc_iso() {
+        assert_eq!(iso_timestamp("1969-07-20 20:17:40+00").unwrap(), "1969-07-20T20:17:40Z");
+        assert_eq!(iso_timestamp("2026-03-31 12:00:00").unwrap(), "2026-03-31T12:00:00Z");
+        assert!(iso_timestamp("2026-03-31 12:00:00+01").is_err());
+        assert!(iso_timestamp("infinity").is_err());
+    }
+
+    #[test]
+    fn csv_rows_use_the_same_normalisation() {
+        let row = encoder()
+            .csv_row(&[Some("7"), Some("a,b"), None, Some("1.50"), Some("2026-01-02"), None, Some("false")])
+            .unwrap();
+        let doc = csv_document(&encoder().csv_header(), &[row]);
+        assert_eq!(doc, "id,name,owner,amount,close_date,at,won\r\n7,\"a,b\",,1.50,2026-01-02,,false\r\n");
+    }
+}

@@ -1,0 +1,285 @@
+//! Fault injection: rules that make chosen requests fail in chosen ways.
+//!
+//! Each rule counts the requests it matches (by method and path prefix) from the
+//! moment it is set. It applies to matching requests number `nth` to
+//! `nth + times - 1` (`times = 0`: forever) and is dropped once spent. When
+//! several rules apply to one request, the first one listed wins.
+
+use serde_json::{json, Map, Value};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What happens to a faulted request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Answer with this status, headers and body; the request is not handled.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Wait, then handle the request normally.
+    Delay(Duration),
+    /// Never answer; keep the socket open until the client or the server gives up.
+    Hang,
+    /// Close the connection with a TCP reset; `read_body: false` resets before reading the body.
+    Reset { read_body: bool },
+    /// Close the connection without answering.
+    Close { read_body: bool },
+}
+
+impl Action {
+    /// A short name for the request log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Respond { .. } => "status",
+            Action::Delay(_) => "delay",
+            Action::Hang => "hang",
+            Action::Reset { .. } => "reset",
+            Action::Close { .. } => "close",
+        }
+    }
+
+    /// Parses an action object such as `{"status": 429, "headers": {"Retry-After": "2"}}`.
+    fn parse(v: &Value) -> Result<Action, String> {
+        let obj = v.as_object().ok_or("action must be an object")?;
+        let flag = |name: &str| obj.get(name).and_then(Value::as_bool).unwrap_or(false);
+        let read_body = obj.get("read_body").and_then(Value::as_bool).unwrap_or(true);
+        if let Some(status) = obj.get("status") {
+            let status = status
+                .as_u64()
+                .filter(|s| (100..=999).contains(s))
+                .ok_or("status must be an integer between 100 and 999")?;
+            let mut headers = Vec::new();
+            if let Some(h) = obj.get("headers") {
+                for (k, v) in h.as_object().ok_or("headers must be an object")? {
+                    let value = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    if k.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+                        return Err(format!("invalid header '{k}'"));
+                    }
+                    headers.push((k.clone(), value));
+                }
+            }
+            let (body, is_json) = match obj.get("body") {
+                None | Some(Value::Null) => (
+                    json!({"detail": format!("Injected fault {status}")}).to_string(),
+                    true,
+                ),
+                Some(Value::String(s)) => (s.clone(), serde_json::from_str::<Value>(s).is_ok()),
+                Some(other) => (other.to_string(), true),
+            };
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Content-Type")) {
+                let ct = if is_json { "application/json" } else { "text/plain; charset=utf-8" };
+                headers.push(("Content-Type".into(), ct.into()));
+            }
+            return Ok(Action::Respond {
+                status: status as u16,
+                headers,
+                body: body.into_bytes(),
+            });
+        }
+        if let Some(ms) = obj.get("delay_ms") {
+            let ms = ms.as_u64().ok_or("delay_ms must be a non-negative integer")?;
+            return Ok(Action::Delay(Duration::from_millis(ms)));
+        }
+        if flag("hang") {
+            return Ok(Action::Hang);
+        }
+        if flag("reset") {
+            return Ok(Action::Reset { read_body });
+        }
+        if flag("close") {
+            return Ok(Action::Close { read_body });
+        }
+        Err("action needs one of: status, delay_ms, hang, reset, close".into())
+    }
+}
+
+/// One fault rule and how many requests it has matched so far.
+#[derive(Debug)]
+struct Rule {
+    /// The rule as it was given, for listing.
+    spec: Value,
+    path_prefix: String,
+    method: Option<String>,
+    nth: u64,
+    times: u64,
+    action: Action,
+    matched: u64,
+}
+
+impl Rule {
+    /// Parses one rule object.
+    fn parse(v: &Value) -> Result<Rule, String> {
+        let obj = v.as_object().ok_or("each rule must be an object")?;
+        let path_prefix = match obj.get("path_prefix") {
+            None => "/".to_string(),
+            Some(p) => p.as_str().ok_or("path_prefix must be a string")?.to_string(),
+        };
+        let method = match obj.get("method") {
+            None | Some(Value::Null) => None,
+            Some(m) => Some(m.as_str().ok_or("method must be a string")?.to_ascii_uppercase()),
+        };
+        let count = |name: &str, default: u64| match obj.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(n) => n.as_u64().ok_or(format!("{name} must be a non-negative integer")),
+        };
+        let nth = count("nth", 1)?;
+        if nth == 0 {
+            return Err("nth is 1-based".into());
+        }
+        let times = count("times", 1)?;
+        let action = Action::parse(obj.get("action").ok_or("rule needs an action")?)?;
+        Ok(Rule {
+            spec: v.clone(),
+            path_prefix,
+            method,
+            nth,
+            times,
+            action,
+            matched: 0,
+        })
+    }
+
+    /// Whether the rule concerns this request. Control paths are only matched
+    /// by rules that name them explicitly.
+    fn matches(&self, method: &str, path: &str) -> bool {
+        if path.starts_with("/_fake/") && !self.path_prefix.starts_with("/_fake") {
+            return false;
+        }
+        path.starts_with(&self.path_prefix)
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// Whether the rule applies to its `matched`-th matching request.
+    fn in_window(&self) -> bool {
+        self.matched >= self.nth && (self.times == 0 || self.matched < self.nth + self.times)
+    }
+
+    /// Whether no future request can be faulted by this rule.
+    fn spent(&self) -> bool {
+        self.times != 0 && self.matched >= self.nth + self.times - 1
+    }
+}
+
+/// The active fault rules.
+#[derive(Default)]
+pub struct Faults {
+    rules: Mutex<Vec<Rule>>,
+}
+
+impl Faults {
+    /// Adds rules from a JSON list (or a single rule object); all or none are added.
+    pub fn add(&self, v: &Value) -> Result<usize, String> {
+        let list = match v {
+            Value::Array(items) => items.iter().map(Rule::parse).collect::<Result<Vec<_>, _>>()?,
+            Value::Object(_) => vec![Rule::parse(v)?],
+            _ => return Err("expected a JSON list of fault rules".into()),
+        };
+        let n = list.len();
+        self.lock().extend(list);
+        Ok(n)
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The remaining rules, each with how many requests it has matched.
+    pub fn list(&self) -> Value {
+        let rules = self.lock();
+        Value::Array(
+            rules
+                .iter()
+                .map(|r| {
+                    let mut m: Map<String, Value> = r.spec.as_object().cloned().unwrap_or_default();
+                    m.insert("matched".into(), json!(r.matched));
+                    Value::Object(m)
+                })
+                .collect(),
+        )
+    }
+
+    /// Counts this request against every matching rule and returns the action
+    /// of the first rule that applies to it, if any.
+    pub fn check(&self, method: &str, path: &str) -> Option<Action> {
+        let mut rules = self.lock();
+        let mut chosen = None;
+        for rule in rules.iter_mut().filter(|r| r.matches(method, path)) {
+            rule.matched += 1;
+            if chosen.is_none() && rule.in_window() {
+                chosen = Some(rule.action.clone());
+            }
+        }
+        rules.retain(|r| !r.spent());
+        chosen
+    }
+
+    /// Locks the rules, recovering from a panicked holder.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Rule>> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nth_and_times_select_requests() {
+        let f = Faults::default();
+        f.add(&json!([{"path_prefix": "/v1/", "method": "post", "nth": 2, "times": 2,
+                        "action": {"status": 500}}]))
+            .expect("add");
+        let hits: Vec<bool> = (0..5).map(|_| f.check("POST", "/v1/x").is_some()).collect();
+        assert_eq!(hits, [false, true, true, false, false]);
+        assert_eq!(f.list(), json!([]));
+    }
+
+    #[test]
+    fn forever_rules_and_filters() {
+        let f = Faults::default();
+        f.add(&json!({"path_prefix": "/v1/tables/", "times": 0, "action": {"hang": true}}))
+            .expect("add");
+        assert_eq!(f.check("GET", "/v1/imports/1"), None);
+        assert_eq!(f.check("DELETE", "/_fake/faults"), None);
+        for _ in 0..3 {
+            assert_eq!(f.check("POST", "/v1/tables/t/records/bulk"), Some(Action::Hang));
+        }
+        assert_eq!(f.list()[0]["matched"], json!(3));
+    }
+
+    #[test]
+    fn first_listed_rule_wins() {
+        let f = Faults::default();
+        f.add(&json!([{"action": {"delay_ms": 5}}, {"action": {"close": true}}]))
+            .expect("add");
+        assert_eq!(f.check("GET", "/x"), Some(Action::Delay(Duration::from_millis(5))));
+        assert_eq!(f.check("GET", "/x"), None);
+    }
+
+    #[test]
+    fn rejects_bad_rules() {
+        let f = Faults::default();
+        assert!(f.add(&json!([{"action": {}}])).is_err());
+        assert!(f.add(&json!([{"nth": 0, "action": {"hang": true}}])).is_err());
+        assert!(f.add(&json!([{"action": {"status": 42}}])).is_err());
+        assert!(f.add(&json!("x")).is_err());
+        assert_eq!(f.list(), json!([]));
+    }
+
+    #[test]
+    fn respond_defaults() {
+        let a = Action::parse(&json!({"status": 429, "headers": {"Retry-After": 2}, "body": "slow down"}))
+            .expect("parse");
+        let Action::Respond { status, headers, body } = a else { panic!("respond") };
+        assert_eq!(status, 429);
+        assert!(headers.contains(&("Retry-After".into(), "2".into())));
+        assert!(headers.contains(&("Content-Type".into(), "text/plain; charset=utf-8".into())));
+        assert_eq!(body, b"slow down");
+    }
+}
