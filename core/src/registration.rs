@@ -3,6 +3,25 @@
 use crate::error::{quoted, Error, Result, SqlState};
 use crate::mapping::{map_columns, ColumnMapping, ColumnOptions, Source};
 use crate::schedule::Schedule;
+use serde::Deserialize;
+
+/// A stored registration, as the extension reads it back (one jsonb per row, read with serde).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registration {
+    /// OID of the source relation.
+    pub source: u32,
+    /// The source's qualified name when it was last registered or altered.
+    pub source_name: String,
+    pub data_table_key: String,
+    pub columns: ColumnOptions,
+    /// The canonical filter text, if any.
+    pub filter: Option<String>,
+    pub schedule: String,
+    /// The reader role's name and OID.
+    pub run_as: String,
+    pub run_as_oid: u32,
+    pub paused: bool,
+}
 
 /// The schedule a registration gets when none is given: four pushes a day.
 pub const DEFAULT_SCHEDULE: &str = "0 */6 * * *";

@@ -295,7 +295,7 @@ fn write_json(cell: &Cell<'_>, out: &mut Vec<u8>) {
 
 /// Writes records into a CSV document with the given header.
 pub fn csv_document(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(vec![]);
+    let mut writer = csv::WriterBuilder::new().from_writer(vec![]);
     writer.write_record(header).expect("writing to a Vec cannot fail");
     for row in rows {
         writer.write_record(row).expect("writing to a Vec cannot fail");
@@ -390,6 +390,6 @@ mod tests {
             .csv_row(&[Some("7"), Some("a,b"), None, Some("1.50"), Some("2026-01-02"), None, Some("false")])
             .unwrap();
         let doc = csv_document(&encoder().csv_header(), &[row]);
-        assert_eq!(doc, "id,name,owner,amount,close_date,at,won\r\n7,\"a,b\",,1.50,2026-01-02,,false\r\n");
+        assert_eq!(doc, "id,name,owner,amount,close_date,at,won\n7,\"a,b\",,1.50,2026-01-02,,false\n");
     }
 }

@@ -37,7 +37,10 @@ pub fn handle(store: &Store, mut req: Request) -> (Response, Option<usize>) {
 /// `POST /v1/tables/{key}/records/bulk?all=&debounce=`: queues the records for import.
 fn bulk(store: &Store, key: &str, req: &mut Request) -> (Response, Option<usize>) {
     if store.table(key).is_none() {
-        return (Response::detail(404, format!("Data table '{key}' not found")), None);
+        return (
+            Response::detail(404, format!("Data table '{key}' not found")),
+            None,
+        );
     }
     let all = match req.query_param("all").as_deref().map(parse_bool) {
         None => false,
@@ -62,7 +65,10 @@ fn bulk(store: &Store, key: &str, req: &mut Request) -> (Response, Option<usize>
         }
     };
     let id = store.enqueue(key, all, debounce, std::mem::take(&mut req.body));
-    (Response::json(200, &json!({ "import_id": id })), Some(count))
+    (
+        Response::json(200, &json!({ "import_id": id })),
+        Some(count),
+    )
 }
 
 /// Parses a boolean query value (`true`/`false`, `1`/`0`, any case).
@@ -115,7 +121,10 @@ fn reporting(store: &Store, key: &str, req: &Request) -> Response {
 }
 
 /// Reshapes a stored record the way the reporting API shows it.
-fn reporting_shape(def: &crate::fields::TableDef, stored: Map<String, Value>) -> Map<String, Value> {
+fn reporting_shape(
+    def: &crate::fields::TableDef,
+    stored: Map<String, Value>,
+) -> Map<String, Value> {
     stored
         .into_iter()
         .map(|(k, v)| {

@@ -108,6 +108,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Known instants format as RFC 3339 UTC, leap day included.
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
@@ -117,6 +118,7 @@ mod tests {
         assert_eq!(format_rfc3339(leap), "2000-02-29T00:00:00.000000Z");
     }
 
+    /// Dates and date-times are accepted or refused as Qobra would.
     #[test]
     fn validates_dates() {
         for ok in [

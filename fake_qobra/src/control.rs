@@ -2,7 +2,7 @@
 //! request log, flush imports, inject faults, reset and shut down.
 //! No API key is needed; the server only listens on loopback addresses.
 
-use crate::fields::{decimal, FieldType, TableDef, UserKey};
+use crate::fields::{decimal, FieldType, RawRecord, TableDef, UserKey};
 use crate::http::{query_pairs, Request, Response};
 use crate::server::Shared;
 use crate::store::upsert;
@@ -50,7 +50,9 @@ pub fn handle(shared: &Shared, req: Request) -> Response {
         ("GET", ["faults"]) => Response::json(200, &shared.faults.list()),
         ("POST", ["faults"]) => match serde_json::from_slice::<Value>(&req.body) {
             Ok(v) => match shared.faults.add(&v) {
-                Ok(n) => Response::json(200, &json!({ "added": n, "faults": shared.faults.list() })),
+                Ok(n) => {
+                    Response::json(200, &json!({ "added": n, "faults": shared.faults.list() }))
+                }
                 Err(e) => Response::detail(400, e),
             },
             Err(e) => Response::detail(400, format!("Body must be JSON: {e}")),
@@ -81,7 +83,11 @@ fn not_found_table(key: &str) -> Response {
 /// A table's definition plus its key and record count.
 fn table_summary(shared: &Shared, key: &str) -> Option<Value> {
     let table = shared.store.table(key)?;
-    let count = table.records.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let count = table
+        .records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
     let mut doc = table.def.to_json();
     doc["data_table_key"] = json!(key);
     doc["record_count"] = json!(count);
@@ -118,7 +124,12 @@ fn define_json(shared: &Shared, key: &str, req: &Request) -> Response {
         Ok(v) => v,
         Err(e) => return Response::detail(400, format!("Body must be JSON: {e}")),
     };
-    let text = |name: &str| doc.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |name: &str| {
+        doc.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let user_key = match doc.get("user_key") {
         None | Some(Value::Null) => UserKey::Email,
         Some(v) => match v.as_str().and_then(UserKey::parse) {
@@ -142,7 +153,8 @@ fn define_json(shared: &Shared, key: &str, req: &Request) -> Response {
     match TableDef::new(&text("id_field"), &text("name_field"), user_key, fields) {
         Ok(def) => {
             shared.store.define_table(key, def);
-            table_summary(shared, key).map_or_else(|| not_found_table(key), |d| Response::json(200, &d))
+            table_summary(shared, key)
+                .map_or_else(|| not_found_table(key), |d| Response::json(200, &d))
         }
         Err(e) => Response::detail(400, e),
     }
@@ -163,31 +175,47 @@ fn define_csv(shared: &Shared, key: &str, req: &Request) -> Response {
         Ok(h) => h.iter().map(|s| s.trim().to_string()).collect(),
         Err(e) => return Response::detail(400, format!("Invalid CSV header: {e}")),
     };
-    let id_field = param("id_field").or_else(|| headers.first().cloned()).unwrap_or_default();
-    let name_field = param("name_field").or_else(|| headers.get(1).cloned()).unwrap_or_default();
+    let id_field = param("id_field")
+        .or_else(|| headers.first().cloned())
+        .unwrap_or_default();
+    let name_field = param("name_field")
+        .or_else(|| headers.get(1).cloned())
+        .unwrap_or_default();
     let user_key = match param("user_key").as_deref().map(UserKey::parse) {
         None => UserKey::Email,
         Some(Some(k)) => k,
         Some(None) => return Response::detail(400, "user_key must be email or id"),
     };
     let mut types = Map::new();
-    for item in param("types").unwrap_or_default().split(',').filter(|s| !s.trim().is_empty()) {
+    for item in param("types")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+    {
         let Some((field, ty)) = item.split_once(':') else {
             return Response::detail(400, format!("types entry '{item}' is not field:type"));
         };
         let field = field.trim();
         if !headers.iter().any(|h| h == field) {
-            return Response::detail(400, format!("types names '{field}', which is not a CSV column"));
+            return Response::detail(
+                400,
+                format!("types names '{field}', which is not a CSV column"),
+            );
         }
         match FieldType::parse(ty) {
             Some(t) => types.insert(field.to_string(), json!(t.name())),
-            None => return Response::detail(400, format!("unknown type '{ty}' for field '{field}'")),
+            None => {
+                return Response::detail(400, format!("unknown type '{ty}' for field '{field}'"))
+            }
         };
     }
     let fields: Vec<(String, FieldType)> = headers
         .iter()
         .map(|h| {
-            let ty = types.get(h).and_then(Value::as_str).and_then(FieldType::parse);
+            let ty = types
+                .get(h)
+                .and_then(Value::as_str)
+                .and_then(FieldType::parse);
             (h.clone(), ty.unwrap_or(FieldType::String))
         })
         .collect();
@@ -212,8 +240,12 @@ fn define_csv(shared: &Shared, key: &str, req: &Request) -> Response {
             .zip(row.iter())
             .map(|(h, cell)| (h.clone(), csv_cell(def.field_type(h), cell)))
             .collect();
-        match def.parse_record(&record) {
-            Ok((id, stored)) => rows.push((id, serde_json::to_string(&stored).unwrap_or_default())),
+        let text = Value::Object(record).to_string();
+        let parsed = serde_json::from_str::<RawRecord>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|r| def.parse_record(&r));
+        match parsed {
+            Ok(row) => rows.push(row),
             Err(e) => return Response::detail(400, format!("CSV line {line}: {e}")),
         }
     }

@@ -44,7 +44,10 @@ impl Action {
     fn parse(v: &Value) -> Result<Action, String> {
         let obj = v.as_object().ok_or("action must be an object")?;
         let flag = |name: &str| obj.get(name).and_then(Value::as_bool).unwrap_or(false);
-        let read_body = obj.get("read_body").and_then(Value::as_bool).unwrap_or(true);
+        let read_body = obj
+            .get("read_body")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         if let Some(status) = obj.get("status") {
             let status = status
                 .as_u64()
@@ -71,8 +74,15 @@ impl Action {
                 Some(Value::String(s)) => (s.clone(), serde_json::from_str::<Value>(s).is_ok()),
                 Some(other) => (other.to_string(), true),
             };
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Content-Type")) {
-                let ct = if is_json { "application/json" } else { "text/plain; charset=utf-8" };
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"))
+            {
+                let ct = if is_json {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
                 headers.push(("Content-Type".into(), ct.into()));
             }
             return Ok(Action::Respond {
@@ -82,7 +92,9 @@ impl Action {
             });
         }
         if let Some(ms) = obj.get("delay_ms") {
-            let ms = ms.as_u64().ok_or("delay_ms must be a non-negative integer")?;
+            let ms = ms
+                .as_u64()
+                .ok_or("delay_ms must be a non-negative integer")?;
             return Ok(Action::Delay(Duration::from_millis(ms)));
         }
         if flag("hang") {
@@ -117,15 +129,24 @@ impl Rule {
         let obj = v.as_object().ok_or("each rule must be an object")?;
         let path_prefix = match obj.get("path_prefix") {
             None => "/".to_string(),
-            Some(p) => p.as_str().ok_or("path_prefix must be a string")?.to_string(),
+            Some(p) => p
+                .as_str()
+                .ok_or("path_prefix must be a string")?
+                .to_string(),
         };
         let method = match obj.get("method") {
             None | Some(Value::Null) => None,
-            Some(m) => Some(m.as_str().ok_or("method must be a string")?.to_ascii_uppercase()),
+            Some(m) => Some(
+                m.as_str()
+                    .ok_or("method must be a string")?
+                    .to_ascii_uppercase(),
+            ),
         };
         let count = |name: &str, default: u64| match obj.get(name) {
             None | Some(Value::Null) => Ok(default),
-            Some(n) => n.as_u64().ok_or(format!("{name} must be a non-negative integer")),
+            Some(n) => n
+                .as_u64()
+                .ok_or(format!("{name} must be a non-negative integer")),
         };
         let nth = count("nth", 1)?;
         if nth == 0 {
@@ -151,7 +172,10 @@ impl Rule {
             return false;
         }
         path.starts_with(&self.path_prefix)
-            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
     }
 
     /// Whether the rule applies to its `matched`-th matching request.
@@ -175,7 +199,10 @@ impl Faults {
     /// Adds rules from a JSON list (or a single rule object); all or none are added.
     pub fn add(&self, v: &Value) -> Result<usize, String> {
         let list = match v {
-            Value::Array(items) => items.iter().map(Rule::parse).collect::<Result<Vec<_>, _>>()?,
+            Value::Array(items) => items
+                .iter()
+                .map(Rule::parse)
+                .collect::<Result<Vec<_>, _>>()?,
             Value::Object(_) => vec![Rule::parse(v)?],
             _ => return Err("expected a JSON list of fault rules".into()),
         };
@@ -229,17 +256,21 @@ impl Faults {
 mod tests {
     use super::*;
 
+    /// `nth` and `times` pick which matching requests are faulted.
     #[test]
     fn nth_and_times_select_requests() {
         let f = Faults::default();
-        f.add(&json!([{"path_prefix": "/v1/", "method": "post", "nth": 2, "times": 2,
-                        "action": {"status": 500}}]))
-            .expect("add");
+        f.add(
+            &json!([{"path_prefix": "/v1/", "method": "post", "nth": 2, "times": 2,
+                        "action": {"status": 500}}]),
+        )
+        .expect("add");
         let hits: Vec<bool> = (0..5).map(|_| f.check("POST", "/v1/x").is_some()).collect();
         assert_eq!(hits, [false, true, true, false, false]);
         assert_eq!(f.list(), json!([]));
     }
 
+    /// `times: 0` lasts forever; method, prefix and control paths filter.
     #[test]
     fn forever_rules_and_filters() {
         let f = Faults::default();
@@ -248,35 +279,55 @@ mod tests {
         assert_eq!(f.check("GET", "/v1/imports/1"), None);
         assert_eq!(f.check("DELETE", "/_fake/faults"), None);
         for _ in 0..3 {
-            assert_eq!(f.check("POST", "/v1/tables/t/records/bulk"), Some(Action::Hang));
+            assert_eq!(
+                f.check("POST", "/v1/tables/t/records/bulk"),
+                Some(Action::Hang)
+            );
         }
         assert_eq!(f.list()[0]["matched"], json!(3));
     }
 
+    /// When two rules apply, the first listed one acts.
     #[test]
     fn first_listed_rule_wins() {
         let f = Faults::default();
         f.add(&json!([{"action": {"delay_ms": 5}}, {"action": {"close": true}}]))
             .expect("add");
-        assert_eq!(f.check("GET", "/x"), Some(Action::Delay(Duration::from_millis(5))));
+        assert_eq!(
+            f.check("GET", "/x"),
+            Some(Action::Delay(Duration::from_millis(5)))
+        );
         assert_eq!(f.check("GET", "/x"), None);
     }
 
+    /// Malformed rules are refused and none is added.
     #[test]
     fn rejects_bad_rules() {
         let f = Faults::default();
         assert!(f.add(&json!([{"action": {}}])).is_err());
-        assert!(f.add(&json!([{"nth": 0, "action": {"hang": true}}])).is_err());
+        assert!(f
+            .add(&json!([{"nth": 0, "action": {"hang": true}}]))
+            .is_err());
         assert!(f.add(&json!([{"action": {"status": 42}}])).is_err());
         assert!(f.add(&json!("x")).is_err());
         assert_eq!(f.list(), json!([]));
     }
 
+    /// A status action keeps its headers and gets a content type.
     #[test]
     fn respond_defaults() {
-        let a = Action::parse(&json!({"status": 429, "headers": {"Retry-After": 2}, "body": "slow down"}))
-            .expect("parse");
-        let Action::Respond { status, headers, body } = a else { panic!("respond") };
+        let a = Action::parse(
+            &json!({"status": 429, "headers": {"Retry-After": 2}, "body": "slow down"}),
+        )
+        .expect("parse");
+        let Action::Respond {
+            status,
+            headers,
+            body,
+        } = a
+        else {
+            panic!("respond")
+        };
         assert_eq!(status, 429);
         assert!(headers.contains(&("Retry-After".into(), "2".into())));
         assert!(headers.contains(&("Content-Type".into(), "text/plain; charset=utf-8".into())));

@@ -155,28 +155,12 @@ impl Conn {
 
     /// Reads into `dst`, retrying on poll timeouts until data, EOF or server stop.
     fn read_some(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.stream.read(dst) {
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if self.stopping.load(Ordering::Relaxed) {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "stopping"));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        read_polling(&mut self.stream, &self.stopping, dst)
     }
 
     /// Appends more bytes from the socket to the buffer; returns how many (0 = EOF).
     fn fill(&mut self) -> io::Result<usize> {
-        if self.start > 0 && self.start == self.end {
+        if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
@@ -190,11 +174,7 @@ impl Conn {
                 self.buf.resize(len * 2, 0);
             }
         }
-        let mut tmp = std::mem::take(&mut self.buf);
-        let end = self.end;
-        let r = self.read_some(&mut tmp[end..]);
-        self.buf = tmp;
-        let n = r?;
+        let n = read_polling(&mut self.stream, &self.stopping, &mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
@@ -350,6 +330,35 @@ impl Conn {
     }
 }
 
+/// Reads from a socket whose read timeout is `POLL`, retrying on timeouts until
+/// data arrives, the peer closes, or `stopping` is set.
+fn read_polling(
+    stream: &mut TcpStream,
+    stopping: &AtomicBool,
+    dst: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match stream.read(dst) {
+            Ok(n) => return Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stopping.load(Ordering::Relaxed) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "server stopping",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Position just past the blank line that ends a request head, if present.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
@@ -473,6 +482,7 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Query strings and percent escapes decode.
     #[test]
     fn decodes_queries() {
         let pairs = query_pairs("all=true&debounce=5&x=a%20b+c&flag");
@@ -484,6 +494,7 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb"), "a/b");
     }
 
+    /// Request heads parse, keep-alive follows the HTTP version and headers.
     #[test]
     fn parses_heads() {
         let h = parse_head(b"GET /a/b?x=1 HTTP/1.0\r\nHost: h\r\n\r\n").expect("head");

@@ -1,3 +1,104 @@
-fn main() {
-    println!("Hello, world!");
+//! `fake-qobra`: runs the fake Qobra server until SIGTERM, SIGINT or `POST /_fake/shutdown`.
+
+use fake_qobra::Server;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Command-line usage.
+const USAGE: &str = "usage: fake-qobra --listen 127.0.0.1:0 --api-key KEY [--port-file PATH]
+  --listen ADDR     loopback address and port to listen on (port 0 picks one)
+  --api-key KEY     the key clients must send in X-API-Key (or set FAKE_QOBRA_API_KEY)
+  --port-file PATH  write the bound port to PATH once listening";
+
+/// Parsed command-line options.
+struct Options {
+    listen: String,
+    api_key: String,
+    port_file: Option<String>,
+}
+
+/// Parses the command line (and FAKE_QOBRA_API_KEY as a fallback for the key).
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut listen = None;
+    let mut api_key = std::env::var("FAKE_QOBRA_API_KEY").ok();
+    let mut port_file = None;
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--listen" => listen = Some(value()?),
+            "--api-key" => api_key = Some(value()?),
+            "--port-file" => port_file = Some(value()?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(Options {
+        listen: listen.ok_or("--listen is required")?,
+        api_key: api_key
+            .filter(|k| !k.is_empty())
+            .ok_or("--api-key is required")?,
+        port_file,
+    })
+}
+
+/// Starts the server, announces its address, and waits for a stop.
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("fake-qobra: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = match Server::start(&opts.listen, &opts.api_key) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fake-qobra: cannot listen on {}: {e}", opts.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.addr();
+    if let Some(path) = &opts.port_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", addr.port())) {
+            eprintln!("fake-qobra: cannot write port file {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+    if let Err(e) = stop_on_signals(&server) {
+        eprintln!("fake-qobra: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    server.wait();
+    ExitCode::SUCCESS
+}
+
+/// Stops the server on the first SIGTERM or SIGINT.
+fn stop_on_signals(server: &Server) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let stopper = server.stopper();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                stopper();
+            }
+        })?;
+    Ok(())
 }

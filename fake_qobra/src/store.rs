@@ -6,7 +6,7 @@
 //! that tables of millions of rows stay small and read-back is cheap.
 
 use crate::clock::now_rfc3339;
-use crate::fields::TableDef;
+use crate::fields::{RawRecord, TableDef};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -68,7 +68,11 @@ struct Import {
 impl Import {
     /// The `GET /v1/imports/{id}` representation.
     fn to_json(&self) -> Value {
-        let progress = if self.status == Status::Finished { 100 } else { 0 };
+        let progress = if self.status == Status::Finished {
+            100
+        } else {
+            0
+        };
         json!({
             "data_import": {
                 "id": self.id,
@@ -116,12 +120,11 @@ impl Store {
     }
 
     /// Starts the launcher thread for this store.
-    pub fn spawn_launcher(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+    pub fn spawn_launcher(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
         let store = Arc::clone(self);
         std::thread::Builder::new()
             .name("import-launcher".into())
             .spawn(move || store.launcher_loop())
-            .expect("spawn import launcher thread")
     }
 
     /// Stops the launcher thread and wakes any flush waiting on it.
@@ -136,7 +139,9 @@ impl Store {
             def,
             records: Mutex::new(BTreeMap::new()),
         });
-        self.lock().tables.insert(key.to_string(), Arc::clone(&table));
+        self.lock()
+            .tables
+            .insert(key.to_string(), Arc::clone(&table));
         table
     }
 
@@ -220,7 +225,12 @@ impl Store {
         let st = self.lock();
         let mut imports: Vec<&Import> = st.imports.values().collect();
         imports.sort_by_key(|i| i.seq);
-        Value::Array(imports.iter().map(|i| i.to_json()["data_import"].clone()).collect())
+        Value::Array(
+            imports
+                .iter()
+                .map(|i| i.to_json()["data_import"].clone())
+                .collect(),
+        )
     }
 
     /// Launches every scheduled import now and waits until all imports are finished.
@@ -309,15 +319,11 @@ fn run_import(table: Option<&Table>, batches: Vec<Batch>) -> (Option<usize>, Opt
     let mut first_failure = String::new();
     let mut line = 0usize;
     for batch in batches {
-        let records: Vec<Map<String, Value>> = serde_json::from_slice(&batch.body).unwrap_or_default();
-        drop(batch.body);
+        let records: Vec<RawRecord> = serde_json::from_slice(&batch.body).unwrap_or_default();
         for record in records {
             line += 1;
             match table.def.parse_record(&record) {
-                Ok((id, stored)) => {
-                    let text = serde_json::to_string(&stored).unwrap_or_default();
-                    good.push((id, text));
-                }
+                Ok(parsed) => good.push(parsed),
                 Err(msg) => {
                     failed += 1;
                     if first_failure.is_empty() {
@@ -326,7 +332,7 @@ fn run_import(table: Option<&Table>, batches: Vec<Batch>) -> (Option<usize>, Opt
                     if details.len() < MAX_ERROR_DETAILS {
                         details.push(json!({
                             "line_number": line,
-                            "row": Value::Object(record),
+                            "row": record.to_value(),
                             "details": msg,
                         }));
                     }
@@ -368,7 +374,9 @@ pub fn upsert(records: &mut BTreeMap<String, Box<str>>, id: String, text: String
             let mut merged: Map<String, Value> = serde_json::from_str(existing).unwrap_or_default();
             let new: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
             merged.extend(new);
-            *existing = serde_json::to_string(&merged).unwrap_or_default().into_boxed_str();
+            *existing = serde_json::to_string(&merged)
+                .unwrap_or_default()
+                .into_boxed_str();
         }
     }
 }
@@ -431,6 +439,7 @@ fn new_import_id(seq: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Only arrays of objects pass the body check.
     #[test]
     fn counts_objects_only() {
         assert_eq!(count_objects(br#"[{"a":1},{"b":[1,{"c":2}]}]"#), Ok(2));
@@ -440,6 +449,7 @@ mod tests {
         assert!(count_objects(br#"[{"a":1}"#).is_err());
     }
 
+    /// An upsert merges new fields into the stored record.
     #[test]
     fn upsert_merges_fields() {
         let mut records = BTreeMap::new();
@@ -448,6 +458,7 @@ mod tests {
         assert_eq!(&*records["1"], r#"{"id":"1","a":1,"b":3}"#);
     }
 
+    /// Import ids are UUID-shaped and unique.
     #[test]
     fn import_ids_are_unique() {
         let a = new_import_id(1);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 clusters for the regression, end-to-end and demo tiers.
+# Source this file, then: cluster_start DIR PORT [extra postgresql.conf lines...]; cluster_stop DIR.
+# Clusters run as the unprivileged OS user $QS_PGUSER (default: postgres; Postgres refuses root),
+# listen on 127.0.0.1 only, keep their socket in DIR, and preload qobra_sync.
+
+QS_PGUSER=${QS_PGUSER:-postgres}
+PGBIN=/usr/lib/postgresql/15/bin
+
+# Runs a command as the cluster's OS user (directly when we already are that user).
+as_pguser() {
+    if [ "$(id -un)" = "$QS_PGUSER" ]; then "$@"; else runuser -u "$QS_PGUSER" -- "$@"; fi
+}
+
+# Creates and starts a cluster in DIR on PORT; extra arguments are postgresql.conf lines.
+cluster_start() {
+    local dir=$1 port=$2
+    shift 2
+    rm -rf "$dir"
+    install -d -o "$QS_PGUSER" -m 700 "$dir"
+    as_pguser "$PGBIN/initdb" -D "$dir/data" --locale=C.UTF-8 -E UTF8 -A trust -U postgres >"$dir/initdb.log" 2>&1
+    {
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$dir'"
+        echo "shared_preload_libraries = 'qobra_sync'"
+        echo "client_min_messages = warning"
+        echo "log_min_messages = info"
+        for line in "$@"; do echo "$line"; done
+    } | as_pguser tee -a "$dir/data/postgresql.auto.conf" >/dev/null
+    as_pguser "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+}
+
+# Stops the cluster in DIR, fast (in-flight transactions are rolled back).
+cluster_stop() {
+    local dir=$1
+    [ -f "$dir/data/postmaster.pid" ] && as_pguser "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# psql against the cluster in DIR as the postgres superuser.
+cluster_psql() {
+    local dir=$1 port=$2
+    shift 2
+    psql -h "$dir" -p "$port" -U postgres -X -v ON_ERROR_STOP=1 "$@"
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing qobra_sync needs, and nothing that is already there:
+# Debian's PostgreSQL 15 with its server headers, clang (for pgrx's bindings), sudo, and
+# cargo-pgrx 0.18.1 initialised against Debian's pg_config. Safe to run again.
+set -euo pipefail
+
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PGRX_VERSION=0.18.1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+    echo "==> installing cargo-pgrx $PGRX_VERSION (takes about 6 minutes)"
+    cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
+fi
+
+if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    echo "==> cargo pgrx init --pg15 $PG_CONFIG"
+    cargo pgrx init --pg15 "$PG_CONFIG"
+fi

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test tier of qobra_sync, installing what is missing first:
+#   1. cargo test       the pure core (no database)
+#   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
+#   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
+# Usage: scripts/test.sh            (as root or as a user with sudo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+source scripts/cluster.sh
+
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
+mkdir -p "$WORK"
+
+echo "==> tier 1: cargo test (pure core)"
+cargo test -p qobra_sync_core
+
+echo "==> tier 2: cargo pgrx test (as the $QS_PGUSER OS user)"
+rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
+cargo pgrx test pg15 --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
+
+echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
+# cargo pgrx regress drives pg_ctl, which refuses root; so we install the extension and run the
+# same pg_regress on the same files against a cluster of our own. As a non-root user,
+# `cargo pgrx regress pg15` runs these files too.
+cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+REGRESS_DIR="$WORK/regress" REGRESS_PORT=${QS_REGRESS_PORT:-54315}
+trap 'cluster_stop "$REGRESS_DIR"' EXIT
+cluster_start "$REGRESS_DIR" "$REGRESS_PORT" "qobra_sync.database_name = 'qobra_sync_regress'"
+cluster_psql "$REGRESS_DIR" "$REGRESS_PORT" -q -c "CREATE DATABASE qobra_sync_regress"
+tests=$(ls tests/pg_regress/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//' | grep -v '^setup$' | sort)
+launcher="$WORK/psql-launcher.sh"
+printf '#!/bin/bash\n$* -v VERBOSITY=default\n' >"$launcher" && chmod 755 "$launcher"
+rm -rf tests/pg_regress/results
+if ! "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
+        --host="$REGRESS_DIR" --port="$REGRESS_PORT" --user=postgres --use-existing \
+        --dbname=qobra_sync_regress --inputdir=tests/pg_regress --outputdir=tests/pg_regress \
+        --launcher="$launcher" setup $tests; then
+    cat tests/pg_regress/regression.diffs || true
+    exit 1
+fi
+echo "==> all tiers passed"

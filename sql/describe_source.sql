@@ -1,0 +1,28 @@
+-- Describes a relation for registration: kind, quoted qualified name, and its live columns with
+-- the base type behind any domain. $1 = the relation's OID. Returns one jsonb (or no row).
+WITH RECURSIVE cols AS (
+    SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+), base(attnum, typ, depth) AS (
+    SELECT attnum, atttypid, 0 FROM cols
+    UNION ALL
+    SELECT b.attnum, t.typbasetype, b.depth + 1
+      FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typ
+     WHERE t.typtype = 'd'
+)
+SELECT pg_catalog.jsonb_build_object(
+         'oid', c.oid::pg_catalog.int8,
+         'name', c.oid::pg_catalog.regclass::pg_catalog.text,
+         'relkind', c.relkind::pg_catalog.text,
+         'columns', COALESCE((
+             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                      'name', col.attname::pg_catalog.text,
+                      'type_name', pg_catalog.format_type(col.atttypid, col.atttypmod),
+                      'base_type_oid', (SELECT b.typ::pg_catalog.int8 FROM base b
+                                         WHERE b.attnum = col.attnum
+                                         ORDER BY b.depth DESC LIMIT 1),
+                      'not_null', col.attnotnull) ORDER BY col.attnum)
+               FROM cols col), '[]'::pg_catalog.jsonb))
+  FROM pg_catalog.pg_class c
+ WHERE c.oid = $1

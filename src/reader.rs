@@ -1,0 +1,161 @@
+//! The snapshot reader: reads a source's rows as the reader role, as text, batch by batch.
+//!
+//! Every read (validate, preview, csv_template, push) goes through [`as_reader`]: the user id is
+//! switched to the registration's reader in a security-restricted context (as ANALYZE does for a
+//! table's owner), the transaction is read-only for the duration, and the settings that shape
+//! value text are pinned (`DateStyle = ISO`, `TimeZone = UTC`, `extra_float_digits = 1`,
+//! `search_path = pg_catalog, pg_temp`) and restored afterwards.
+
+use crate::error::{spi, Error, Result};
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use qobra_sync_core::mapping::Source;
+use qobra_sync_core::types::PgType;
+use qobra_sync_core::wire::RecordEncoder;
+use std::ffi::CString;
+
+/// Runs `f` as `reader` in a security-restricted, read-only context with pinned settings.
+pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let statement_timeout = crate::gucs::STATEMENT_TIMEOUT_MS.get().to_string();
+    let settings: [(&str, &str); 6] = [
+        ("DateStyle", "ISO, YMD"),
+        ("TimeZone", "UTC"),
+        ("extra_float_digits", "1"),
+        ("search_path", "pg_catalog, pg_temp"),
+        ("statement_timeout", &statement_timeout),
+        ("lock_timeout", "10000"),
+    ];
+    unsafe {
+        let mut saved_user = pg_sys::Oid::INVALID;
+        let mut saved_context: i32 = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        let saved_read_only = pg_sys::XactReadOnly;
+        let nest_level = pg_sys::NewGUCNestLevel();
+        for (name, value) in settings {
+            let name = CString::new(name).expect("no NUL in setting names");
+            let value = CString::new(value).expect("no NUL in setting values");
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        pg_sys::SetUserIdAndSecContext(
+            reader,
+            saved_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        );
+        pg_sys::XactReadOnly = true;
+        // An ERROR inside `f` aborts the transaction, which restores all three by itself.
+        let result = f();
+        pg_sys::XactReadOnly = saved_read_only;
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+        pg_sys::AtEOXact_GUC(true, nest_level);
+        result
+    }
+}
+
+/// Postgres' own quoting of an identifier.
+pub fn quote_ident(name: &str) -> String {
+    let c = CString::new(name).expect("identifiers have no NUL");
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The SELECT that reads the encoder's fields of `source` as text, with the filter and order.
+pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&str>, order_by: Option<&str>, limit: Option<i64>) -> String {
+    let list: Vec<String> = encoder
+        .fields
+        .iter()
+        .map(|f| {
+            let column = source.column(&f.column).expect("encoder fields come from the source");
+            let ident = quote_ident(&f.column);
+            // money prints with a currency symbol; its numeric value is what Qobra takes.
+            if column.pg_type() == Some(PgType::Money) {
+                format!("{ident}::pg_catalog.numeric::pg_catalog.text")
+            } else {
+                format!("{ident}::pg_catalog.text")
+            }
+        })
+        .collect();
+    let mut sql = format!("SELECT {} FROM {}", if list.is_empty() { "NULL".into() } else { list.join(", ") }, source.name);
+    if let Some(filter) = filter {
+        sql.push_str(&format!(" WHERE ({filter})"));
+    }
+    if let Some(column) = order_by {
+        sql.push_str(&format!(" ORDER BY {} NULLS FIRST", quote_ident(column)));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    sql
+}
+
+/// Runs a text-only query through a cursor and hands each row to `each`, `batch` rows at a time.
+/// Memory stays bounded: each batch's tuples and values are freed before the next fetch.
+/// `each` returns false to stop early.
+pub fn scan(query: &str, batch: i64, mut each: impl FnMut(&[Option<&str>]) -> Result<bool>) -> Result<u64> {
+    let mut seen = 0u64;
+    Spi::connect(|client| -> Result<()> {
+        let mut cursor = client.try_open_cursor(query, &[]).map_err(spi)?;
+        let mut values_cx = PgMemoryContexts::new("qobra_sync batch");
+        let mut texts: Vec<Option<&str>> = Vec::new();
+        loop {
+            let table = cursor.fetch(batch).map_err(spi)?;
+            if table.is_empty() {
+                return Ok(());
+            }
+            let ncols = table.columns().map_err(spi)?;
+            let mut stop = false;
+            unsafe {
+                let tuptable = pg_sys::SPI_tuptable;
+                let tupdesc = (*tuptable).tupdesc;
+                values_cx.switch_to(|_| -> Result<()> {
+                    for i in 0..(*tuptable).numvals as usize {
+                        let tuple = *(*tuptable).vals.add(i);
+                        texts.clear();
+                        for col in 1..=ncols {
+                            let mut is_null = false;
+                            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, col as i32, &mut is_null);
+                            texts.push(if is_null {
+                                None
+                            } else {
+                                let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                                Some(pgrx::varlena::text_to_rust_str_unchecked(detoasted))
+                            });
+                        }
+                        seen += 1;
+                        if !each(&texts)? {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    texts.clear();
+                    Ok(())
+                })?;
+                values_cx.reset();
+                pg_sys::SPI_freetuptable(tuptable);
+            }
+            if stop {
+                return Ok(());
+            }
+            pgrx::check_for_interrupts!();
+        }
+    })?;
+    Ok(seen)
+}
+
+/// One value of a single-row query whose columns are all text.
+pub fn one_row(query: &str) -> Result<Vec<Option<String>>> {
+    let mut out = None;
+    scan(query, 1, |row| {
+        out = Some(row.iter().map(|v| v.map(str::to_owned)).collect());
+        Ok(false)
+    })?;
+    out.ok_or_else(|| Error::internal(format!("no row from {query}")))
+}

@@ -1,0 +1,186 @@
+//! SQL types pgrx does not map by itself: `regclass`, `name` and `name[]`.
+//!
+//! Each is a thin newtype so that `#[pg_extern]` signatures carry exactly the SQL types of the
+//! documented API (`source regclass`, `id_column name`, `user_columns name[]`).
+
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CStr;
+
+/// A relation, given by name or OID, resolved by Postgres' `regclass` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegClass(pub pg_sys::Oid);
+impl_sql_translatable!(RegClass, "regclass");
+
+impl FromDatum for RegClass {
+    /// Reads the OID behind a regclass datum.
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        if is_null {
+            None
+        } else {
+            Some(RegClass(pg_sys::Oid::from(datum.value() as u32)))
+        }
+    }
+}
+
+impl IntoDatum for RegClass {
+    /// A regclass datum is the OID itself.
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.0))
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::REGCLASSOID
+    }
+    fn is_compatible_with(other: pg_sys::Oid) -> bool {
+        other == pg_sys::REGCLASSOID || other == pg_sys::OIDOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
+    /// Unboxes a non-NULL regclass argument.
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+    }
+}
+
+unsafe impl BoxRet for RegClass {
+    /// Returns a regclass value.
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.0)) }
+    }
+}
+
+/// An SQL identifier of type `name` (at most 63 bytes), as Rust text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(pub String);
+impl_sql_translatable!(Name, "name");
+
+impl FromDatum for Name {
+    /// Reads a `name` datum: a pointer to a NUL-terminated NameData.
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        let cstr = unsafe { CStr::from_ptr(datum.cast_mut_ptr::<std::ffi::c_char>()) };
+        Some(Name(cstr.to_string_lossy().into_owned()))
+    }
+}
+
+impl IntoDatum for Name {
+    /// Copies the text into a palloc'd NameData, cut at 63 bytes on a character boundary.
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let mut end = self.0.len().min(pg_sys::NAMEDATALEN as usize - 1);
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        unsafe {
+            let buf = pg_sys::palloc0(pg_sys::NAMEDATALEN as usize).cast::<u8>();
+            std::ptr::copy_nonoverlapping(self.0.as_ptr(), buf, end);
+            Some(pg_sys::Datum::from(buf))
+        }
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::NAMEOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for Name {
+    /// Unboxes a non-NULL name argument.
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+    }
+}
+
+unsafe impl BoxRet for Name {
+    /// Returns a name value.
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+/// A `name[]` value as a list of Rust strings; NULL elements are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NameArray(pub Vec<String>);
+impl_sql_translatable!(NameArray, "name[]");
+
+impl FromDatum for NameArray {
+    /// Deconstructs a one-dimensional `name[]` (NULL elements become an error at use).
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        unsafe {
+            let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+            let mut nulls: *mut bool = std::ptr::null_mut();
+            let mut n: i32 = 0;
+            pg_sys::deconstruct_array(
+                array,
+                pg_sys::NAMEOID,
+                pg_sys::NAMEDATALEN as i32,
+                false,
+                pg_sys::TYPALIGN_CHAR as std::ffi::c_char,
+                &mut elems,
+                &mut nulls,
+                &mut n,
+            );
+            let mut out = Vec::with_capacity(n as usize);
+            for i in 0..n as usize {
+                if *nulls.add(i) {
+                    crate::error::raise(qobra_sync_core::Error::new(
+                        qobra_sync_core::SqlState::NullValueNotAllowed,
+                        "a column list must not contain NULL",
+                    ));
+                }
+                let cstr = CStr::from_ptr((*elems.add(i)).cast_mut_ptr::<std::ffi::c_char>());
+                out.push(cstr.to_string_lossy().into_owned());
+            }
+            Some(NameArray(out))
+        }
+    }
+}
+
+impl IntoDatum for NameArray {
+    /// Builds a `name[]` from the strings.
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let datums: Vec<pg_sys::Datum> = self.0.into_iter().filter_map(|s| Name(s).into_datum()).collect();
+        unsafe {
+            let array = pg_sys::construct_array(
+                datums.as_ptr() as *mut pg_sys::Datum,
+                datums.len() as i32,
+                pg_sys::NAMEOID,
+                pg_sys::NAMEDATALEN as i32,
+                false,
+                pg_sys::TYPALIGN_CHAR as std::ffi::c_char,
+            );
+            Some(pg_sys::Datum::from(array))
+        }
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::NAMEARRAYOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for NameArray {
+    /// Unboxes a non-NULL name[] argument.
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+    }
+}
+
+unsafe impl BoxRet for NameArray {
+    /// Returns a name[] value.
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
