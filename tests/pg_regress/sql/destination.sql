@@ -1,0 +1,30 @@
+-- set_destination(): superuser only, https (or http to loopback), the key never shown.
+SELECT * FROM qobra_sync.destination_status;
+SELECT qobra_sync.set_destination('qk_live_SECRET_123');
+SELECT base_url, api_key_set FROM qobra_sync.destination_status;
+SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'http://127.0.0.1:8080/');
+SELECT base_url, api_key_set FROM qobra_sync.destination_status;
+SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'http://api.qobra.co');
+SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'http://localhost.evil.example');
+SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'https://user:pw@api.qobra.co');
+SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'ftp://api.qobra.co');
+SELECT qobra_sync.set_destination('has spaces');
+SELECT qobra_sync.set_destination('');
+SELECT qobra_sync.set_destination(NULL);
+-- No view shows the key, and PUBLIC can reach nothing.
+SELECT count(*) AS views_showing_the_key FROM pg_views
+ WHERE schemaname = 'qobra_sync' AND definition LIKE '%api_key%' AND definition NOT LIKE '%api_key_set%';
+SELECT grantee, count(*) FROM information_schema.role_table_grants
+ WHERE table_schema = 'qobra_sync' AND grantee = 'PUBLIC' GROUP BY grantee;
+SELECT count(*) AS public_functions FROM pg_proc p
+ WHERE p.pronamespace = 'qobra_sync'::regnamespace AND has_function_privilege('qobra_admin', p.oid, 'EXECUTE');
+SELECT count(*) AS functions_without_pinned_search_path FROM pg_proc p
+ WHERE p.pronamespace = 'qobra_sync'::regnamespace AND NOT coalesce(p.proconfig::text LIKE '%search_path=pg_catalog, pg_temp%', false);
+-- A non-superuser, even one allowed to call the function, is refused.
+GRANT USAGE ON SCHEMA qobra_sync TO qobra_admin;
+GRANT EXECUTE ON FUNCTION qobra_sync.set_destination(text, text) TO qobra_admin;
+SET ROLE qobra_admin;
+SELECT qobra_sync.set_destination('qk_live_OTHER');
+SELECT * FROM qobra_sync.destination;
+RESET ROLE;
+SELECT base_url FROM qobra_sync.destination_status;
