@@ -28,7 +28,8 @@ cluster_start() {
         echo "log_min_messages = info"
         for line in "$@"; do echo "$line"; done
     } | as_pguser tee -a "$dir/data/postgresql.auto.conf" >/dev/null
-    as_pguser "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # Without RUST_BACKTRACE, errors carry no Rust backtrace in their DETAIL.
+    as_pguser env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
 }
 
 # Stops the cluster in DIR, fast (in-flight transactions are rolled back).

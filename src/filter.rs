@@ -9,6 +9,7 @@
 //! What is stored and executed is the canonical text Postgres deparses from the analysed tree.
 
 use crate::error::{Error, Result, SqlState};
+use crate::reader::as_reader;
 use crate::subxact::attempt;
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::{is_a, PgList};
@@ -24,8 +25,9 @@ const STABLE_ALLOWED: &[&str] = &[
     "date_trunc", "date_part", "extract", "to_char", "age", "timezone", "isfinite",
 ];
 
-/// Parses, checks and canonicalises `text` as a filter over `source`.
-pub fn canonical(source: &Source, text: &str) -> Result<String> {
+/// Parses, checks and canonicalises `text` as a filter over `source`, as the reader role and
+/// under the reader's pinned settings (so constants deparse the same way they will be read).
+pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<String> {
     let refuse = |what: String| {
         Error::new(SqlState::FeatureNotSupported, format!("filter refused: {what}"))
             .hint("A filter is one boolean condition over the source's columns, using built-in operators and functions, e.g. stage = 'Closed Won' AND close_date >= date '2026-01-01'.")
@@ -39,7 +41,7 @@ pub fn canonical(source: &Source, text: &str) -> Result<String> {
     let sql = format!("SELECT FROM {} WHERE {}", source.name, text);
     let sql_c = CString::new(sql).map_err(|_| refuse("it contains a NUL character".into()))?;
     let relid = pg_sys::Oid::from(source.oid);
-    let outcome = attempt(|| unsafe { analyse(&sql_c, relid) });
+    let outcome = as_reader(reader, || Ok(attempt(|| unsafe { analyse(&sql_c, relid) })))?;
     match outcome {
         Ok(Ok(canonical)) => Ok(canonical),
         Ok(Err(construct)) => Err(refuse(construct)),

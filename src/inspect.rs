@@ -86,7 +86,7 @@ pub fn column_mapping(subject: &Subject) -> Result<Vec<ColumnMapping>> {
 fn sample(subject: &Subject, max_rows: i32, mut each: impl FnMut(&RecordEncoder, &[Option<&str>]) -> Result<()>) -> Result<()> {
     let rows = map_columns(&subject.source, &subject.columns)?;
     let encoder = RecordEncoder::from_mapping(&rows, subject.columns.user_key);
-    let filter = subject.filter.as_deref().map(|f| filter::canonical(&subject.source, f)).transpose()?;
+    let filter = subject.filter.as_deref().map(|f| filter::canonical(&subject.source, f, subject.reader)).transpose()?;
     let query = snapshot_query(&subject.source, &encoder, filter.as_deref(), subject.columns.id_column.as_deref(), Some(max_rows.max(0) as i64));
     as_reader(subject.reader, || {
         scan(&query, 1000, |values| {
@@ -201,7 +201,7 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
             push("filter accepted", true, "no filter: every row is pushed".into());
             Some(None)
         }
-        Some(f) => match filter::canonical(source, f) {
+        Some(f) => match filter::canonical(source, f, subject.reader) {
             Ok(c) => {
                 push("filter accepted", true, c.clone());
                 Some(Some(c))
@@ -286,7 +286,11 @@ fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str
                 out.push((
                     "id unique",
                     n == "0",
-                    if n == "0" { "no duplicate ids".into() } else { format!("{n} ids appear more than once: {}", dups[1].clone().unwrap_or_default()) },
+                    match n.as_str() {
+                        "0" => "no duplicate ids".into(),
+                        "1" => format!("1 id appears more than once: {}", dups[1].clone().unwrap_or_default()),
+                        _ => format!("{n} ids appear more than once: {}", dups[1].clone().unwrap_or_default()),
+                    },
                 ));
             }
             let encoder = RecordEncoder::from_mapping(mapping, subject.columns.user_key);
@@ -306,7 +310,7 @@ fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str
                 Ok(true)
             })?;
             if !users.is_empty() {
-                let what = if subject.columns.user_key == UserKey::Email { "emails" } else { "non-empty" };
+                let what = if subject.columns.user_key == UserKey::Email { "an email" } else { "non-empty" };
                 out.push(("user values valid", bad_users.count == 0, bad_users.describe(&format!("every user value is {what}"))));
             }
             out.push(("values representable", bad_values.count == 0, bad_values.describe("every value can be sent")));

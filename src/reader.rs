@@ -68,6 +68,7 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// The SELECT that reads the encoder's fields of `source` as text, with the filter and order.
+/// Sampling reads (`limit` given) are ordered by `order_by`, or the first column, to be repeatable.
 pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&str>, order_by: Option<&str>, limit: Option<i64>) -> String {
     let list: Vec<String> = encoder
         .fields
@@ -87,8 +88,10 @@ pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&
     if let Some(filter) = filter {
         sql.push_str(&format!(" WHERE ({filter})"));
     }
-    if let Some(column) = order_by {
-        sql.push_str(&format!(" ORDER BY {} NULLS FIRST", quote_ident(column)));
+    match order_by {
+        Some(column) => sql.push_str(&format!(" ORDER BY {} NULLS FIRST", quote_ident(column))),
+        None if limit.is_some() && !list.is_empty() => sql.push_str(" ORDER BY 1"),
+        None => {}
     }
     if let Some(n) = limit {
         sql.push_str(&format!(" LIMIT {n}"));

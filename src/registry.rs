@@ -121,7 +121,8 @@ pub fn reader_can_select(role: pg_sys::Oid, source: &Source, columns: &[String])
             missing.push(column.clone());
         }
     }
-    Ok((!missing.is_empty()).then(|| format!("it cannot SELECT {} of {}", missing.join(", "), source.name)))
+    let name = reader::one_row(&format!("SELECT {}::pg_catalog.regrole::pg_catalog.text", role.to_u32()))?[0].clone().unwrap_or_default();
+    Ok((!missing.is_empty()).then(|| format!("role {name} cannot SELECT {} of {}", missing.join(", "), source.name)))
 }
 
 /// Postgres' own quoting of a string literal.
@@ -167,9 +168,9 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 /// Checks `spec` against `source` and returns the values to store.
 fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid, Option<String>)> {
     rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
-    let filter = spec.filter.as_deref().map(|f| filter::canonical(source, f)).transpose()?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
     check_reader(run_as, source, &read_columns(source, &spec.columns)?)?;
+    let filter = spec.filter.as_deref().map(|f| filter::canonical(source, f, run_as)).transpose()?;
     if let Some(f) = &filter {
         // The filter must also be readable by the reader: evaluate it once on no rows.
         let probe = format!("SELECT NULL::pg_catalog.text FROM {} WHERE ({f}) LIMIT 0", source.name);

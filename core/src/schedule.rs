@@ -45,7 +45,7 @@ impl Schedule {
             return parser
                 .parse(trimmed)
                 .map(|c| Schedule::Cron(Box::new(c)))
-                .map_err(|e| invalid(format!("Not a valid cron expression: {e}.")));
+                .map_err(|e| invalid(format!("Not a valid cron expression: {}.", e.to_string().trim_end_matches('.'))));
         }
         let every = humantime::parse_duration(trimmed)
             .map_err(|e| invalid(format!("Neither a 5-field cron expression nor an interval ({e}).")))?;

@@ -18,7 +18,7 @@ SELECT qobra_sync.alter_table('deals', filter => $$count(*) > 1$$);
 SELECT qobra_sync.alter_table('deals', filter => $$row_number() OVER () > 1$$);
 SELECT qobra_sync.alter_table('deals', filter => $$pg_sleep(10) IS NULL$$);
 SELECT qobra_sync.alter_table('deals', filter => $$random() < 0.5$$);
-SELECT qobra_sync.alter_table('deals', filter => $$nextval('deal_seq') > 0$$);
+SELECT qobra_sync.alter_table('deals', filter => $$nextval('public.deal_seq') > 0$$);
 SELECT qobra_sync.alter_table('deals', filter => $$ctid = '(0,1)'$$);
 SELECT qobra_sync.alter_table('deals', filter => $$generate_series(1, 2) > 1$$);
 SELECT qobra_sync.alter_table('deals', filter => $$amount$$);
@@ -32,3 +32,5 @@ SELECT qobra_sync.alter_table('deals', filter => repeat('x', 20000));
 SELECT qobra_sync.alter_table('deals', filter => '   ');
 -- The stored filter is unchanged by refused ones.
 SELECT filter FROM qobra_sync.tables;
+-- Leave no registration behind for the next file.
+SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;

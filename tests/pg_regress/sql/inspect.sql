@@ -20,3 +20,5 @@ SELECT * FROM qobra_sync.validate('deals');
 -- Other kinds of sources.
 SELECT * FROM qobra_sync.preview('won_deals', 2);
 SELECT qobra_sync.csv_template('deal_totals');
+-- Leave no registration behind for the next file.
+SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;

@@ -1,8 +1,9 @@
 -- column_mapping(): every type of the mapping table, domains, user columns, overrides, exclusions.
 SELECT * FROM qobra_sync.column_mapping('deals');
--- User columns map to user; text and integer columns may be users.
-SELECT column_name, qobra_type, note FROM qobra_sync.column_mapping('deals', user_columns => '{owner_email,seats}')
- WHERE column_name IN ('owner_email', 'seats');
+-- User columns map to user; an integer column holds ids, not emails (user_key => 'id').
+SELECT column_name, qobra_type, note FROM qobra_sync.column_mapping('deals', user_columns => '{owner_email}')
+ WHERE column_name = 'owner_email';
+SELECT column_name, qobra_type, note FROM qobra_sync.column_mapping('deals', user_columns => '{seats}');
 -- Overrides inside the allowed set apply.
 SELECT column_name, qobra_type, note FROM qobra_sync.column_mapping('deals',
        column_types => '{"stage": "picklist", "amount": "amount", "discount": "percentage", "region": "multipicklist"}')

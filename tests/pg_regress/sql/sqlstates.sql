@@ -1,0 +1,17 @@
+-- Every error class carries its own SQLSTATE.
+SELECT try(s) FROM (VALUES
+  ($$SELECT qobra_sync.column_mapping('deals', column_types => '{"close_date": "number"}')$$),
+  ($$SELECT qobra_sync.column_mapping('deals', column_types => '{"amount": "currency"}')$$),
+  ($$SELECT qobra_sync.column_mapping('deals', column_types => '{"nope": "number"}')$$),
+  ($$SELECT qobra_sync.column_mapping('deals', column_types => '[]')$$),
+  ($$SELECT qobra_sync.column_mapping('deal_seq')$$),
+  ($$SELECT qobra_sync.column_mapping(NULL)$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title')$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title', run_as => 'nobody_here')$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title', field_keys => '{"stage": "title"}', run_as => 'qobra_reader')$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title', filter => 'true; select 1', run_as => 'qobra_reader')$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title', filter => 'amount >', run_as => 'qobra_reader')$$),
+  ($$SELECT qobra_sync.register_table('deals', 'deals', 'id', 'title', schedule => 'soon', run_as => 'qobra_reader')$$),
+  ($$SELECT qobra_sync.alter_table('deals', schedule => '1 hour')$$),
+  ($$SELECT qobra_sync.set_destination('k', 'http://example.com')$$)
+) AS t(s);
