@@ -13,10 +13,12 @@ const DESCRIBE_SOURCE: &str = include_str!("../sql/describe_source.sql");
 /// Describes the relation with OID `oid`, or says it does not exist (any more).
 pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
     let json: Option<JsonB> = Spi::connect(|client| {
-        client
-            .select(DESCRIBE_SOURCE, Some(1), &[RegClass(oid).into()])?
-            .first()
-            .get::<JsonB>(1)
+        let table = client.select(DESCRIBE_SOURCE, Some(1), &[RegClass(oid).into()])?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get::<JsonB>(1)
+        }
     })
     .map_err(spi)?;
     let Some(JsonB(value)) = json else {
