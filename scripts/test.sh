@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test tier of qobra_sync, installing what is missing first:
-#   1. cargo test       the pure core (no database)
+#   1. cargo test       the pure core (no database) and the fake Qobra server
 #   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
 #   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
 # Usage: scripts/test.sh            (as root or as a user with sudo)
@@ -13,8 +13,9 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
 
-echo "==> tier 1: cargo test (pure core)"
+echo "==> tier 1: cargo test (pure core, fake Qobra)"
 cargo test -p qobra_sync_core
+cargo test --manifest-path fake_qobra/Cargo.toml
 
 echo "==> tier 2: cargo pgrx test (as the $QS_PGUSER OS user)"
 rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"

@@ -1,4 +1,4 @@
--- Describes a relation for registration: kind, quoted qualified name, and its live columns with
+-- Describes a relation for registration: kind, schema-qualified name quoted by Postgres, and its live columns with
 -- the base type behind any domain. $1 = the relation's OID. Returns one jsonb (or no row).
 WITH RECURSIVE cols AS (
     SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull
@@ -13,7 +13,7 @@ WITH RECURSIVE cols AS (
 )
 SELECT pg_catalog.jsonb_build_object(
          'oid', c.oid::pg_catalog.int8,
-         'name', c.oid::pg_catalog.regclass::pg_catalog.text,
+         'name', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
          'relkind', c.relkind::pg_catalog.text,
          'columns', COALESCE((
              SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -24,5 +24,5 @@ SELECT pg_catalog.jsonb_build_object(
                                          ORDER BY b.depth DESC LIMIT 1),
                       'not_null', col.attnotnull) ORDER BY col.attnum)
                FROM cols col), '[]'::pg_catalog.jsonb))
-  FROM pg_catalog.pg_class c
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = $1

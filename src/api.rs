@@ -20,7 +20,10 @@ fn required<T>(value: Option<T>, argument: &str) -> Result<T> {
 /// Sets Qobra's API key and base URL (superuser only). The key is never shown again.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn set_destination(api_key: Option<&str>, base_url: default!(Option<&str>, "'https://api.qobra.co'")) {
+fn set_destination(
+    api_key: Option<&str>,
+    base_url: default!(Option<&str>, "'https://api.qobra.co'"),
+) {
     let api_key = required(api_key, "api_key").or_raise();
     registry::set_destination(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
 }
@@ -50,8 +53,18 @@ fn register_table(
             name_column: Some(required(name_column, "name_column")?.0),
             user_columns: user_columns.unwrap_or_default().0,
             user_key: UserKey::parse(user_key.unwrap_or("email"))?,
-            column_types: string_map("column_types", &column_types.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})))?,
-            field_keys: string_map("field_keys", &field_keys.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})))?,
+            column_types: string_map(
+                "column_types",
+                &column_types
+                    .map(|j| j.0)
+                    .unwrap_or_else(|| serde_json::json!({})),
+            )?,
+            field_keys: string_map(
+                "field_keys",
+                &field_keys
+                    .map(|j| j.0)
+                    .unwrap_or_else(|| serde_json::json!({})),
+            )?,
             exclude_columns: exclude_columns.unwrap_or_default().0,
         };
         let run_as = match run_as {
@@ -123,7 +136,9 @@ fn alter_table(
         registry::update(
             source,
             Spec {
-                data_table_key: data_table_key.map(str::to_owned).unwrap_or(reg.data_table_key),
+                data_table_key: data_table_key
+                    .map(str::to_owned)
+                    .unwrap_or(reg.data_table_key),
                 columns,
                 filter,
                 schedule: schedule.map(str::to_owned).unwrap_or(reg.schedule),
@@ -175,7 +190,11 @@ fn column_mapping(
     ),
 > {
     let source = required(source, "source").or_raise().0;
-    let over = Overrides { user_columns: user_columns.map(|u| u.0), column_types: column_types.map(|j| j.0), ..Default::default() };
+    let over = Overrides {
+        user_columns: user_columns.map(|u| u.0),
+        column_types: column_types.map(|j| j.0),
+        ..Default::default()
+    };
     let subject = inspect::subject(source, over).or_raise();
     let rows = inspect::column_mapping(&subject).or_raise();
     TableIterator::new(rows.into_iter().map(|r| {
@@ -203,7 +222,14 @@ fn validate(
     user_key: default!(Option<&str>, "NULL"),
     filter: default!(Option<&str>, "NULL"),
     run_as: default!(Option<Name>, "NULL"),
-) -> TableIterator<'static, (name!(check_name, String), name!(ok, bool), name!(detail, String))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(check_name, String),
+        name!(ok, bool),
+        name!(detail, String),
+    ),
+> {
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         id_column: id_column.map(|n| n.0),
@@ -215,13 +241,20 @@ fn validate(
         run_as: run_as.map(|n| n.0),
     };
     let subject = inspect::subject(source, over).or_raise();
-    TableIterator::new(inspect::validate(&subject).into_iter().map(|c| (c.name.to_owned(), c.ok, c.detail)))
+    TableIterator::new(
+        inspect::validate(&subject)
+            .into_iter()
+            .map(|c| (c.name.to_owned(), c.ok, c.detail)),
+    )
 }
 
 /// The exact records a push would send, up to `max_rows`, ordered by id.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn preview(source: Option<RegClass>, max_rows: default!(Option<i32>, 10)) -> SetOfIterator<'static, JsonB> {
+fn preview(
+    source: Option<RegClass>,
+    max_rows: default!(Option<i32>, 10),
+) -> SetOfIterator<'static, JsonB> {
     let source = required(source, "source").or_raise().0;
     let subject = inspect::subject(source, Overrides::default()).or_raise();
     let records = inspect::preview(&subject, max_rows.unwrap_or(10)).or_raise();
@@ -242,7 +275,9 @@ fn csv_template(source: Option<RegClass>, max_rows: default!(Option<i32>, 100)) 
 #[search_path(pg_catalog, pg_temp)]
 fn check_installation() {
     let wanted = crate::gucs::text(&crate::gucs::DATABASE_NAME);
-    let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }.to_string_lossy().into_owned();
+    let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
+        .to_string_lossy()
+        .into_owned();
     if !crate::preloaded() {
         pgrx::warning!(
             "qobra_sync is not preloaded: registration, inspection and sync_now() work, scheduled pushes do not. \

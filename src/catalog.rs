@@ -25,7 +25,8 @@ pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
         return Err(Error::new(SqlState::UndefinedTable, format!("relation with OID {} does not exist", oid.to_u32()))
             .hint("The source was dropped. Unregister it with qobra_sync.unregister_table(), or register the relation that replaces it."));
     };
-    serde_json::from_value(value).map_err(|e| Error::internal(format!("cannot read the source description: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| Error::internal(format!("cannot read the source description: {e}")))
 }
 
 /// Describes a relation and checks that its kind can be a source.
@@ -40,22 +41,31 @@ pub fn describe_source(oid: pg_sys::Oid) -> Result<Source> {
         "f" => "a foreign table",
         _ => "not a table",
     };
-    Err(Error::new(SqlState::WrongObjectType, format!("{} is {kind}", quoted(&source.name)))
-        .detail("A source must be a table, a partitioned table, a view or a materialized view.")
-        .hint(if source.relkind == "f" {
-            "Register a view over the foreign table instead."
-        } else {
-            "Register the table or view that holds the rows to push."
-        }))
+    Err(Error::new(
+        SqlState::WrongObjectType,
+        format!("{} is {kind}", quoted(&source.name)),
+    )
+    .detail("A source must be a table, a partitioned table, a view or a materialized view.")
+    .hint(if source.relkind == "f" {
+        "Register a view over the foreign table instead."
+    } else {
+        "Register the table or view that holds the rows to push."
+    }))
 }
 
 /// Checks that a registered source still exists under the name it was registered with.
 pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source> {
     let source = describe(oid).map_err(|e| {
         if e.state == SqlState::UndefinedTable {
-            Error::new(SqlState::UndefinedTable, format!("registered source {registered_name} no longer exists"))
-                .detail(format!("No relation has OID {} any more.", oid.to_u32()))
-                .hint(format!("Unregister it: SELECT qobra_sync.unregister_table({});", oid.to_u32()))
+            Error::new(
+                SqlState::UndefinedTable,
+                format!("registered source {registered_name} no longer exists"),
+            )
+            .detail(format!("No relation has OID {} any more.", oid.to_u32()))
+            .hint(format!(
+                "Unregister it: SELECT qobra_sync.unregister_table({});",
+                oid.to_u32()
+            ))
         } else {
             e
         }
@@ -75,7 +85,9 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
 pub fn current_role() -> Result<(String, u32)> {
     let oid = unsafe { pg_sys::GetUserId() };
     let name = unsafe { pg_sys::GetUserNameFromId(oid, false) };
-    let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned();
+    let name = unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
     Ok((name, oid.to_u32()))
 }
 

@@ -21,8 +21,19 @@ pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 
 /// Stable built-in functions a filter may call: the clock, and date/time arithmetic on it.
 const STABLE_ALLOWED: &[&str] = &[
-    "now", "statement_timestamp", "transaction_timestamp", "date", "timestamptz", "timestamp",
-    "date_trunc", "date_part", "extract", "to_char", "age", "timezone", "isfinite",
+    "now",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "date",
+    "timestamptz",
+    "timestamp",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "to_char",
+    "age",
+    "timezone",
+    "isfinite",
 ];
 
 /// Parses, checks and canonicalises `text` as a filter over `source`, as the reader role and
@@ -33,10 +44,16 @@ pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<Str
             .hint("A filter is one boolean condition over the source's columns, using built-in operators and functions, e.g. stage = 'Closed Won' AND close_date >= date '2026-01-01'.")
     };
     if text.trim().is_empty() {
-        return Err(Error::new(SqlState::InvalidParameterValue, "filter is empty").hint("Pass NULL for no filter."));
+        return Err(
+            Error::new(SqlState::InvalidParameterValue, "filter is empty")
+                .hint("Pass NULL for no filter."),
+        );
     }
     if text.len() > MAX_FILTER_BYTES {
-        return Err(refuse(format!("it is {} bytes long, more than {MAX_FILTER_BYTES}", text.len())));
+        return Err(refuse(format!(
+            "it is {} bytes long, more than {MAX_FILTER_BYTES}",
+            text.len()
+        )));
     }
     let sql = format!("SELECT FROM {} WHERE {}", source.name, text);
     let sql_c = CString::new(sql).map_err(|_| refuse("it contains a NUL character".into()))?;
@@ -54,7 +71,10 @@ pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<Str
 /// Parses and analyses the wrapped statement; the inner error names a refused construct.
 unsafe fn analyse(sql: &CStr, relid: pg_sys::Oid) -> std::result::Result<String, String> {
     unsafe {
-        let raw = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT));
+        let raw = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
+            sql.as_ptr(),
+            pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+        ));
         if raw.len() != 1 {
             return Err("it must be one condition, not several statements".into());
         }
@@ -66,25 +86,40 @@ unsafe fn analyse(sql: &CStr, relid: pg_sys::Oid) -> std::result::Result<String,
         let select = stmt as *mut pg_sys::SelectStmt;
         let s = &*select;
         let extra = [
-            (s.op != pg_sys::SetOperation::SETOP_NONE, "UNION, INTERSECT or EXCEPT"),
+            (
+                s.op != pg_sys::SetOperation::SETOP_NONE,
+                "UNION, INTERSECT or EXCEPT",
+            ),
             (!s.withClause.is_null(), "WITH"),
             (!s.distinctClause.is_null(), "DISTINCT"),
             (!s.intoClause.is_null(), "INTO"),
             (!s.targetList.is_null(), "a select list"),
-            (PgList::<pg_sys::Node>::from_pg(s.fromClause).len() != 1, "another FROM item"),
+            (
+                PgList::<pg_sys::Node>::from_pg(s.fromClause).len() != 1,
+                "another FROM item",
+            ),
             (!s.groupClause.is_null(), "GROUP BY"),
             (!s.havingClause.is_null(), "HAVING"),
             (!s.windowClause.is_null(), "WINDOW"),
             (!s.valuesLists.is_null(), "VALUES"),
             (!s.sortClause.is_null(), "ORDER BY"),
-            (!s.limitOffset.is_null() || !s.limitCount.is_null(), "LIMIT or OFFSET"),
+            (
+                !s.limitOffset.is_null() || !s.limitCount.is_null(),
+                "LIMIT or OFFSET",
+            ),
             (!s.lockingClause.is_null(), "a locking clause"),
             (s.whereClause.is_null(), "an empty condition"),
         ];
         if let Some((_, what)) = extra.iter().find(|(present, _)| *present) {
             return Err(format!("it contains {what}"));
         }
-        let query = pg_sys::parse_analyze_fixedparams(rawstmt, sql.as_ptr(), std::ptr::null(), 0, std::ptr::null_mut());
+        let query = pg_sys::parse_analyze_fixedparams(
+            rawstmt,
+            sql.as_ptr(),
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
         let q = &*query;
         if q.hasSubLinks {
             return Err("it contains a subquery".into());
@@ -161,7 +196,11 @@ unsafe fn refuse_function(funcid: pg_sys::Oid) -> Option<String> {
         }
         match pg_sys::func_volatile(funcid) as u8 {
             b'i' => None,
-            b's' if STABLE_ALLOWED.contains(&name.as_str()) || is_datetime_operator_function(&name) => None,
+            b's' if STABLE_ALLOWED.contains(&name.as_str())
+                || is_datetime_operator_function(&name) =>
+            {
+                None
+            }
             b's' => Some(format!("function {name}() is not immutable")),
             _ => Some(format!("volatile function {name}()")),
         }
@@ -170,8 +209,14 @@ unsafe fn refuse_function(funcid: pg_sys::Oid) -> Option<String> {
 
 /// Whether a stable built-in function is date/time comparison or arithmetic (`date < timestamptz`…).
 fn is_datetime_operator_function(name: &str) -> bool {
-    ["date_", "timestamp_", "timestamptz_"].iter().any(|p| name.starts_with(p))
-        && ["_eq_", "_ne_", "_lt_", "_le_", "_gt_", "_ge_", "_cmp_", "_pl_", "_mi_"].iter().any(|op| name.contains(op))
+    ["date_", "timestamp_", "timestamptz_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        && [
+            "_eq_", "_ne_", "_lt_", "_le_", "_gt_", "_ge_", "_cmp_", "_pl_", "_mi_",
+        ]
+        .iter()
+        .any(|op| name.contains(op))
 }
 
 /// Why `node` is refused, or None when this node (not its children) is acceptable.
@@ -233,8 +278,14 @@ unsafe fn refuse_node(node: *mut pg_sys::Node) -> Option<String> {
                 use pg_sys::SQLValueFunctionOp::*;
                 let f = &*(node as *mut pg_sys::SQLValueFunction);
                 match f.op {
-                    SVFOP_CURRENT_DATE | SVFOP_CURRENT_TIME | SVFOP_CURRENT_TIME_N | SVFOP_CURRENT_TIMESTAMP
-                    | SVFOP_CURRENT_TIMESTAMP_N | SVFOP_LOCALTIME | SVFOP_LOCALTIME_N | SVFOP_LOCALTIMESTAMP
+                    SVFOP_CURRENT_DATE
+                    | SVFOP_CURRENT_TIME
+                    | SVFOP_CURRENT_TIME_N
+                    | SVFOP_CURRENT_TIMESTAMP
+                    | SVFOP_CURRENT_TIMESTAMP_N
+                    | SVFOP_LOCALTIME
+                    | SVFOP_LOCALTIME_N
+                    | SVFOP_LOCALTIMESTAMP
                     | SVFOP_LOCALTIMESTAMP_N => None,
                     _ => Some("a session information function (current_user…)".into()),
                 }
@@ -249,12 +300,16 @@ unsafe fn refuse_node(node: *mut pg_sys::Node) -> Option<String> {
             | NodeTag::T_MinMaxExpr
             | NodeTag::T_ArrayExpr
             | NodeTag::T_List => None,
-            NodeTag::T_SubLink | NodeTag::T_SubPlan | NodeTag::T_AlternativeSubPlan => Some("a subquery".into()),
+            NodeTag::T_SubLink | NodeTag::T_SubPlan | NodeTag::T_AlternativeSubPlan => {
+                Some("a subquery".into())
+            }
             NodeTag::T_Aggref | NodeTag::T_GroupingFunc => Some("an aggregate function".into()),
             NodeTag::T_WindowFunc => Some("a window function".into()),
             NodeTag::T_Param => Some("a parameter".into()),
             NodeTag::T_NextValueExpr => Some("a sequence function".into()),
-            NodeTag::T_CoerceToDomain | NodeTag::T_CoerceToDomainValue => Some("a cast to a domain".into()),
+            NodeTag::T_CoerceToDomain | NodeTag::T_CoerceToDomainValue => {
+                Some("a cast to a domain".into())
+            }
             other => Some(format!("an unsupported construct ({other:?})")),
         }
     }

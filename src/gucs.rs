@@ -7,7 +7,8 @@ use std::ffi::CString;
 
 /// The one database where the worker runs and `CREATE EXTENSION` is allowed. `postgres` because
 /// every cluster has it; set it to the database that holds your sales data.
-pub static DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE_NAME: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 /// Whether the worker starts scheduled pushes. On: registering a table is opting in.
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Records per request. 5,000 records of ~200 bytes make ~1 MB bodies: large enough to amortise
@@ -35,7 +36,11 @@ pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 
 /// Registers every setting; `database_name` is postmaster-level only when preloaded.
 pub fn register(preloaded: bool) {
-    let db_context = if preloaded { GucContext::Postmaster } else { GucContext::Sighup };
+    let db_context = if preloaded {
+        GucContext::Postmaster
+    } else {
+        GucContext::Sighup
+    };
     GucRegistry::define_string_guc(
         c"qobra_sync.database_name",
         c"Database where the qobra_sync worker runs.",
@@ -44,19 +49,106 @@ pub fn register(preloaded: bool) {
         db_context,
         GucFlags::SUPERUSER_ONLY,
     );
-    GucRegistry::define_bool_guc(c"qobra_sync.enabled", c"Whether the worker starts scheduled pushes.", c"", &ENABLED, GucContext::Sighup, GucFlags::default());
-    GucRegistry::define_int_guc(c"qobra_sync.batch_rows", c"Records per request to Qobra.", c"", &BATCH_ROWS, 1, 1_000_000, GucContext::Suset, GucFlags::default());
-    GucRegistry::define_int_guc(c"qobra_sync.debounce_seconds", c"Debounce Qobra applies before importing a push.", c"", &DEBOUNCE_SECONDS, 0, 3600, GucContext::Suset, GucFlags::UNIT_S);
-    GucRegistry::define_int_guc(c"qobra_sync.http_timeout_ms", c"Total timeout of one HTTP request.", c"", &HTTP_TIMEOUT_MS, 100, 3_600_000, GucContext::Suset, GucFlags::UNIT_MS);
-    GucRegistry::define_int_guc(c"qobra_sync.max_retries", c"Retries of one request before a run fails.", c"", &MAX_RETRIES, 0, 100, GucContext::Suset, GucFlags::default());
-    GucRegistry::define_int_guc(c"qobra_sync.statement_timeout_ms", c"Statement timeout of snapshot reads (0 = none).", c"", &STATEMENT_TIMEOUT_MS, 0, i32::MAX, GucContext::Suset, GucFlags::UNIT_MS);
-    GucRegistry::define_float_guc(c"qobra_sync.deletion_guard", c"Smallest allowed snapshot, as a fraction of the last successful one.", c"", &DELETION_GUARD, 0.0, 1.0, GucContext::Suset, GucFlags::default());
-    GucRegistry::define_bool_guc(c"qobra_sync.skip_unchanged", c"Skip pushes whose payload equals the last successful one.", c"", &SKIP_UNCHANGED, GucContext::Suset, GucFlags::default());
-    GucRegistry::define_int_guc(c"qobra_sync.history_days", c"Days of run history kept.", c"", &HISTORY_DAYS, 1, 36_500, GucContext::Sighup, GucFlags::default());
-    GucRegistry::define_string_guc(c"qobra_sync.timezone", c"Time zone of cron schedules.", c"", &TIMEZONE, GucContext::Sighup, GucFlags::default());
+    GucRegistry::define_bool_guc(
+        c"qobra_sync.enabled",
+        c"Whether the worker starts scheduled pushes.",
+        c"",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.batch_rows",
+        c"Records per request to Qobra.",
+        c"",
+        &BATCH_ROWS,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.debounce_seconds",
+        c"Debounce Qobra applies before importing a push.",
+        c"",
+        &DEBOUNCE_SECONDS,
+        0,
+        3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.http_timeout_ms",
+        c"Total timeout of one HTTP request.",
+        c"",
+        &HTTP_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.max_retries",
+        c"Retries of one request before a run fails.",
+        c"",
+        &MAX_RETRIES,
+        0,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.statement_timeout_ms",
+        c"Statement timeout of snapshot reads (0 = none).",
+        c"",
+        &STATEMENT_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_float_guc(
+        c"qobra_sync.deletion_guard",
+        c"Smallest allowed snapshot, as a fraction of the last successful one.",
+        c"",
+        &DELETION_GUARD,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"qobra_sync.skip_unchanged",
+        c"Skip pushes whose payload equals the last successful one.",
+        c"",
+        &SKIP_UNCHANGED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.history_days",
+        c"Days of run history kept.",
+        c"",
+        &HISTORY_DAYS,
+        1,
+        36_500,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"qobra_sync.timezone",
+        c"Time zone of cron schedules.",
+        c"",
+        &TIMEZONE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 /// A string setting's current value ("" when unset).
 pub fn text(setting: &GucSetting<Option<CString>>) -> String {
-    setting.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+    setting
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

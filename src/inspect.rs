@@ -73,7 +73,13 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
         reader = registry::role_oid(&r, "run_as")?;
         reader_name = r;
     }
-    Ok(Subject { source, columns, filter, reader, reader_name })
+    Ok(Subject {
+        source,
+        columns,
+        filter,
+        reader,
+        reader_name,
+    })
 }
 
 /// The rows of `column_mapping()`.
@@ -83,11 +89,25 @@ pub fn column_mapping(subject: &Subject) -> Result<Vec<ColumnMapping>> {
 
 /// Reads up to `max_rows` records as they would be sent, ordered by id; rejected rows are
 /// reported as NOTICEs and left out, as the push leaves them out.
-fn sample(subject: &Subject, max_rows: i32, mut each: impl FnMut(&RecordEncoder, &[Option<&str>]) -> Result<()>) -> Result<()> {
+fn sample(
+    subject: &Subject,
+    max_rows: i32,
+    mut each: impl FnMut(&RecordEncoder, &[Option<&str>]) -> Result<()>,
+) -> Result<()> {
     let rows = map_columns(&subject.source, &subject.columns)?;
     let encoder = RecordEncoder::from_mapping(&rows, subject.columns.user_key);
-    let filter = subject.filter.as_deref().map(|f| filter::canonical(&subject.source, f, subject.reader)).transpose()?;
-    let query = snapshot_query(&subject.source, &encoder, filter.as_deref(), subject.columns.id_column.as_deref(), Some(max_rows.max(0) as i64));
+    let filter = subject
+        .filter
+        .as_deref()
+        .map(|f| filter::canonical(&subject.source, f, subject.reader))
+        .transpose()?;
+    let query = snapshot_query(
+        &subject.source,
+        &encoder,
+        filter.as_deref(),
+        subject.columns.id_column.as_deref(),
+        Some(max_rows.max(0) as i64),
+    );
     as_reader(subject.reader, || {
         scan(&query, 1000, |values| {
             each(&encoder, values)?;
@@ -104,8 +124,15 @@ pub fn preview(subject: &Subject, max_rows: i32) -> Result<Vec<serde_json::Value
     sample(subject, max_rows, |encoder, values| {
         buf.clear();
         match encoder.encode(values, &mut buf) {
-            Ok(()) => out.push(serde_json::from_slice(&buf).map_err(|e| Error::internal(format!("encoder wrote invalid JSON: {e}")))?),
-            Err(rejection) => pgrx::notice!("row skipped: column {}: {}", rejection.column, rejection.reason),
+            Ok(()) => out.push(
+                serde_json::from_slice(&buf)
+                    .map_err(|e| Error::internal(format!("encoder wrote invalid JSON: {e}")))?,
+            ),
+            Err(rejection) => pgrx::notice!(
+                "row skipped: column {}: {}",
+                rejection.column,
+                rejection.reason
+            ),
         }
         Ok(())
     })?;
@@ -118,17 +145,29 @@ pub fn csv_template(subject: &Subject, max_rows: i32) -> Result<String> {
     let mut header: Vec<String> = vec![];
     sample(subject, max_rows, |encoder, values| {
         if header.is_empty() {
-            header = encoder.csv_header().into_iter().map(str::to_owned).collect();
+            header = encoder
+                .csv_header()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
         }
         match encoder.csv_row(values) {
             Ok(row) => rows.push(row),
-            Err(rejection) => pgrx::notice!("row skipped: column {}: {}", rejection.column, rejection.reason),
+            Err(rejection) => pgrx::notice!(
+                "row skipped: column {}: {}",
+                rejection.column,
+                rejection.reason
+            ),
         }
         Ok(())
     })?;
     if header.is_empty() {
         let mapping = map_columns(&subject.source, &subject.columns)?;
-        header = RecordEncoder::from_mapping(&mapping, subject.columns.user_key).csv_header().into_iter().map(str::to_owned).collect();
+        header = RecordEncoder::from_mapping(&mapping, subject.columns.user_key)
+            .csv_header()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     Ok(csv_document(&header, &rows))
@@ -146,11 +185,19 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
     let mut checks = vec![];
     let mut push = |name, ok, detail: String| checks.push(Check { name, ok, detail });
     let source = &subject.source;
-    push("source", true, format!("{} ({})", source.name, kind_name(&source.relkind)));
+    push(
+        "source",
+        true,
+        format!("{} ({})", source.name, kind_name(&source.relkind)),
+    );
 
     let mapping = match map_columns(source, &subject.columns) {
         Ok(m) => {
-            push("column options", true, "user_columns, column_types, field_keys and exclude_columns are consistent".into());
+            push(
+                "column options",
+                true,
+                "user_columns, column_types, field_keys and exclude_columns are consistent".into(),
+            );
             Some(m)
         }
         Err(e) => {
@@ -161,30 +208,67 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
     let id = subject.columns.id_column.clone();
     let id_ok = match &id {
         None => {
-            push("id column present", false, "no id column given (id_column)".into());
+            push(
+                "id column present",
+                false,
+                "no id column given (id_column)".into(),
+            );
             false
         }
         Some(c) => match source.column(c) {
             None => {
-                push("id column present", false, format!("column {} does not exist", quote_ident(c)));
+                push(
+                    "id column present",
+                    false,
+                    format!("column {} does not exist", quote_ident(c)),
+                );
                 false
             }
             Some(col) => {
                 let ok = col.pg_type().is_some_and(|t| t.can_identify());
-                push("id column present", ok, format!("{} ({}){}", quote_ident(c), col.type_name, if ok { "" } else { ": not a text, integer, numeric or bit type" }));
+                push(
+                    "id column present",
+                    ok,
+                    format!(
+                        "{} ({}){}",
+                        quote_ident(c),
+                        col.type_name,
+                        if ok {
+                            ""
+                        } else {
+                            ": not a text, integer, numeric or bit type"
+                        }
+                    ),
+                );
                 ok
             }
         },
     };
     match &subject.columns.name_column {
-        None => push("name column present", false, "no name column given (name_column)".into()),
+        None => push(
+            "name column present",
+            false,
+            "no name column given (name_column)".into(),
+        ),
         Some(c) => match source.column(c) {
-            None => push("name column present", false, format!("column {} does not exist", quote_ident(c))),
-            Some(col) => push("name column present", col.pg_type().is_some(), format!("{} ({})", quote_ident(c), col.type_name)),
+            None => push(
+                "name column present",
+                false,
+                format!("column {} does not exist", quote_ident(c)),
+            ),
+            Some(col) => push(
+                "name column present",
+                col.pg_type().is_some(),
+                format!("{} ({})", quote_ident(c), col.type_name),
+            ),
         },
     }
     if let Some(m) = &mapping {
-        let unsupported: Vec<String> = m.iter().filter(|r| r.kind.is_none() && r.note.as_deref() != Some("excluded")).map(|r| format!("{} ({})", r.column_name, r.pg_type)).collect();
+        let unsupported: Vec<String> = m
+            .iter()
+            .filter(|r| r.kind.is_none() && r.note.as_deref() != Some("excluded"))
+            .map(|r| format!("{} ({})", r.column_name, r.pg_type))
+            .collect();
         let synced = m.iter().filter(|r| r.synced).count();
         push(
             "column types",
@@ -198,7 +282,11 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
     }
     let filter = match &subject.filter {
         None => {
-            push("filter accepted", true, "no filter: every row is pushed".into());
+            push(
+                "filter accepted",
+                true,
+                "no filter: every row is pushed".into(),
+            );
             Some(None)
         }
         Some(f) => match filter::canonical(source, f, subject.reader) {
@@ -212,24 +300,44 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
             }
         },
     };
-    let read_columns: Vec<String> = mapping.iter().flatten().filter(|r| r.synced).map(|r| r.column_name.clone()).collect();
+    let read_columns: Vec<String> = mapping
+        .iter()
+        .flatten()
+        .filter(|r| r.synced)
+        .map(|r| r.column_name.clone())
+        .collect();
     let reader_ok = match registry::reader_problem(subject.reader) {
         Err(e) => {
             push("reader least-privileged", false, e.message);
             false
         }
         Ok(Some(why)) => {
-            push("reader least-privileged", false, format!("{why}: refused as run_as"));
+            push(
+                "reader least-privileged",
+                false,
+                format!("{why}: refused as run_as"),
+            );
             false
         }
         Ok(None) => {
-            push("reader least-privileged", true, format!("role {}", quote_ident(&subject.reader_name)));
+            push(
+                "reader least-privileged",
+                true,
+                format!("role {}", quote_ident(&subject.reader_name)),
+            );
             true
         }
     };
     let can_read = match registry::reader_can_select(subject.reader, source, &read_columns) {
         Ok(None) => {
-            push("reader can read", true, format!("role {} can SELECT the synced columns", quote_ident(&subject.reader_name)));
+            push(
+                "reader can read",
+                true,
+                format!(
+                    "role {} can SELECT the synced columns",
+                    quote_ident(&subject.reader_name)
+                ),
+            );
             true
         }
         Ok(Some(why)) => {
@@ -242,16 +350,42 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
         }
     };
     match write_privileges(subject.reader, source) {
-        Ok(None) => push("reader read-only", true, "no INSERT, UPDATE, DELETE or TRUNCATE on the source".into()),
-        Ok(Some(p)) => push("reader read-only", false, format!("role {} holds {p} on {}: grant it SELECT only", quote_ident(&subject.reader_name), source.name)),
+        Ok(None) => push(
+            "reader read-only",
+            true,
+            "no INSERT, UPDATE, DELETE or TRUNCATE on the source".into(),
+        ),
+        Ok(Some(p)) => push(
+            "reader read-only",
+            false,
+            format!(
+                "role {} holds {p} on {}: grant it SELECT only",
+                quote_ident(&subject.reader_name),
+                source.name
+            ),
+        ),
         Err(e) => push("reader read-only", false, e.message),
     }
     match registry::destination_set() {
-        Ok(true) => push("destination set", true, "qobra_sync.set_destination() was called".into()),
-        _ => push("destination set", false, "call qobra_sync.set_destination(api_key) before the first push".into()),
+        Ok(true) => push(
+            "destination set",
+            true,
+            "qobra_sync.set_destination() was called".into(),
+        ),
+        _ => push(
+            "destination set",
+            false,
+            "call qobra_sync.set_destination(api_key) before the first push".into(),
+        ),
     }
-    let (Some(mapping), Some(filter), true, true) = (mapping, filter, reader_ok || can_read, can_read) else {
-        push("rows", false, "not checked: fix the checks above first".into());
+    let (Some(mapping), Some(filter), true, true) =
+        (mapping, filter, reader_ok || can_read, can_read)
+    else {
+        push(
+            "rows",
+            false,
+            "not checked: fix the checks above first".into(),
+        );
         return checks;
     };
     for (name, ok, detail) in data_checks(subject, &mapping, filter.as_deref(), id_ok) {
@@ -261,7 +395,12 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
 }
 
 /// The checks that read the snapshot: NULL and duplicate ids, and every row's values.
-fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str>, id_ok: bool) -> Vec<(&'static str, bool, String)> {
+fn data_checks(
+    subject: &Subject,
+    mapping: &[ColumnMapping],
+    filter: Option<&str>,
+    id_ok: bool,
+) -> Vec<(&'static str, bool, String)> {
     let source = &subject.source;
     let where_clause = filter.map(|f| format!(" WHERE ({f})")).unwrap_or_default();
     let mut out = vec![];
@@ -275,7 +414,11 @@ fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str
                 ))?;
                 let total = nulls[0].clone().unwrap_or_default();
                 let null_ids = nulls[1].clone().unwrap_or_default();
-                out.push(("id not null", null_ids == "0", format!("{null_ids} of {total} rows have a NULL id")));
+                out.push((
+                    "id not null",
+                    null_ids == "0",
+                    format!("{null_ids} of {total} rows have a NULL id"),
+                ));
                 let dups = reader::one_row(&format!(
                     "SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.string_agg(d.v || ' (' || d.n || ' times)', ', ' ORDER BY d.n DESC, d.v) FILTER (WHERE d.rank <= 5)
                        FROM (SELECT {id}::pg_catalog.text AS v, pg_catalog.count(*) AS n, pg_catalog.row_number() OVER (ORDER BY pg_catalog.count(*) DESC, {id}::pg_catalog.text) AS rank
@@ -288,15 +431,29 @@ fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str
                     n == "0",
                     match n.as_str() {
                         "0" => "no duplicate ids".into(),
-                        "1" => format!("1 id appears more than once: {}", dups[1].clone().unwrap_or_default()),
-                        _ => format!("{n} ids appear more than once: {}", dups[1].clone().unwrap_or_default()),
+                        "1" => format!(
+                            "1 id appears more than once: {}",
+                            dups[1].clone().unwrap_or_default()
+                        ),
+                        _ => format!(
+                            "{n} ids appear more than once: {}",
+                            dups[1].clone().unwrap_or_default()
+                        ),
                     },
                 ));
             }
             let encoder = RecordEncoder::from_mapping(mapping, subject.columns.user_key);
             let query = snapshot_query(source, &encoder, filter, None, None);
-            let users: Vec<&str> = mapping.iter().filter(|r| r.qobra_type == Some(qobra_sync_core::types::QobraType::User) && r.role == Role::Field).map(|r| r.column_name.as_str()).collect();
-            let (mut bad_users, mut bad_values, mut sent) = (Tally::default(), Tally::default(), 0u64);
+            let users: Vec<&str> = mapping
+                .iter()
+                .filter(|r| {
+                    r.qobra_type == Some(qobra_sync_core::types::QobraType::User)
+                        && r.role == Role::Field
+                })
+                .map(|r| r.column_name.as_str())
+                .collect();
+            let (mut bad_users, mut bad_values, mut sent) =
+                (Tally::default(), Tally::default(), 0u64);
             let id_column = subject.columns.id_column.as_deref();
             let mut buf = Vec::new();
             let total = scan(&query, 1000, |values| {
@@ -310,18 +467,38 @@ fn data_checks(subject: &Subject, mapping: &[ColumnMapping], filter: Option<&str
                 Ok(true)
             })?;
             if !users.is_empty() {
-                let what = if subject.columns.user_key == UserKey::Email { "an email" } else { "non-empty" };
-                out.push(("user values valid", bad_users.count == 0, bad_users.describe(&format!("every user value is {what}"))));
+                let what = if subject.columns.user_key == UserKey::Email {
+                    "an email"
+                } else {
+                    "non-empty"
+                };
+                out.push((
+                    "user values valid",
+                    bad_users.count == 0,
+                    bad_users.describe(&format!("every user value is {what}")),
+                ));
             }
-            out.push(("values representable", bad_values.count == 0, bad_values.describe("every value can be sent")));
-            out.push(("rows", true, format!("{sent} of {total} rows would be sent")));
+            out.push((
+                "values representable",
+                bad_values.count == 0,
+                bad_values.describe("every value can be sent"),
+            ));
+            out.push((
+                "rows",
+                true,
+                format!("{sent} of {total} rows would be sent"),
+            ));
             Ok(())
         })
     });
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => out.push(("rows", false, with_hint(&e))),
-        Err(caught) => out.push(("rows", false, format!("reading the source failed: {}", caught.message))),
+        Err(caught) => out.push((
+            "rows",
+            false,
+            format!("reading the source failed: {}", caught.message),
+        )),
     }
     out
 }

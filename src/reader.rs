@@ -47,7 +47,9 @@ pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Resul
         }
         pg_sys::SetUserIdAndSecContext(
             reader,
-            saved_context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+            saved_context
+                | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
+                    as i32,
         );
         pg_sys::XactReadOnly = true;
         // An ERROR inside `f` aborts the transaction, which restores all three by itself.
@@ -69,12 +71,20 @@ pub fn quote_ident(name: &str) -> String {
 
 /// The SELECT that reads the encoder's fields of `source` as text, with the filter and order.
 /// Sampling reads (`limit` given) are ordered by `order_by`, or the first column, to be repeatable.
-pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&str>, order_by: Option<&str>, limit: Option<i64>) -> String {
+pub fn snapshot_query(
+    source: &Source,
+    encoder: &RecordEncoder,
+    filter: Option<&str>,
+    order_by: Option<&str>,
+    limit: Option<i64>,
+) -> String {
     let list: Vec<String> = encoder
         .fields
         .iter()
         .map(|f| {
-            let column = source.column(&f.column).expect("encoder fields come from the source");
+            let column = source
+                .column(&f.column)
+                .expect("encoder fields come from the source");
             let ident = quote_ident(&f.column);
             // money prints with a currency symbol; its numeric value is what Qobra takes.
             if column.pg_type() == Some(PgType::Money) {
@@ -84,7 +94,15 @@ pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&
             }
         })
         .collect();
-    let mut sql = format!("SELECT {} FROM {}", if list.is_empty() { "NULL".into() } else { list.join(", ") }, source.name);
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        if list.is_empty() {
+            "NULL".into()
+        } else {
+            list.join(", ")
+        },
+        source.name
+    );
     if let Some(filter) = filter {
         sql.push_str(&format!(" WHERE ({filter})"));
     }
@@ -102,7 +120,11 @@ pub fn snapshot_query(source: &Source, encoder: &RecordEncoder, filter: Option<&
 /// Runs a text-only query through a cursor and hands each row to `each`, `batch` rows at a time.
 /// Memory stays bounded: each batch's tuples and values are freed before the next fetch.
 /// `each` returns false to stop early.
-pub fn scan(query: &str, batch: i64, mut each: impl FnMut(&[Option<&str>]) -> Result<bool>) -> Result<u64> {
+pub fn scan(
+    query: &str,
+    batch: i64,
+    mut each: impl FnMut(&[Option<&str>]) -> Result<bool>,
+) -> Result<u64> {
     let mut seen = 0u64;
     Spi::connect(|client| -> Result<()> {
         let mut cursor = client.try_open_cursor(query, &[]).map_err(spi)?;
@@ -124,11 +146,13 @@ pub fn scan(query: &str, batch: i64, mut each: impl FnMut(&[Option<&str>]) -> Re
                         texts.clear();
                         for col in 1..=ncols {
                             let mut is_null = false;
-                            let datum = pg_sys::SPI_getbinval(tuple, tupdesc, col as i32, &mut is_null);
+                            let datum =
+                                pg_sys::SPI_getbinval(tuple, tupdesc, col as i32, &mut is_null);
                             texts.push(if is_null {
                                 None
                             } else {
-                                let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                                let detoasted =
+                                    pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
                                 Some(pgrx::varlena::text_to_rust_str_unchecked(detoasted))
                             });
                         }

@@ -53,8 +53,11 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
         }
     })
     .map_err(spi)?;
-    json.map(|JsonB(v)| serde_json::from_value(v).map_err(|e| Error::internal(format!("cannot read a registration: {e}"))))
-        .transpose()
+    json.map(|JsonB(v)| {
+        serde_json::from_value(v)
+            .map_err(|e| Error::internal(format!("cannot read a registration: {e}")))
+    })
+    .transpose()
 }
 
 /// The registration of `source`, or an error saying it is not registered.
@@ -64,15 +67,26 @@ pub fn require(source: pg_sys::Oid) -> Result<Registration> {
 
 /// The error for a relation that has no registration.
 pub fn not_registered(source: pg_sys::Oid) -> Error {
-    let name = catalog::describe(source).map(|s| s.name).unwrap_or_else(|_| source.to_u32().to_string());
-    Error::new(SqlState::UndefinedObject, format!("{} is not registered", quoted(&name)))
-        .hint("Register it with qobra_sync.register_table(); qobra_sync.tables lists what is registered.")
+    let name = catalog::describe(source)
+        .map(|s| s.name)
+        .unwrap_or_else(|_| source.to_u32().to_string());
+    Error::new(
+        SqlState::UndefinedObject,
+        format!("{} is not registered", quoted(&name)),
+    )
+    .hint(
+        "Register it with qobra_sync.register_table(); qobra_sync.tables lists what is registered.",
+    )
 }
 
 /// A role's OID by name, or an error naming the argument.
 pub fn role_oid(name: &str, argument: &str) -> Result<pg_sys::Oid> {
     let oid: Option<pg_sys::Oid> = Spi::connect(|client| {
-        let t = client.select("SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1", Some(1), &[name.into()])?;
+        let t = client.select(
+            "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
+            Some(1),
+            &[name.into()],
+        )?;
         if t.is_empty() {
             Ok(None)
         } else {
@@ -101,14 +115,23 @@ pub fn reader_problem(role: pg_sys::Oid) -> Result<Option<String>> {
     Ok(if row[1].as_deref() == Some("true") {
         Some(format!("role {} is a superuser", quoted(&name)))
     } else if row[2].as_deref() == Some("true") {
-        Some(format!("role {} bypasses row-level security", quoted(&name)))
+        Some(format!(
+            "role {} bypasses row-level security",
+            quoted(&name)
+        ))
     } else {
-        row[3].as_ref().map(|groups| format!("role {} is a member of {groups}", quoted(&name)))
+        row[3]
+            .as_ref()
+            .map(|groups| format!("role {} is a member of {groups}", quoted(&name)))
     })
 }
 
 /// Whether `role` may SELECT every column the push reads from `source`.
-pub fn reader_can_select(role: pg_sys::Oid, source: &Source, columns: &[String]) -> Result<Option<String>> {
+pub fn reader_can_select(
+    role: pg_sys::Oid,
+    source: &Source,
+    columns: &[String],
+) -> Result<Option<String>> {
     let mut missing = vec![];
     for column in columns {
         let row = reader::one_row(&format!(
@@ -121,14 +144,27 @@ pub fn reader_can_select(role: pg_sys::Oid, source: &Source, columns: &[String])
             missing.push(column.clone());
         }
     }
-    let name = reader::one_row(&format!("SELECT {}::pg_catalog.regrole::pg_catalog.text", role.to_u32()))?[0].clone().unwrap_or_default();
-    Ok((!missing.is_empty()).then(|| format!("role {name} cannot SELECT {} of {}", missing.join(", "), source.name)))
+    let name = reader::one_row(&format!(
+        "SELECT {}::pg_catalog.regrole::pg_catalog.text",
+        role.to_u32()
+    ))?[0]
+        .clone()
+        .unwrap_or_default();
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "role {name} cannot SELECT {} of {}",
+            missing.join(", "),
+            source.name
+        )
+    }))
 }
 
 /// Postgres' own quoting of a string literal.
 pub fn literal(value: &str) -> String {
     let c = std::ffi::CString::new(value).expect("no NUL in SQL text");
-    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Refuses a reader that is unfit or cannot read the columns a push reads.
@@ -141,7 +177,10 @@ fn check_reader(role: pg_sys::Oid, source: &Source, columns: &[String]) -> Resul
         return Err(refuse(why));
     }
     if let Some(why) = reader_can_select(role, source, columns)? {
-        return Err(refuse(why).hint(format!("GRANT SELECT ON {} TO the run_as role.", source.name)));
+        return Err(refuse(why).hint(format!(
+            "GRANT SELECT ON {} TO the run_as role.",
+            source.name
+        )));
     }
     Ok(())
 }
@@ -149,13 +188,19 @@ fn check_reader(role: pg_sys::Oid, source: &Source, columns: &[String]) -> Resul
 /// The columns a push reads: the synced ones.
 fn read_columns(source: &Source, columns: &ColumnOptions) -> Result<Vec<String>> {
     let rows = qobra_sync_core::mapping::map_columns(source, columns)?;
-    Ok(rows.into_iter().filter(|r| r.synced).map(|r| r.column_name).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.synced)
+        .map(|r| r.column_name)
+        .collect())
 }
 
 /// The next run time of a schedule from now, in the configured time zone.
 fn next_run(schedule: &str) -> Result<Option<String>> {
     let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
-    Ok(Schedule::parse(schedule)?.next_after(chrono_now(), zone).map(|t| t.to_rfc3339()))
+    Ok(Schedule::parse(schedule)?
+        .next_after(chrono_now(), zone)
+        .map(|t| t.to_rfc3339()))
 }
 
 /// The transaction's start time, as Postgres' now() sees it.
@@ -170,10 +215,17 @@ fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid,
     rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
     check_reader(run_as, source, &read_columns(source, &spec.columns)?)?;
-    let filter = spec.filter.as_deref().map(|f| filter::canonical(source, f, run_as)).transpose()?;
+    let filter = spec
+        .filter
+        .as_deref()
+        .map(|f| filter::canonical(source, f, run_as))
+        .transpose()?;
     if let Some(f) = &filter {
         // The filter must also be readable by the reader: evaluate it once on no rows.
-        let probe = format!("SELECT NULL::pg_catalog.text FROM {} WHERE ({f}) LIMIT 0", source.name);
+        let probe = format!(
+            "SELECT NULL::pg_catalog.text FROM {} WHERE ({f}) LIMIT 0",
+            source.name
+        );
         reader::as_reader(run_as, || reader::scan(&probe, 1, |_| Ok(true)))?;
     }
     Ok((filter, run_as, next_run(&spec.schedule)?))
@@ -195,9 +247,12 @@ fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
     })
     .map_err(spi)?;
     match other {
-        Some(other) => Err(Error::new(SqlState::DuplicateObject, format!("data table {} is already fed by {other}", quoted(key)))
-            .detail("Each push replaces the whole data table, so two sources would erase each other.")
-            .hint("Use another data table, or one view that unions both sources.")),
+        Some(other) => Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("data table {} is already fed by {other}", quoted(key)),
+        )
+        .detail("Each push replaces the whole data table, so two sources would erase each other.")
+        .hint("Use another data table, or one view that unions both sources.")),
         None => Ok(()),
     }
 }
@@ -206,8 +261,11 @@ fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
 pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     let source = describe_source(source_oid)?;
     if load(source_oid)?.is_some() {
-        return Err(Error::new(SqlState::DuplicateObject, format!("{} is already registered", quoted(&source.name)))
-            .hint("Change it with qobra_sync.alter_table(), or unregister it first."));
+        return Err(Error::new(
+            SqlState::DuplicateObject,
+            format!("{} is already registered", quoted(&source.name)),
+        )
+        .hint("Change it with qobra_sync.alter_table(), or unregister it first."));
     }
     check_key_free(&spec.data_table_key, source_oid)?;
     let (filter, run_as, next_run_at) = checked(&source, &spec)?;
@@ -244,31 +302,41 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
 }
 
 /// Runs the INSERT or UPDATE of a registration with its fourteen parameters.
-fn store(sql: &str, source: &Source, spec: &Spec, filter: Option<String>, run_as: pg_sys::Oid, next_run_at: Option<String>) -> Result<()> {
+fn store(
+    sql: &str,
+    source: &Source,
+    spec: &Spec,
+    filter: Option<String>,
+    run_as: pg_sys::Oid,
+    next_run_at: Option<String>,
+) -> Result<()> {
     let c = &spec.columns;
-    let to_json = |m: &std::collections::BTreeMap<String, String>| JsonB(serde_json::to_value(m).expect("a map of strings serialises"));
+    let to_json = |m: &std::collections::BTreeMap<String, String>| {
+        JsonB(serde_json::to_value(m).expect("a map of strings serialises"))
+    };
     Spi::connect_mut(|client| {
-        client.update(
-            sql,
-            None,
-            &[
-                RegClass(pg_sys::Oid::from(source.oid)).into(),
-                source.name.clone().into(),
-                spec.data_table_key.clone().into(),
-                c.id_column.clone().into(),
-                c.name_column.clone().into(),
-                c.user_columns.clone().into(),
-                c.user_key.as_str().into(),
-                to_json(&c.column_types).into(),
-                to_json(&c.field_keys).into(),
-                c.exclude_columns.clone().into(),
-                filter.into(),
-                spec.schedule.clone().into(),
-                run_as.into(),
-                next_run_at.into(),
-            ],
-        )
-        .map(|_| ())
+        client
+            .update(
+                sql,
+                None,
+                &[
+                    RegClass(pg_sys::Oid::from(source.oid)).into(),
+                    source.name.clone().into(),
+                    spec.data_table_key.clone().into(),
+                    c.id_column.clone().into(),
+                    c.name_column.clone().into(),
+                    c.user_columns.clone().into(),
+                    c.user_key.as_str().into(),
+                    to_json(&c.column_types).into(),
+                    to_json(&c.field_keys).into(),
+                    c.exclude_columns.clone().into(),
+                    filter.into(),
+                    spec.schedule.clone().into(),
+                    run_as.into(),
+                    next_run_at.into(),
+                ],
+            )
+            .map(|_| ())
     })
     .map_err(spi)
 }
@@ -276,14 +344,25 @@ fn store(sql: &str, source: &Source, spec: &Spec, filter: Option<String>, run_as
 /// Deletes a registration.
 pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require(source)?;
-    Spi::connect_mut(|c| c.update("DELETE FROM qobra_sync.registrations WHERE source = $1", None, &[RegClass(source).into()]).map(|_| ()))
-        .map_err(spi)
+    Spi::connect_mut(|c| {
+        c.update(
+            "DELETE FROM qobra_sync.registrations WHERE source = $1",
+            None,
+            &[RegClass(source).into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
 }
 
 /// Pauses or resumes a registration; resuming recomputes the next run time.
 pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     let reg = require(source)?;
-    let next = if paused { None } else { next_run(&reg.schedule)? };
+    let next = if paused {
+        None
+    } else {
+        next_run(&reg.schedule)?
+    };
     Spi::connect_mut(|c| {
         c.update(
             "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source = $1",
@@ -300,14 +379,20 @@ pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
     // The calling statement contains the key: keep it out of the server log if we refuse.
     unsafe { pg_sys::debug_query_string = std::ptr::null() };
     if !catalog::is_superuser() {
-        return Err(Error::new(SqlState::InsufficientPrivilege, "permission denied to set the destination")
-            .detail("The API key gives write access to your Qobra data tables.")
-            .hint("Call qobra_sync.set_destination() as a superuser."));
+        return Err(Error::new(
+            SqlState::InsufficientPrivilege,
+            "permission denied to set the destination",
+        )
+        .detail("The API key gives write access to your Qobra data tables.")
+        .hint("Call qobra_sync.set_destination() as a superuser."));
     }
-    if api_key.is_empty() || api_key.len() > 4096 || !api_key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::new(SqlState::InvalidParameterValue, "invalid API key")
-            .detail("An API key is 1 to 4096 visible ASCII characters, without spaces.")
-            .hint("Copy the key from Qobra's global settings."));
+    if api_key.is_empty() || api_key.len() > 4096 || !api_key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(
+            Error::new(SqlState::InvalidParameterValue, "invalid API key")
+                .detail("An API key is 1 to 4096 visible ASCII characters, without spaces.")
+                .hint("Copy the key from Qobra's global settings."),
+        );
     }
     let base_url = check_base_url(base_url)?;
     Spi::connect_mut(|c| {
@@ -324,5 +409,9 @@ pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
 
 /// Whether a destination is set.
 pub fn destination_set() -> Result<bool> {
-    Spi::connect(|c| c.select("SELECT 1 FROM qobra_sync.destination", Some(1), &[]).map(|t| !t.is_empty())).map_err(spi)
+    Spi::connect(|c| {
+        c.select("SELECT 1 FROM qobra_sync.destination", Some(1), &[])
+            .map(|t| !t.is_empty())
+    })
+    .map_err(spi)
 }

@@ -15,7 +15,11 @@ impl_sql_translatable!(RegClass, "regclass");
 
 impl FromDatum for RegClass {
     /// Reads the OID behind a regclass datum.
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
         if is_null {
             None
         } else {
@@ -41,7 +45,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
     /// Unboxes a non-NULL regclass argument.
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
     }
 }
 
@@ -59,7 +64,11 @@ impl_sql_translatable!(Name, "name");
 
 impl FromDatum for Name {
     /// Reads a `name` datum: a pointer to a NUL-terminated NameData.
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
         if is_null {
             return None;
         }
@@ -90,7 +99,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Name {
     /// Unboxes a non-NULL name argument.
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
     }
 }
 
@@ -111,7 +121,11 @@ impl_sql_translatable!(NameArray, "name[]");
 
 impl FromDatum for NameArray {
     /// Deconstructs a one-dimensional `name[]` (NULL elements become an error at use).
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
         if is_null {
             return None;
         }
@@ -149,7 +163,11 @@ impl FromDatum for NameArray {
 impl IntoDatum for NameArray {
     /// Builds a `name[]` from the strings.
     fn into_datum(self) -> Option<pg_sys::Datum> {
-        let datums: Vec<pg_sys::Datum> = self.0.into_iter().filter_map(|s| Name(s).into_datum()).collect();
+        let datums: Vec<pg_sys::Datum> = self
+            .0
+            .into_iter()
+            .filter_map(|s| Name(s).into_datum())
+            .collect();
         unsafe {
             let array = pg_sys::construct_array(
                 datums.as_ptr() as *mut pg_sys::Datum,
@@ -171,7 +189,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for NameArray {
     /// Unboxes a non-NULL name[] argument.
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
     }
 }
 

@@ -37,7 +37,8 @@ pub fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             restore();
             let report = match &e {
-                pg_sys::panic::CaughtError::PostgresError(r) | pg_sys::panic::CaughtError::ErrorReport(r) => r,
+                pg_sys::panic::CaughtError::PostgresError(r)
+                | pg_sys::panic::CaughtError::ErrorReport(r) => r,
                 pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
             };
             Err(Caught {

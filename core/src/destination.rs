@@ -13,14 +13,20 @@ pub const DEFAULT_BASE_URL: &str = "https://api.qobra.co";
 /// passwords, queries and fragments are refused: the key travels in a header, nowhere else.
 pub fn check_base_url(text: &str) -> Result<String> {
     let invalid = |why: &str| {
-        Error::new(SqlState::InvalidParameterValue, format!("invalid base_url {}", quoted(text)))
-            .detail(why.to_owned())
-            .hint(format!("Use Qobra's API address, {DEFAULT_BASE_URL}."))
+        Error::new(
+            SqlState::InvalidParameterValue,
+            format!("invalid base_url {}", quoted(text)),
+        )
+        .detail(why.to_owned())
+        .hint(format!("Use Qobra's API address, {DEFAULT_BASE_URL}."))
     };
-    let url = Url::parse(text).map_err(|e| invalid(&format!("It does not parse as a URL: {e}.")))?;
+    let url =
+        Url::parse(text).map_err(|e| invalid(&format!("It does not parse as a URL: {e}.")))?;
     let host = url.host().ok_or_else(|| invalid("It has no host."))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("It carries credentials; the API key is given separately."));
+        return Err(invalid(
+            "It carries credentials; the API key is given separately.",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("It has a query or a fragment."));
@@ -56,16 +62,41 @@ mod tests {
 
     #[test]
     fn https_anywhere_http_only_on_loopback() {
-        assert_eq!(check_base_url("https://api.qobra.co").unwrap(), "https://api.qobra.co");
-        assert_eq!(check_base_url("https://api.qobra.co/").unwrap(), "https://api.qobra.co");
-        assert_eq!(check_base_url("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            check_base_url("https://api.qobra.co").unwrap(),
+            "https://api.qobra.co"
+        );
+        assert_eq!(
+            check_base_url("https://api.qobra.co/").unwrap(),
+            "https://api.qobra.co"
+        );
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert!(check_base_url("http://localhost:1/").is_ok());
         assert!(check_base_url("http://[::1]:9/").is_ok());
         assert!(check_base_url("http://127.8.9.10/").is_ok());
-        for bad in ["http://api.qobra.co", "http://10.0.0.1", "http://localhost.evil.com", "http://127.0.0.1.nip.io", "ftp://x", "file:///etc/passwd", "https://user:pw@api.qobra.co", "https://api.qobra.co?x=1", "not a url", "", "https://"] {
+        for bad in [
+            "http://api.qobra.co",
+            "http://10.0.0.1",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.nip.io",
+            "ftp://x",
+            "file:///etc/passwd",
+            "https://user:pw@api.qobra.co",
+            "https://api.qobra.co?x=1",
+            "not a url",
+            "",
+            "https://",
+        ] {
             let err = check_base_url(bad).unwrap_err();
             assert_eq!(err.state, SqlState::InvalidParameterValue, "{bad}");
         }
-        assert!(check_base_url("http://api.qobra.co").unwrap_err().hint.unwrap().contains("https"));
+        assert!(check_base_url("http://api.qobra.co")
+            .unwrap_err()
+            .hint
+            .unwrap()
+            .contains("https"));
     }
 }

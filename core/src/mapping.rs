@@ -62,7 +62,11 @@ impl Source {
                 ),
             )
             .detail(format!("It is named in {argument}."))
-            .hint(format!("Columns of {} are: {}.", self.name, names.join(", ")))
+            .hint(format!(
+                "Columns of {} are: {}.",
+                self.name,
+                names.join(", ")
+            ))
         })
     }
 }
@@ -224,7 +228,10 @@ fn parse_overrides(column_types: &BTreeMap<String, String>) -> Result<BTreeMap<&
         .iter()
         .map(|(column, name)| {
             let t = name.parse::<QobraType>().map_err(|e| {
-                e.detail(format!("It is given for column {} in column_types.", quoted(column)))
+                e.detail(format!(
+                    "It is given for column {} in column_types.",
+                    quoted(column)
+                ))
             })?;
             Ok((column.as_str(), t))
         })
@@ -298,7 +305,11 @@ fn map_column(
         if role != Role::Field || is_user || overrides.contains_key(name) {
             return Err(column_error(
                 SqlState::DatatypeMismatch,
-                format!("column {} has type {}, which qobra_sync cannot send", quoted(name), column.type_name),
+                format!(
+                    "column {} has type {}, which qobra_sync cannot send",
+                    quoted(name),
+                    column.type_name
+                ),
             )
             .hint(unsupported_hint(name, role)));
         }
@@ -322,7 +333,10 @@ fn map_column(
             if is_user {
                 return Err(column_error(
                     SqlState::InvalidParameterValue,
-                    format!("the {what} column {} cannot also be a user column", quoted(name)),
+                    format!(
+                        "the {what} column {} cannot also be a user column",
+                        quoted(name)
+                    ),
                 )
                 .hint(format!("Remove {} from user_columns.", quoted(name))));
             }
@@ -332,7 +346,10 @@ fn map_column(
                         SqlState::InvalidParameterValue,
                         format!("the {what} column {} cannot be sent as {t}", quoted(name)),
                     )
-                    .hint(format!("The {what} field is always sent as text; remove {} from column_types.", quoted(name))));
+                    .hint(format!(
+                        "The {what} field is always sent as text; remove {} from column_types.",
+                        quoted(name)
+                    )));
                 }
             }
             row.qobra_type = Some(QobraType::String);
@@ -344,13 +361,19 @@ fn map_column(
                 if let Some(t) = overrides.get(name).filter(|t| **t != QobraType::User) {
                     return Err(column_error(
                         SqlState::InvalidParameterValue,
-                        format!("column {} is a user column but column_types says {t}", quoted(name)),
+                        format!(
+                            "column {} is a user column but column_types says {t}",
+                            quoted(name)
+                        ),
                     )
                     .hint("Remove it from user_columns or from column_types."));
                 }
                 QobraType::User
             } else {
-                overrides.get(name).copied().unwrap_or(kind.default_qobra_type())
+                overrides
+                    .get(name)
+                    .copied()
+                    .unwrap_or(kind.default_qobra_type())
             };
             if !kind.allowed().contains(&chosen) {
                 return Err(column_error(
@@ -365,7 +388,10 @@ fn map_column(
             }
             if chosen == QobraType::User
                 && options.user_key == UserKey::Email
-                && !matches!(kind, PgType::Text | PgType::Character | PgType::CharacterVarying)
+                && !matches!(
+                    kind,
+                    PgType::Text | PgType::Character | PgType::CharacterVarying
+                )
             {
                 return Err(column_error(
                     SqlState::DatatypeMismatch,
@@ -488,7 +514,11 @@ pub(crate) mod tests {
         assert_eq!(row(&rows, "flags").qobra_type, Some(QobraType::String));
         let uuid = row(&rows, "ref");
         assert!(!uuid.synced && uuid.qobra_type.is_none() && uuid.field_key.is_none());
-        assert!(uuid.note.as_deref().unwrap().contains("uuid is not supported"));
+        assert!(uuid
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("uuid is not supported"));
     }
 
     #[test]
@@ -498,8 +528,23 @@ pub(crate) mod tests {
         opts.name_column = Some("owner".into());
         opts.user_columns.clear();
         let rows = map_columns(&deals(), &opts).unwrap();
-        let order: Vec<&str> = wire_order(&rows).iter().map(|r| r.column_name.as_str()).collect();
-        assert_eq!(order, ["amount", "owner", "id", "title", "close_date", "won", "fee", "flags"]);
+        let order: Vec<&str> = wire_order(&rows)
+            .iter()
+            .map(|r| r.column_name.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "amount",
+                "owner",
+                "id",
+                "title",
+                "close_date",
+                "won",
+                "fee",
+                "flags"
+            ]
+        );
     }
 
     #[test]
@@ -514,11 +559,18 @@ pub(crate) mod tests {
     #[test]
     fn an_override_outside_the_allowed_set_names_the_allowed_ones() {
         let mut opts = options();
-        opts.column_types.insert("close_date".into(), "number".into());
+        opts.column_types
+            .insert("close_date".into(), "number".into());
         let err = map_columns(&deals(), &opts).unwrap_err();
         assert_eq!(err.state, SqlState::DatatypeMismatch);
-        assert_eq!(err.message, "column \"close_date\" cannot be sent as number");
-        assert_eq!(err.hint.as_deref(), Some("Allowed Qobra types for date: date."));
+        assert_eq!(
+            err.message,
+            "column \"close_date\" cannot be sent as number"
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("Allowed Qobra types for date: date.")
+        );
     }
 
     #[test]
@@ -540,7 +592,10 @@ pub(crate) mod tests {
     fn roles_need_fitting_types() {
         let mut opts = options();
         opts.id_column = Some("ref".into());
-        assert_eq!(map_columns(&deals(), &opts).unwrap_err().state, SqlState::DatatypeMismatch);
+        assert_eq!(
+            map_columns(&deals(), &opts).unwrap_err().state,
+            SqlState::DatatypeMismatch
+        );
         opts.id_column = Some("close_date".into());
         let err = map_columns(&deals(), &opts).unwrap_err();
         assert!(err.message.contains("cannot be the id column"), "{err:?}");
@@ -550,7 +605,10 @@ pub(crate) mod tests {
         assert!(err.hint.unwrap().contains("number, amount, percentage"));
         let mut opts = options();
         opts.user_columns = vec!["id".into()];
-        assert!(map_columns(&deals(), &opts).is_err(), "id cannot be a user column");
+        assert!(
+            map_columns(&deals(), &opts).is_err(),
+            "id cannot be a user column"
+        );
     }
 
     #[test]
@@ -574,31 +632,48 @@ pub(crate) mod tests {
         assert_eq!(row(&rows, "fee").note.as_deref(), Some("excluded"));
         assert!(!row(&rows, "fee").synced);
         opts.exclude_columns = vec!["id".into()];
-        assert!(map_columns(&deals(), &opts).unwrap_err().message.contains("cannot be excluded"));
+        assert!(map_columns(&deals(), &opts)
+            .unwrap_err()
+            .message
+            .contains("cannot be excluded"));
     }
 
     #[test]
     fn field_keys_apply_and_must_be_unique() {
         let mut opts = options();
-        opts.field_keys.insert("amount".into(), "deal_amount".into());
+        opts.field_keys
+            .insert("amount".into(), "deal_amount".into());
         let rows = map_columns(&deals(), &opts).unwrap();
-        assert_eq!(row(&rows, "amount").field_key.as_deref(), Some("deal_amount"));
+        assert_eq!(
+            row(&rows, "amount").field_key.as_deref(),
+            Some("deal_amount")
+        );
         assert_eq!(row(&rows, "won").field_key.as_deref(), Some("won"));
         opts.field_keys.insert("won".into(), "deal_amount".into());
         let err = map_columns(&deals(), &opts).unwrap_err();
         assert_eq!(err.state, SqlState::DuplicateObject);
         assert!(err.message.contains("\"amount\" and \"won\""));
         opts.field_keys.insert("won".into(), "title".into());
-        assert!(map_columns(&deals(), &opts).is_err(), "clashes with another column's name");
+        assert!(
+            map_columns(&deals(), &opts).is_err(),
+            "clashes with another column's name"
+        );
         opts.field_keys.insert("won".into(), "".into());
-        assert!(map_columns(&deals(), &opts).unwrap_err().message.contains("invalid field key"));
+        assert!(map_columns(&deals(), &opts)
+            .unwrap_err()
+            .message
+            .contains("invalid field key"));
     }
 
     #[test]
     fn string_maps_must_be_objects_of_strings() {
         let ok = serde_json::json!({"a": "number"});
         assert_eq!(string_map("column_types", &ok).unwrap()["a"], "number");
-        for bad in [serde_json::json!([1]), serde_json::json!({"a": 1}), serde_json::json!("x")] {
+        for bad in [
+            serde_json::json!([1]),
+            serde_json::json!({"a": 1}),
+            serde_json::json!("x"),
+        ] {
             let err = string_map("column_types", &bad).unwrap_err();
             assert_eq!(err.message, "column_types must be a JSON object of strings");
         }

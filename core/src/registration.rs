@@ -32,23 +32,37 @@ pub fn check_data_table_key(key: &str) -> Result<()> {
         && key.len() <= 128
         && key != "."
         && key != ".."
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::new(SqlState::InvalidParameterValue, format!("invalid data_table_key {}", quoted(key)))
-            .hint("Use the data table's API name from Qobra: 1 to 128 letters, digits, '_', '-' or '.'."))
+        Err(Error::new(
+            SqlState::InvalidParameterValue,
+            format!("invalid data_table_key {}", quoted(key)),
+        )
+        .hint(
+            "Use the data table's API name from Qobra: 1 to 128 letters, digits, '_', '-' or '.'.",
+        ))
     }
 }
 
 /// Checks everything a registration says about its source and returns the column mapping.
-pub fn check(source: &Source, data_table_key: &str, columns: &ColumnOptions, schedule: &str) -> Result<Vec<ColumnMapping>> {
+pub fn check(
+    source: &Source,
+    data_table_key: &str,
+    columns: &ColumnOptions,
+    schedule: &str,
+) -> Result<Vec<ColumnMapping>> {
     check_data_table_key(data_table_key)?;
     if columns.id_column.is_none() {
-        return Err(Error::null_argument("id_column").hint("Name the column that uniquely identifies each row."));
+        return Err(Error::null_argument("id_column")
+            .hint("Name the column that uniquely identifies each row."));
     }
     if columns.name_column.is_none() {
-        return Err(Error::null_argument("name_column").hint("Name the column Qobra shows as each record's name."));
+        return Err(Error::null_argument("name_column")
+            .hint("Name the column Qobra shows as each record's name."));
     }
     Schedule::parse(schedule)?;
     map_columns(source, columns)
@@ -64,17 +78,36 @@ mod tests {
         for ok in ["deals", "Deals_2026", "crm.deals-v2"] {
             assert!(check_data_table_key(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "../v1/imports", "a/b", "a b", "a?all=true", "déals", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../v1/imports",
+            "a/b",
+            "a b",
+            "a?all=true",
+            "déals",
+            &"x".repeat(129),
+        ] {
             assert!(check_data_table_key(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn a_registration_needs_id_name_and_a_schedule() {
-        let mut cols = ColumnOptions { id_column: Some("id".into()), name_column: Some("title".into()), ..Default::default() };
+        let mut cols = ColumnOptions {
+            id_column: Some("id".into()),
+            name_column: Some("title".into()),
+            ..Default::default()
+        };
         assert!(check(&deals(), "deals", &cols, DEFAULT_SCHEDULE).is_ok());
         assert!(check(&deals(), "deals", &cols, "whenever").is_err());
         cols.name_column = None;
-        assert_eq!(check(&deals(), "deals", &cols, DEFAULT_SCHEDULE).unwrap_err().state, SqlState::NullValueNotAllowed);
+        assert_eq!(
+            check(&deals(), "deals", &cols, DEFAULT_SCHEDULE)
+                .unwrap_err()
+                .state,
+            SqlState::NullValueNotAllowed
+        );
     }
 }

@@ -45,12 +45,22 @@ impl Schedule {
             return parser
                 .parse(trimmed)
                 .map(|c| Schedule::Cron(Box::new(c)))
-                .map_err(|e| invalid(format!("Not a valid cron expression: {}.", e.to_string().trim_end_matches('.'))));
+                .map_err(|e| {
+                    invalid(format!(
+                        "Not a valid cron expression: {}.",
+                        e.to_string().trim_end_matches('.')
+                    ))
+                });
         }
-        let every = humantime::parse_duration(trimmed)
-            .map_err(|e| invalid(format!("Neither a 5-field cron expression nor an interval ({e}).")))?;
+        let every = humantime::parse_duration(trimmed).map_err(|e| {
+            invalid(format!(
+                "Neither a 5-field cron expression nor an interval ({e})."
+            ))
+        })?;
         if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&every) {
-            return Err(invalid("An interval must be between 1 second and 366 days.".into()));
+            return Err(invalid(
+                "An interval must be between 1 second and 366 days.".into(),
+            ));
         }
         Ok(Schedule::Every(every))
     }
@@ -72,8 +82,11 @@ impl Schedule {
 /// Parses a time zone name such as `UTC` or `Europe/Paris`.
 pub fn parse_zone(name: &str) -> Result<Tz> {
     name.parse::<Tz>().map_err(|_| {
-        Error::new(SqlState::InvalidParameterValue, format!("unknown time zone {}", quoted(name)))
-            .hint("Use an IANA time zone name such as 'UTC' or 'Europe/Paris'.")
+        Error::new(
+            SqlState::InvalidParameterValue,
+            format!("unknown time zone {}", quoted(name)),
+        )
+        .hint("Use an IANA time zone name such as 'UTC' or 'Europe/Paris'.")
     })
 }
 
@@ -97,7 +110,12 @@ mod tests {
         }
         assert_eq!(
             runs,
-            ["2026-11-25T06:00:00+00:00", "2026-11-25T12:00:00+00:00", "2026-11-25T18:00:00+00:00", "2026-11-26T00:00:00+00:00"]
+            [
+                "2026-11-25T06:00:00+00:00",
+                "2026-11-25T12:00:00+00:00",
+                "2026-11-25T18:00:00+00:00",
+                "2026-11-26T00:00:00+00:00"
+            ]
         );
     }
 
@@ -115,16 +133,38 @@ mod tests {
 
     #[test]
     fn intervals_count_from_the_previous_run() {
-        for (text, secs) in [("30 seconds", 30), ("15 minutes", 900), ("6 hours", 21600), ("5s", 5), ("1 day", 86400)] {
+        for (text, secs) in [
+            ("30 seconds", 30),
+            ("15 minutes", 900),
+            ("6 hours", 21600),
+            ("5s", 5),
+            ("1 day", 86400),
+        ] {
             let s = Schedule::parse(text).unwrap();
             let t = at("2026-01-01T00:00:00Z");
-            assert_eq!((s.next_after(t, Tz::UTC).unwrap() - t).num_seconds(), secs, "{text}");
+            assert_eq!(
+                (s.next_after(t, Tz::UTC).unwrap() - t).num_seconds(),
+                secs,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn bad_schedules_are_refused_with_a_hint() {
-        for bad in ["", "   ", "every day", "61 * * * *", "* * * *", "0 0 * * * *", "0 seconds", "500ms", "-5 minutes", "400 days", "0 */6 * * * ; DROP TABLE x"] {
+        for bad in [
+            "",
+            "   ",
+            "every day",
+            "61 * * * *",
+            "* * * *",
+            "0 0 * * * *",
+            "0 seconds",
+            "500ms",
+            "-5 minutes",
+            "400 days",
+            "0 */6 * * * ; DROP TABLE x",
+        ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert_eq!(err.state, SqlState::InvalidParameterValue, "{bad}");
             assert!(err.hint.as_deref().unwrap().contains("cron"), "{bad}");
@@ -133,7 +173,10 @@ mod tests {
 
     #[test]
     fn nicknames_and_zones() {
-        assert!(matches!(Schedule::parse("@hourly").unwrap(), Schedule::Cron(_)));
+        assert!(matches!(
+            Schedule::parse("@hourly").unwrap(),
+            Schedule::Cron(_)
+        ));
         assert!(parse_zone("Mars/Olympus").is_err());
         assert_eq!(parse_zone("UTC").unwrap(), Tz::UTC);
     }

@@ -266,6 +266,9 @@ mod tests {
         assert_eq!(err.state, SqlState::InvalidParameterValue);
         assert!(err.message.contains("\"currency\""));
         assert!(err.hint.unwrap().contains("multipicklist"));
-        assert!("String".parse::<QobraType>().is_err(), "names are lower case");
+        assert!(
+            "String".parse::<QobraType>().is_err(),
+            "names are lower case"
+        );
     }
 }

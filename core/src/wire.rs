@@ -49,7 +49,9 @@ impl Encoding {
             (_, Some(QobraType::Bool), _) => Encoding::Bool,
             (_, Some(QobraType::Date), Some(Date)) => Encoding::Date,
             (_, Some(QobraType::Date), _) => Encoding::Timestamp,
-            (_, Some(QobraType::Number | QobraType::Amount | QobraType::Percentage), _) => Encoding::Number,
+            (_, Some(QobraType::Number | QobraType::Amount | QobraType::Percentage), _) => {
+                Encoding::Number
+            }
             _ => Encoding::Text,
         }
     }
@@ -111,7 +113,9 @@ pub fn normalize(encoding: Encoding, text: Option<&str>) -> Result<Cell<'_>, Str
             if is_json_number(text) {
                 Ok(Cell::Num(text))
             } else {
-                Err(format!("{text} is not a finite number, which Qobra cannot take"))
+                Err(format!(
+                    "{text} is not a finite number, which Qobra cannot take"
+                ))
             }
         }
         Encoding::Bool => match text {
@@ -123,7 +127,9 @@ pub fn normalize(encoding: Encoding, text: Option<&str>) -> Result<Cell<'_>, Str
             if is_plain_date(text) {
                 Ok(Cell::Str(Cow::Borrowed(text)))
             } else {
-                Err(format!("date {text} cannot be sent: Qobra takes dates from year 1 to 9999"))
+                Err(format!(
+                    "date {text} cannot be sent: Qobra takes dates from year 1 to 9999"
+                ))
             }
         }
         Encoding::Timestamp => iso_timestamp(text).map(|t| Cell::Str(Cow::Owned(t))),
@@ -184,13 +190,16 @@ fn is_plain_date(s: &str) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
         && &s[..4] != "0000"
 }
 
 /// Rewrites an ISO timestamp printed in UTC (`2026-03-31 12:00:00.5+00`) as `2026-03-31T12:00:00.5Z`.
 fn iso_timestamp(text: &str) -> Result<String, String> {
-    let cannot = || format!("timestamp {text} cannot be sent: Qobra takes dates from year 1 to 9999");
+    let cannot =
+        || format!("timestamp {text} cannot be sent: Qobra takes dates from year 1 to 9999");
     let (date, rest) = text.split_once(' ').ok_or_else(cannot)?;
     if !is_plain_date(date) {
         return Err(cannot());
@@ -286,7 +295,9 @@ impl RecordEncoder {
 fn write_json(cell: &Cell<'_>, out: &mut Vec<u8>) {
     match cell {
         Cell::Null => out.extend_from_slice(b"null"),
-        Cell::Str(s) => serde_json::to_writer(&mut *out, s.as_ref()).expect("writing to a Vec cannot fail"),
+        Cell::Str(s) => {
+            serde_json::to_writer(&mut *out, s.as_ref()).expect("writing to a Vec cannot fail")
+        }
         Cell::Num(n) => out.extend_from_slice(n.as_bytes()),
         Cell::Bool(true) => out.extend_from_slice(b"true"),
         Cell::Bool(false) => out.extend_from_slice(b"false"),
@@ -296,9 +307,13 @@ fn write_json(cell: &Cell<'_>, out: &mut Vec<u8>) {
 /// Writes records into a CSV document with the given header.
 pub fn csv_document(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut writer = csv::WriterBuilder::new().from_writer(vec![]);
-    writer.write_record(header).expect("writing to a Vec cannot fail");
+    writer
+        .write_record(header)
+        .expect("writing to a Vec cannot fail");
     for row in rows {
-        writer.write_record(row).expect("writing to a Vec cannot fail");
+        writer
+            .write_record(row)
+            .expect("writing to a Vec cannot fail");
     }
     let bytes = writer.into_inner().expect("flushing a Vec cannot fail");
     String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
@@ -334,7 +349,15 @@ mod tests {
         let mut out = vec![];
         encoder()
             .encode(
-                &[Some("42"), Some("Acme \"renewal\"\n✓"), Some("ana@acme.com"), Some("12345678901234567890123456789012345678.25"), Some("2026-03-31"), Some("2026-03-31 12:00:00.5+00"), Some("t")],
+                &[
+                    Some("42"),
+                    Some("Acme \"renewal\"\n✓"),
+                    Some("ana@acme.com"),
+                    Some("12345678901234567890123456789012345678.25"),
+                    Some("2026-03-31"),
+                    Some("2026-03-31 12:00:00.5+00"),
+                    Some("t"),
+                ],
                 &mut out,
             )
             .unwrap();
@@ -354,8 +377,27 @@ mod tests {
 
     #[test]
     fn unrepresentable_values_reject_the_row_with_a_reason() {
-        let base = [Some("1"), Some("x"), Some("a@b.co"), Some("1"), Some("2026-01-01"), Some("2026-01-01 00:00:00"), Some("f")];
-        for (i, bad) in [(3, "NaN"), (3, "Infinity"), (3, "-Infinity"), (4, "infinity"), (4, "0044-03-15 BC"), (4, "10000-01-01"), (5, "-infinity"), (2, "ana"), (2, "ana@acme"), (2, " ana@acme.com")] {
+        let base = [
+            Some("1"),
+            Some("x"),
+            Some("a@b.co"),
+            Some("1"),
+            Some("2026-01-01"),
+            Some("2026-01-01 00:00:00"),
+            Some("f"),
+        ];
+        for (i, bad) in [
+            (3, "NaN"),
+            (3, "Infinity"),
+            (3, "-Infinity"),
+            (4, "infinity"),
+            (4, "0044-03-15 BC"),
+            (4, "10000-01-01"),
+            (5, "-infinity"),
+            (2, "ana"),
+            (2, "ana@acme"),
+            (2, " ana@acme.com"),
+        ] {
             let mut values = base;
             values[i] = Some(bad);
             let mut out = b"keep".to_vec();
@@ -368,18 +410,34 @@ mod tests {
 
     #[test]
     fn json_numbers() {
-        for ok in ["0", "-1", "1.5", "1e+30", "-2.5E-7", "123.4500", "12345678901234567890123456789012345678"] {
+        for ok in [
+            "0",
+            "-1",
+            "1.5",
+            "1e+30",
+            "-2.5E-7",
+            "123.4500",
+            "12345678901234567890123456789012345678",
+        ] {
             assert!(is_json_number(ok), "{ok}");
         }
-        for bad in ["", "-", "01", "1.", ".5", "NaN", "Infinity", "1e", "+1", "1,000", "$5.00", "1 "] {
+        for bad in [
+            "", "-", "01", "1.", ".5", "NaN", "Infinity", "1e", "+1", "1,000", "$5.00", "1 ",
+        ] {
             assert!(!is_json_number(bad), "{bad}");
         }
     }
 
     #[test]
     fn timestamps_become_utc_iso() {
-        assert_eq!(iso_timestamp("1969-07-20 20:17:40+00").unwrap(), "1969-07-20T20:17:40Z");
-        assert_eq!(iso_timestamp("2026-03-31 12:00:00").unwrap(), "2026-03-31T12:00:00Z");
+        assert_eq!(
+            iso_timestamp("1969-07-20 20:17:40+00").unwrap(),
+            "1969-07-20T20:17:40Z"
+        );
+        assert_eq!(
+            iso_timestamp("2026-03-31 12:00:00").unwrap(),
+            "2026-03-31T12:00:00Z"
+        );
         assert!(iso_timestamp("2026-03-31 12:00:00+01").is_err());
         assert!(iso_timestamp("infinity").is_err());
     }
@@ -387,9 +445,20 @@ mod tests {
     #[test]
     fn csv_rows_use_the_same_normalisation() {
         let row = encoder()
-            .csv_row(&[Some("7"), Some("a,b"), None, Some("1.50"), Some("2026-01-02"), None, Some("false")])
+            .csv_row(&[
+                Some("7"),
+                Some("a,b"),
+                None,
+                Some("1.50"),
+                Some("2026-01-02"),
+                None,
+                Some("false"),
+            ])
             .unwrap();
         let doc = csv_document(&encoder().csv_header(), &[row]);
-        assert_eq!(doc, "id,name,owner,amount,close_date,at,won\n7,\"a,b\",,1.50,2026-01-02,,false\n");
+        assert_eq!(
+            doc,
+            "id,name,owner,amount,close_date,at,won\n7,\"a,b\",,1.50,2026-01-02,,false\n"
+        );
     }
 }
