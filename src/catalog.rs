@@ -2,6 +2,7 @@
 
 use crate::error::{spi, Error, Result, SqlState};
 use crate::sqltypes::RegClass;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
@@ -10,17 +11,25 @@ use qobra_sync_core::mapping::Source;
 /// The query that describes a relation as one jsonb (see the file for its shape).
 const DESCRIBE_SOURCE: &str = include_str!("../sql/describe_source.sql");
 
-/// Describes the relation with OID `oid`, or says it does not exist (any more).
-pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
-    let json: Option<JsonB> = Spi::connect(|client| {
-        let table = client.select(DESCRIBE_SOURCE, Some(1), &[RegClass(oid).into()])?;
+/// The first column of the first row of a read-only query, or None when there is no row.
+pub fn first_value<T: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Option<T>> {
+    Spi::connect(|client| {
+        let table = client.select(sql, Some(1), args)?;
         if table.is_empty() {
             Ok(None)
         } else {
-            table.first().get::<JsonB>(1)
+            table.first().get::<T>(1)
         }
     })
-    .map_err(spi)?;
+    .map_err(spi)
+}
+
+/// Describes the relation with OID `oid`, or says it does not exist (any more).
+pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
+    let json: Option<JsonB> = first_value(DESCRIBE_SOURCE, &[RegClass(oid).into()])?;
     let Some(JsonB(value)) = json else {
         return Err(Error::new(SqlState::UndefinedTable, format!("relation with OID {} does not exist", oid.to_u32()))
             .hint("The source was dropped. Unregister it with qobra_sync.unregister_table(), or register the relation that replaces it."));

@@ -1,6 +1,6 @@
 //! Registrations: storing, changing and reading back what is registered, and the destination.
 
-use crate::catalog::{self, describe_source};
+use crate::catalog::{self, describe_source, first_value};
 use crate::error::{spi, Error, Result, SqlState};
 use crate::filter;
 use crate::gucs;
@@ -27,9 +27,8 @@ pub struct Spec {
 
 /// Reads the registration of `source`, if there is one.
 pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
-    let json: Option<JsonB> = Spi::connect(|client| {
-        let table = client.select(
-            "SELECT pg_catalog.jsonb_build_object(
+    let json: Option<JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_object(
                  'source', r.source::pg_catalog.oid::pg_catalog.int8,
                  'source_name', r.source_name,
                  'data_table_key', r.data_table_key,
@@ -43,16 +42,8 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'run_as_oid', r.run_as::pg_catalog.oid::pg_catalog.int8,
                  'paused', r.paused)
                FROM qobra_sync.registrations r WHERE r.source = $1",
-            Some(1),
-            &[RegClass(source).into()],
-        )?;
-        if table.is_empty() {
-            Ok(None)
-        } else {
-            table.first().get::<JsonB>(1)
-        }
-    })
-    .map_err(spi)?;
+        &[RegClass(source).into()],
+    )?;
     json.map(|JsonB(v)| {
         serde_json::from_value(v)
             .map_err(|e| Error::internal(format!("cannot read a registration: {e}")))
@@ -233,19 +224,10 @@ fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid,
 
 /// Refuses a data table key another registration already pushes to.
 fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
-    let other: Option<String> = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT source::pg_catalog.text FROM qobra_sync.registrations WHERE data_table_key = $1 AND source <> $2",
-            Some(1),
-            &[key.into(), RegClass(except).into()],
-        )?;
-        if t.is_empty() {
-            Ok(None)
-        } else {
-            t.first().get::<String>(1)
-        }
-    })
-    .map_err(spi)?;
+    let other: Option<String> = first_value(
+        "SELECT source::pg_catalog.text FROM qobra_sync.registrations WHERE data_table_key = $1 AND source <> $2",
+        &[key.into(), RegClass(except).into()],
+    )?;
     match other {
         Some(other) => Err(Error::new(
             SqlState::DuplicateObject,

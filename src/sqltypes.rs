@@ -8,6 +8,30 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::CStr;
 
+/// Lets a type with FromDatum/IntoDatum be a `#[pg_extern]` argument and return value.
+macro_rules! abi_via_datum {
+    ($t:ty) => {
+        unsafe impl<'fcx> ArgAbi<'fcx> for $t {
+            /// Unboxes a non-NULL argument (NULL ones arrive as `Option::None`).
+            unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                unsafe { arg.unbox_arg_using_from_datum() }
+                    .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
+            }
+        }
+
+        unsafe impl BoxRet for $t {
+            /// Returns the value as its datum.
+            unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+                match self.into_datum() {
+                    Some(d) => unsafe { fcinfo.return_raw_datum(d) },
+                    None => fcinfo.return_null(),
+                }
+            }
+        }
+    };
+}
+
 /// A relation, given by name or OID, resolved by Postgres' `regclass` input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegClass(pub pg_sys::Oid);
@@ -41,21 +65,7 @@ impl IntoDatum for RegClass {
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
-    /// Unboxes a non-NULL regclass argument.
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
-    }
-}
-
-unsafe impl BoxRet for RegClass {
-    /// Returns a regclass value.
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
-        unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.0)) }
-    }
-}
+abi_via_datum!(RegClass);
 
 /// An SQL identifier of type `name` (at most 63 bytes), as Rust text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,24 +105,7 @@ impl IntoDatum for Name {
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for Name {
-    /// Unboxes a non-NULL name argument.
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
-    }
-}
-
-unsafe impl BoxRet for Name {
-    /// Returns a name value.
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
+abi_via_datum!(Name);
 
 /// A `name[]` value as a list of Rust strings; NULL elements are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -185,21 +178,4 @@ impl IntoDatum for NameArray {
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for NameArray {
-    /// Unboxes a non-NULL name[] argument.
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
-    }
-}
-
-unsafe impl BoxRet for NameArray {
-    /// Returns a name[] value.
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
-        match self.into_datum() {
-            Some(d) => unsafe { fcinfo.return_raw_datum(d) },
-            None => fcinfo.return_null(),
-        }
-    }
-}
+abi_via_datum!(NameArray);
