@@ -15,7 +15,7 @@ mkdir -p "$WORK"
 
 echo "==> tier 1: cargo test (pure core, fake Qobra)"
 cargo test -p qobra_sync_core
-cargo test --manifest-path fake_qobra/Cargo.toml
+cargo test -p fake_qobra
 
 echo "==> tier 2: cargo pgrx test (as the $QS_PGUSER OS user)"
 rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
@@ -26,6 +26,16 @@ echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
 # same pg_regress on the same files against a cluster of our own. As a non-root user,
 # `cargo pgrx regress pg15` runs these files too.
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+
+echo "==> pgspot over the installed extension script"
+# pgspot (PyPI) flags unsafe SQL in extension scripts: unqualified references, search_path, …
+if [ ! -x "$WORK/venv/bin/pgspot" ]; then
+    python3 -m venv "$WORK/venv"
+    "$WORK/venv/bin/pip" install -q pgspot==0.9.4
+fi
+spot=$("$WORK/venv/bin/pgspot" "$("$PG_CONFIG" --sharedir)/extension/qobra_sync--0.1.0.sql")
+echo "$spot"
+echo "$spot" | grep -q "Errors: 0 Warnings: 0 Unknown: 0" || { echo "pgspot found problems"; exit 1; }
 REGRESS_DIR="$WORK/regress" REGRESS_PORT=${QS_REGRESS_PORT:-54315}
 trap 'cluster_stop "$REGRESS_DIR"' EXIT
 cluster_start "$REGRESS_DIR" "$REGRESS_PORT" "qobra_sync.database_name = 'qobra_sync_regress'"

@@ -20,7 +20,7 @@ CREATE TABLE @extschema@.registrations (
     id_column       name NOT NULL,
     name_column     name NOT NULL,
     user_columns    name[] NOT NULL DEFAULT '{}',
-    user_key        text NOT NULL DEFAULT 'email' CHECK (user_key IN ('email', 'id')),
+    user_key        text NOT NULL DEFAULT 'email' CHECK (user_key OPERATOR(pg_catalog.=) ANY (ARRAY['email', 'id'])),
     column_types    jsonb NOT NULL DEFAULT '{}',
     field_keys      jsonb NOT NULL DEFAULT '{}',
     exclude_columns name[] NOT NULL DEFAULT '{}',
@@ -37,7 +37,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations', '');
 -- What is registered, as users read it.
 CREATE VIEW @extschema@.tables AS
 SELECT source, data_table_key, id_column, name_column, user_columns, user_key, column_types,
-       field_keys, exclude_columns, filter, schedule, run_as::text::name AS run_as, paused,
+       field_keys, exclude_columns, filter, schedule, run_as::pg_catalog.text::pg_catalog.name AS run_as, paused,
        next_run_at
   FROM @extschema@.registrations;
 

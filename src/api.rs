@@ -270,6 +270,17 @@ fn csv_template(source: Option<RegClass>, max_rows: default!(Option<i32>, 100)) 
     inspect::csv_template(&subject, max_rows.unwrap_or(100)).or_raise()
 }
 
+/// The Cloud SQL IAM database user of a GCP service account, to be used as `run_as`.
+/// Reads only `type`, `client_email` and `project_id`; the private key is never kept or logged.
+#[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
+    // The calling statement holds the private key: keep it out of the server log if we refuse.
+    unsafe { pg_sys::debug_query_string = std::ptr::null() };
+    let account = required(service_account, "service_account").or_raise();
+    Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
+}
+
 /// Checks where the extension is being created; run last by CREATE EXTENSION.
 #[pg_extern(volatile, name = "_check_installation")]
 #[search_path(pg_catalog, pg_temp)]

@@ -10,6 +10,7 @@
 //! - **run**: one attempt at a push, recorded in `qobra_sync.runs` with its outcome.
 //! - **destination**: Qobra's API base URL and the API key pushes authenticate with.
 
+pub mod cloudsql;
 pub mod destination;
 pub mod error;
 pub mod mapping;

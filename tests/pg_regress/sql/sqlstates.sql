@@ -15,3 +15,14 @@ SELECT try(s) FROM (VALUES
   ($$SELECT qobra_sync.alter_table('deals', schedule => '1 hour')$$),
   ($$SELECT qobra_sync.set_destination('k', 'http://example.com')$$)
 ) AS t(s);
+-- reader_from_service_account(): the Cloud SQL IAM user of a service account.
+SELECT qobra_sync.reader_from_service_account('{"type": "service_account", "project_id": "acme-prod",
+  "private_key": "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n",
+  "client_email": "qobra-reader@acme-prod.iam.gserviceaccount.com"}');
+SELECT try(format('SELECT qobra_sync.reader_from_service_account(%L)', s)) FROM (VALUES
+  ('{"type": "authorized_user", "project_id": "p", "client_email": "a@p.iam.gserviceaccount.com", "private_key": "SECRET"}'),
+  ('{"type": "service_account", "project_id": "p", "private_key": "SECRET"}'),
+  ('{"type": "service_account", "project_id": "p", "client_email": "ana@acme.com", "private_key": "SECRET"}'),
+  ('{"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com"}'),
+  ('[]')
+) AS t(s);
