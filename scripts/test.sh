@@ -51,4 +51,9 @@ if ! "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
     cat tests/pg_regress/regression.diffs || true
     exit 1
 fi
+# The regression files pass secrets (API keys, a service account's private key) to calls that
+# are refused; none of them may reach the server log.
+if grep -n "SECRET" "$REGRESS_DIR/server.log"; then
+    echo "a secret reached the server log"; exit 1
+fi
 echo "==> all tiers passed"
