@@ -3,6 +3,7 @@
 #   1. cargo test       the pure core (no database) and the fake Qobra server
 #   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
 #   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
+#   4. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults
 # Usage: scripts/test.sh            (as root or as a user with sudo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +57,9 @@ fi
 if grep -n "SECRET" "$REGRESS_DIR/server.log"; then
     echo "a secret reached the server log"; exit 1
 fi
+cluster_stop "$REGRESS_DIR"
+
+echo "==> tier 4: end-to-end (preloaded cluster, fake Qobra, pytest)"
+bash scripts/e2e.sh
+
 echo "==> all tiers passed"

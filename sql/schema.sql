@@ -45,3 +45,52 @@ SELECT source, data_table_key, id_column, name_column, user_columns, user_key, c
 CREATE VIEW @extschema@.destination_status AS
 SELECT base_url, true AS api_key_set, updated_at
   FROM @extschema@.destination;
+
+-- Runs: one row per attempt at a push, whatever its outcome. `source` may outlive its relation.
+CREATE TABLE @extschema@.runs (
+    run_id           bigserial PRIMARY KEY,
+    source           regclass NOT NULL,
+    source_name      text NOT NULL,
+    data_table_key   text NOT NULL,
+    trigger          text NOT NULL CHECK (trigger OPERATOR(pg_catalog.=) ANY (ARRAY['manual', 'schedule', 'request'])),
+    status           text NOT NULL CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'succeeded', 'failed', 'blocked', 'skipped', 'interrupted'])),
+    started_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at      timestamptz,
+    rows_read        bigint NOT NULL DEFAULT 0,
+    rows_sent        bigint NOT NULL DEFAULT 0,
+    rows_rejected    bigint NOT NULL DEFAULT 0,
+    bytes_sent       bigint NOT NULL DEFAULT 0,
+    requests         integer NOT NULL DEFAULT 0,
+    retries          integer NOT NULL DEFAULT 0,
+    restarts         integer NOT NULL DEFAULT 0,
+    import_ids       text[] NOT NULL DEFAULT '{}',
+    import_status    text CHECK (import_status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'finished', 'failed', 'unknown'])),
+    snapshot_sha256  text,
+    possibly_partial boolean NOT NULL DEFAULT false,
+    error            text
+);
+CREATE INDEX runs_source_started ON @extschema@.runs (source, started_at);
+
+-- Rows of a run that did not make it into Qobra: rejected by us before sending ('push') or
+-- reported by Qobra's import ('import').
+CREATE TABLE @extschema@.run_errors (
+    run_id      bigint NOT NULL REFERENCES @extschema@.runs ON DELETE CASCADE,
+    origin      text NOT NULL CHECK (origin OPERATOR(pg_catalog.=) ANY (ARRAY['push', 'import'])),
+    line_number bigint,
+    "row"       jsonb,
+    details     text NOT NULL
+);
+CREATE INDEX run_errors_run ON @extschema@.run_errors (run_id);
+
+-- One row per registration: its last outcome and next run.
+CREATE VIEW @extschema@.status AS
+SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
+       last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
+       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
+       ok.rows_sent AS last_success_rows, last.error AS last_error
+  FROM @extschema@.registrations r
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                      ORDER BY x.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
+                      ORDER BY x.run_id DESC LIMIT 1) ok ON true;

@@ -281,6 +281,23 @@ fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
     Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
 }
 
+/// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
+/// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
+    let source = required(source, "source").or_raise().0;
+    crate::push::sync(source, force.unwrap_or(false), crate::push::Trigger::Manual).or_raise()
+}
+
+/// Looks once at Qobra's imports of recent runs and records their outcome (and parsing errors
+/// in `run_errors`); returns how many runs were settled. The worker calls it on its own.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn poll_imports() -> i64 {
+    crate::push::poll_imports().or_raise()
+}
+
 /// Checks where the extension is being created; run last by CREATE EXTENSION.
 #[pg_extern(volatile, name = "_check_installation")]
 #[search_path(pg_catalog, pg_temp)]

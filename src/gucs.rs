@@ -21,6 +21,9 @@ pub static DEBOUNCE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// Retries of one request before the run fails. 5 retries with backoff span about a minute.
 pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+/// Longest wait between two tries of a request, including a server's `Retry-After`. 60 s: past
+/// that, the run had better fail and be retried at the next schedule than hold a backend.
+pub static RETRY_WAIT_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 /// Statement timeout of the snapshot read. 0 = none: a big table may take long; set one to
 /// protect a busy database from a stuck read.
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -96,6 +99,16 @@ pub fn register(preloaded: bool) {
         100,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.retry_wait_max_ms",
+        c"Longest wait before retrying a request, Retry-After included.",
+        c"",
+        &RETRY_WAIT_MAX_MS,
+        0,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"qobra_sync.statement_timeout_ms",

@@ -23,8 +23,10 @@ mod error;
 mod filter;
 mod gucs;
 mod inspect;
+mod push;
 mod reader;
 mod registry;
+mod snapshot;
 mod sqltypes;
 mod subxact;
 
@@ -177,6 +179,11 @@ mod tests {
     #[pg_test]
     fn the_scan_reads_every_row_in_batches() {
         Spi::run("CREATE TABLE t_many AS SELECT g AS id, 'row ' || g AS title FROM generate_series(1, 2500) g").unwrap();
+        // Cursors read in the active snapshot, which predates this function's own writes.
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
         let mut ids = vec![];
         let seen = crate::reader::scan(
             "SELECT id::text AS v, title FROM t_many ORDER BY t_many.id",
@@ -188,6 +195,7 @@ mod tests {
             },
         )
         .unwrap();
+        unsafe { pg_sys::PopActiveSnapshot() };
         assert_eq!(seen, 2500);
         assert_eq!(ids, (1..=2500).collect::<Vec<_>>());
     }

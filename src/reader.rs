@@ -6,7 +6,7 @@
 //! value text are pinned (`DateStyle = ISO`, `TimeZone = UTC`, `extra_float_digits = 1`,
 //! `search_path = pg_catalog, pg_temp`) and restored afterwards.
 
-use crate::error::{spi, Error, Result};
+use crate::error::{Error, Result};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use qobra_sync_core::mapping::Source;
@@ -117,64 +117,118 @@ pub fn snapshot_query(
     sql
 }
 
-/// Runs a text-only query through a cursor and hands each row to `each`, `batch` rows at a time.
-/// Memory stays bounded: each batch's tuples and values are freed before the next fetch.
-/// `each` returns false to stop early.
+/// A cursor over a query whose columns are all text, read in the statement's snapshot.
+///
+/// It is opened read-only, so Postgres runs it in the current active snapshot: reopening it
+/// (a push restarting from the top) sees exactly the same rows. Must be used inside an SPI
+/// connection (`Spi::connect`). Each batch's tuples and detoasted values are freed before the
+/// next fetch, so memory is bounded by the batch size, not the table.
+pub struct Cursor {
+    portal: pg_sys::Portal,
+    values_cx: PgMemoryContexts,
+    texts: Vec<Option<&'static str>>,
+}
+
+impl Cursor {
+    /// Opens a read-only cursor over `query`.
+    pub fn open(query: &str) -> Result<Cursor> {
+        let sql = CString::new(query).map_err(|_| Error::internal("query text contains NUL"))?;
+        let portal = unsafe {
+            pg_sys::SPI_cursor_open_with_args(
+                std::ptr::null(),
+                sql.as_ptr(),
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                true,
+                0,
+            )
+        };
+        Ok(Cursor {
+            portal,
+            values_cx: PgMemoryContexts::new("qobra_sync batch"),
+            texts: Vec::new(),
+        })
+    }
+
+    /// Fetches up to `batch` rows and hands each to `each` (which returns false to stop).
+    /// Returns how many rows were handed over; 0 means the end.
+    pub fn next_batch(
+        &mut self,
+        batch: i64,
+        mut each: impl FnMut(&[Option<&str>]) -> Result<bool>,
+    ) -> Result<usize> {
+        pgrx::check_for_interrupts!();
+        unsafe {
+            pg_sys::SPI_cursor_fetch(self.portal, true, batch as std::ffi::c_long);
+            let tuptable = pg_sys::SPI_tuptable;
+            let n = pg_sys::SPI_processed as usize;
+            if tuptable.is_null() || n == 0 {
+                return Ok(0);
+            }
+            let tupdesc = (*tuptable).tupdesc;
+            let ncols = (*tupdesc).natts;
+            let texts = &mut self.texts;
+            let result = self.values_cx.switch_to(|_| -> Result<usize> {
+                for i in 0..n {
+                    let tuple = *(*tuptable).vals.add(i);
+                    texts.clear();
+                    for col in 1..=ncols {
+                        let mut is_null = false;
+                        let datum = pg_sys::SPI_getbinval(tuple, tupdesc, col, &mut is_null);
+                        texts.push(if is_null {
+                            None
+                        } else {
+                            let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                            Some(pgrx::varlena::text_to_rust_str_unchecked(detoasted))
+                        });
+                    }
+                    if !each(texts)? {
+                        texts.clear();
+                        return Ok(i + 1);
+                    }
+                }
+                texts.clear();
+                Ok(n)
+            });
+            self.values_cx.reset();
+            pg_sys::SPI_freetuptable(tuptable);
+            result
+        }
+    }
+}
+
+impl Drop for Cursor {
+    /// Closes the portal (it would be closed at the end of the transaction anyway).
+    fn drop(&mut self) {
+        unsafe { pg_sys::SPI_cursor_close(self.portal) };
+    }
+}
+
+/// Runs a text-only query through a [`Cursor`] and hands each row to `each`, `batch` rows at a
+/// time; `each` returns false to stop early. Returns the number of rows handed over.
 pub fn scan(
     query: &str,
     batch: i64,
     mut each: impl FnMut(&[Option<&str>]) -> Result<bool>,
 ) -> Result<u64> {
-    let mut seen = 0u64;
-    Spi::connect(|client| -> Result<()> {
-        let mut cursor = client.try_open_cursor(query, &[]).map_err(spi)?;
-        let mut values_cx = PgMemoryContexts::new("qobra_sync batch");
-        let mut texts: Vec<Option<&str>> = Vec::new();
+    Spi::connect(|_client| -> Result<u64> {
+        let mut cursor = Cursor::open(query)?;
+        let mut seen = 0u64;
+        let mut stopped = false;
         loop {
-            let table = cursor.fetch(batch).map_err(spi)?;
-            if table.is_empty() {
-                return Ok(());
+            let n = cursor.next_batch(batch, |row| {
+                let go_on = each(row)?;
+                stopped = !go_on;
+                Ok(go_on)
+            })?;
+            seen += n as u64;
+            if n == 0 || stopped {
+                return Ok(seen);
             }
-            let ncols = table.columns().map_err(spi)?;
-            let mut stop = false;
-            unsafe {
-                let tuptable = pg_sys::SPI_tuptable;
-                let tupdesc = (*tuptable).tupdesc;
-                values_cx.switch_to(|_| -> Result<()> {
-                    for i in 0..(*tuptable).numvals as usize {
-                        let tuple = *(*tuptable).vals.add(i);
-                        texts.clear();
-                        for col in 1..=ncols {
-                            let mut is_null = false;
-                            let datum =
-                                pg_sys::SPI_getbinval(tuple, tupdesc, col as i32, &mut is_null);
-                            texts.push(if is_null {
-                                None
-                            } else {
-                                let detoasted =
-                                    pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-                                Some(pgrx::varlena::text_to_rust_str_unchecked(detoasted))
-                            });
-                        }
-                        seen += 1;
-                        if !each(&texts)? {
-                            stop = true;
-                            break;
-                        }
-                    }
-                    texts.clear();
-                    Ok(())
-                })?;
-                values_cx.reset();
-                pg_sys::SPI_freetuptable(tuptable);
-            }
-            if stop {
-                return Ok(());
-            }
-            pgrx::check_for_interrupts!();
         }
-    })?;
-    Ok(seen)
+    })
 }
 
 /// One value of a single-row query whose columns are all text.

@@ -16,7 +16,9 @@ pub fn iam_user(account: &Value) -> Result<String> {
         Error::new(SqlState::InvalidParameterValue, format!("invalid service account: {what}"))
             .hint("Pass the JSON key file of a Google Cloud service account (\"type\": \"service_account\").")
     };
-    let object = account.as_object().ok_or_else(|| invalid("not a JSON object".into()))?;
+    let object = account
+        .as_object()
+        .ok_or_else(|| invalid("not a JSON object".into()))?;
     let field = |name: &str| -> Result<&str> {
         match object.get(name) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
@@ -26,21 +28,38 @@ pub fn iam_user(account: &Value) -> Result<String> {
     };
     let kind = field("type")?;
     if kind != "service_account" {
-        return Err(invalid(format!("\"type\" is {}, not \"service_account\"", quoted(kind))));
+        return Err(invalid(format!(
+            "\"type\" is {}, not \"service_account\"",
+            quoted(kind)
+        )));
     }
     let project = field("project_id")?;
     let email = field("client_email")?;
     let Some(user) = email.strip_suffix(SUFFIX) else {
-        return Err(invalid(format!("client_email {} is not a service account email", quoted(email)))
-            .detail(format!("Service account emails end with {SUFFIX}.")));
+        return Err(invalid(format!(
+            "client_email {} is not a service account email",
+            quoted(email)
+        ))
+        .detail(format!("Service account emails end with {SUFFIX}.")));
     };
-    let (local, domain) = user.split_once('@').ok_or_else(|| invalid(format!("client_email {} has no @", quoted(email))))?;
+    let (local, domain) = user
+        .split_once('@')
+        .ok_or_else(|| invalid(format!("client_email {} has no @", quoted(email))))?;
     if local.is_empty() || !domain.starts_with(project) {
-        return Err(invalid(format!("client_email {} does not belong to project {}", quoted(email), quoted(project))));
+        return Err(invalid(format!(
+            "client_email {} does not belong to project {}",
+            quoted(email),
+            quoted(project)
+        )));
     }
     if user.len() > 63 {
-        return Err(invalid(format!("the IAM user name {} is longer than 63 bytes", quoted(user)))
-            .hint("Postgres role names have at most 63 bytes; use a service account with a shorter name."));
+        return Err(invalid(format!(
+            "the IAM user name {} is longer than 63 bytes",
+            quoted(user)
+        ))
+        .hint(
+            "Postgres role names have at most 63 bytes; use a service account with a shorter name.",
+        ));
     }
     Ok(user.to_owned())
 }
@@ -66,7 +85,14 @@ mod tests {
     #[test]
     fn wrong_shapes_are_refused_without_echoing_the_key() {
         let mut cases = vec![json!([]), json!("x")];
-        for (k, v) in [("type", json!("authorized_user")), ("type", json!(1)), ("client_email", json!("ana@acme.com")), ("client_email", json!("")), ("project_id", json!("other")), ("client_email", json!("@acme-prod.iam.gserviceaccount.com"))] {
+        for (k, v) in [
+            ("type", json!("authorized_user")),
+            ("type", json!(1)),
+            ("client_email", json!("ana@acme.com")),
+            ("client_email", json!("")),
+            ("project_id", json!("other")),
+            ("client_email", json!("@acme-prod.iam.gserviceaccount.com")),
+        ] {
             let mut a = account();
             a[k] = v;
             cases.push(a);
@@ -80,7 +106,10 @@ mod tests {
             let err = iam_user(&case).unwrap_err();
             assert_eq!(err.state, SqlState::InvalidParameterValue, "{case}");
             let text = format!("{} {:?} {:?}", err.message, err.detail, err.hint);
-            assert!(!text.contains("SECRET") && !text.contains("PRIVATE"), "{text}");
+            assert!(
+                !text.contains("SECRET") && !text.contains("PRIVATE"),
+                "{text}"
+            );
         }
     }
 }

@@ -10,12 +10,17 @@
 //! - **run**: one attempt at a push, recorded in `qobra_sync.runs` with its outcome.
 //! - **destination**: Qobra's API base URL and the API key pushes authenticate with.
 
+pub mod client;
 pub mod cloudsql;
 pub mod destination;
 pub mod error;
+pub mod guard;
+pub mod imports;
 pub mod mapping;
+pub mod push;
 pub mod registration;
 pub mod requirements;
+pub mod retry;
 pub mod schedule;
 pub mod types;
 pub mod wire;

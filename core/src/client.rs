@@ -1,0 +1,885 @@
+//! The HTTP client of a push: talks to Qobra's API (`qobra-api.md`) for one push.
+//!
+//! Built once per push. It is async reqwest driven by a current-thread tokio runtime that the
+//! client owns: every wait — a request in flight, a backoff — runs inside `block_on` on the
+//! calling thread, raced against a 100 ms ticker that calls the caller's `interrupted` callback.
+//! That callback reads Postgres' interrupt flags, which is only valid on the backend's own thread.
+//!
+//! Safety rules, each enforced here: redirects are never followed, proxies are never used, the
+//! `X-API-Key` header is marked sensitive, and no error or `Debug` output carries the key (any
+//! text that came from the network is scrubbed of it before it lands in an error).
+
+use crate::destination::check_base_url;
+use crate::error::{Error, SqlState};
+use crate::imports::{parse_import_id, parse_import_status, ImportStatus};
+use crate::retry::{classify_status, RetryPolicy, StatusClass, TransportKind};
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+use url::Url;
+
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("qobra_sync/", env!("CARGO_PKG_VERSION"));
+
+/// How often `interrupted` is polled while waiting.
+const TICK: Duration = Duration::from_millis(100);
+/// Most bytes read of an error answer (only an excerpt is kept).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Most bytes read of a successful answer (an import status lists at most 1000 parsing errors).
+const SUCCESS_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Longest excerpt of an answer quoted in an error.
+const EXCERPT_CHARS: usize = 300;
+/// What replaces the API key wherever it shows up in text from the network.
+const REDACTED: &str = "[redacted]";
+
+/// A Qobra API key. Its `Debug` never shows it and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the key replaced. Keys shorter than 4 characters are too
+    /// likely to occur by chance to be replaced meaningfully (and no real key is that short).
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.len() >= 4 {
+            text.replace(&self.0, REDACTED)
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    /// Prints `ApiKey([redacted])`, never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({REDACTED})")
+    }
+}
+
+/// How the client of a push is set up.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Qobra's API base URL (checked again by [`check_base_url`]).
+    pub base_url: String,
+    pub api_key: ApiKey,
+    /// Time allowed to establish a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request: connect, send the body, read the answer.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Seed of the jitter; `None` draws one (tests pass a seed to be deterministic).
+    pub jitter_seed: Option<u64>,
+}
+
+impl ClientConfig {
+    /// A configuration with default timeouts (10 s to connect, 120 s per request: a chunk of a
+    /// few MB on a slow link) and the default retry policy.
+    pub fn new(base_url: impl Into<String>, api_key: ApiKey) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            api_key,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            jitter_seed: None,
+        }
+    }
+}
+
+/// Requests and retries a client has made since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent, first attempts and retries alike.
+    pub requests: u32,
+    /// Retries (requests sent again after a retryable failure).
+    pub retries: u32,
+}
+
+/// A chunk Qobra accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The import this chunk joined or started.
+    pub import_id: String,
+    /// Retries this chunk needed.
+    pub retries: u32,
+    /// Requests this chunk took (`retries + 1`).
+    pub requests: u32,
+}
+
+/// Why a request to Qobra failed. Every text in it is free of the API key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The `interrupted` callback said stop (query cancel, shutdown); the request was dropped.
+    #[error("the push was interrupted")]
+    Interrupted,
+    /// 401 or 403.
+    #[error("Qobra rejected the API key ({request}: HTTP {})", status_text(*.status))]
+    KeyRejected {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// A 3xx answer, not followed. `location` is the target without query, fragment or user info.
+    #[error("Qobra answered {request} with a redirect (HTTP {}), which is not followed", status_text(*.status))]
+    Redirected {
+        request: String,
+        status: u16,
+        location: Option<String>,
+    },
+    /// Any other 4xx (or unexpected status): the request itself was refused.
+    #[error("Qobra refused {request}: HTTP {}", status_text(*.status))]
+    Refused {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// 408, 429 or 5xx (retryable).
+    #[error("{request} failed with HTTP {}", status_text(*.status))]
+    Server {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// A failure below HTTP (retryable).
+    #[error("{request} failed: {kind}: {message}")]
+    Transport {
+        request: String,
+        kind: TransportKind,
+        message: String,
+    },
+    /// Retryable failures until the retry budget ran out; `last` is the last one.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp { attempts: u32, last: Box<PushError> },
+    /// A 2xx answer we cannot read.
+    #[error("unexpected answer from Qobra to {request}: {message}")]
+    Protocol { request: String, message: String },
+}
+
+impl PushError {
+    /// Whether a new attempt may succeed (408/429/5xx and transport failures).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::Server { .. } => true,
+            PushError::Transport { kind, .. } => kind.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether restarting the whole push may succeed: only after retries ran out on failures
+    /// that may be transient. A rejected key, a refused body or an interrupt would fail again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PushError::GaveUp { .. }) || self.is_retryable()
+    }
+}
+
+/// `401 Unauthorized`, or just `401` for a code without a standard reason.
+fn status_text(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+impl From<PushError> for Error {
+    /// The user-facing error: SQLSTATE class, message, detail and hint.
+    fn from(e: PushError) -> Error {
+        let destination_hint =
+            "Check base_url given to qobra_sync.set_destination(): it must be Qobra's API address, such as https://api.qobra.co.";
+        match e {
+            PushError::Interrupted => {
+                Error::new(SqlState::ExternalFailure, "push to Qobra interrupted").detail(
+                    "The query was canceled or the server is shutting down while waiting for Qobra.",
+                )
+            }
+            PushError::KeyRejected {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::InsufficientPrivilege,
+                format!("Qobra rejected the API key (HTTP {})", status_text(status)),
+            )
+            .detail(format!("{request} was answered: {excerpt}"))
+            .hint(
+                "Check the key given to qobra_sync.set_destination(); a Qobra admin creates API keys in Qobra's global settings.",
+            ),
+            PushError::Redirected {
+                request,
+                status,
+                location,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!(
+                    "Qobra answered {request} with a redirect (HTTP {}); redirects are not followed",
+                    status_text(status)
+                ),
+            )
+            .detail(match location {
+                Some(l) => format!("The redirect points to {l} (query omitted)."),
+                None => "The redirect has no usable Location.".to_owned(),
+            })
+            .hint(destination_hint),
+            PushError::Refused {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("Qobra refused {request} (HTTP {})", status_text(status)),
+            )
+            .detail(format!("Qobra answered: {excerpt}"))
+            .hint(match status {
+                404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
+                413 => "Lower qobra_sync.batch_rows so that each request is smaller.",
+                _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
+            }),
+            PushError::Server {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed with HTTP {}", status_text(status)),
+            )
+            .detail(format!("Qobra answered: {excerpt}")),
+            PushError::Transport {
+                request,
+                kind,
+                message,
+            } => Error::new(SqlState::ExternalFailure, format!("{request} failed: {kind}"))
+                .detail(message),
+            PushError::GaveUp { attempts, last } => {
+                let last = Error::from(*last);
+                let detail = match last.detail {
+                    Some(d) => format!("Last failure: {}. {d}", last.message),
+                    None => format!("Last failure: {}.", last.message),
+                };
+                Error::new(
+                    SqlState::ExternalFailure,
+                    format!("Qobra did not accept the request after {attempts} attempts"),
+                )
+                .detail(detail)
+                .hint("Qobra or the network may be down or slow (see qobra_sync.http_timeout_ms and qobra_sync.max_retries); the next scheduled run tries again.")
+            }
+            PushError::Protocol { request, message } => Error::new(
+                SqlState::ExternalFailure,
+                format!("unexpected answer from Qobra to {request}"),
+            )
+            .detail(message)
+            .hint(destination_hint),
+        }
+    }
+}
+
+/// An HTTP answer, read up to a size limit.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
+    truncated: bool,
+}
+
+/// The client of one push.
+///
+/// Its methods block the calling thread (they must not be called from inside another tokio
+/// runtime). Their `interrupted` callback must only read flags and return: it must not raise.
+pub struct QobraClient {
+    // Dropped before the runtime that drives its connections.
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    base: Url,
+    key: ApiKey,
+    policy: RetryPolicy,
+    rng: Mutex<fastrand::Rng>,
+    requests: AtomicU32,
+    retries: AtomicU32,
+}
+
+impl fmt::Debug for QobraClient {
+    /// The base URL and policy; never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QobraClient")
+            .field("base", &self.base.as_str())
+            .field("key", &self.key)
+            .field("policy", &self.policy)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QobraClient {
+    /// Builds the client: checks the base URL, sets the key as a sensitive default header, no
+    /// redirects, no proxy, the configured timeouts, and starts its runtime.
+    pub fn new(config: &ClientConfig) -> Result<QobraClient, Error> {
+        let base = check_base_url(&config.base_url)?;
+        let base = Url::parse(&base).map_err(|e| Error::internal(format!("base URL: {e}")))?;
+        if base.cannot_be_a_base() {
+            return Err(Error::internal("base URL cannot be a base"));
+        }
+        let mut key = HeaderValue::from_str(config.api_key.expose()).map_err(|_| {
+            Error::new(
+                SqlState::InvalidParameterValue,
+                "the API key contains characters that cannot be sent in an HTTP header",
+            )
+            .hint("Give qobra_sync.set_destination() the key exactly as Qobra shows it.")
+        })?;
+        key.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("X-API-Key", key);
+        let setup_failed = |what: &str, e: &dyn std::error::Error| {
+            Error::new(
+                SqlState::ExternalFailure,
+                format!("could not set up the HTTP client: {what}"),
+            )
+            .detail(config.api_key.scrub(&error_chain(e)))
+        };
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| setup_failed("reqwest", &e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| setup_failed("tokio runtime", &e))?;
+        let rng = match config.jitter_seed {
+            Some(seed) => fastrand::Rng::with_seed(seed),
+            None => fastrand::Rng::new(),
+        };
+        Ok(QobraClient {
+            http,
+            runtime,
+            base,
+            key: config.api_key.clone(),
+            policy: config.retry,
+            rng: Mutex::new(rng),
+            requests: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
+        })
+    }
+
+    /// Requests and retries made so far, whatever their outcome.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends one chunk: `POST {base}/v1/tables/{key}/records/bulk?all=true&debounce=D` for the
+    /// first chunk of a snapshot (`all`), `?debounce=D` for the others. `body` is the JSON array
+    /// of records; a retry resends the same `Bytes` without copying it.
+    pub fn post_records(
+        &self,
+        data_table_key: &str,
+        all: bool,
+        debounce_seconds: u32,
+        body: Bytes,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Posted, PushError> {
+        let mut query = Vec::with_capacity(2);
+        if all {
+            query.push(("all", "true".to_owned()));
+        }
+        query.push(("debounce", debounce_seconds.to_string()));
+        let url = self.endpoint(&["v1", "tables", data_table_key, "records", "bulk"], &query);
+        let (answer, requests) = self.send(Method::POST, url, Some(body), interrupted)?;
+        let import_id = parse_import_id(&answer.body).map_err(|e| PushError::Protocol {
+            request: format!("POST {}", answer.path),
+            message: self.key.scrub(&format!(
+                "no import_id in the answer ({e}): {}",
+                excerpt(&answer.body, &self.key)
+            )),
+        })?;
+        Ok(Posted {
+            import_id,
+            retries: requests - 1,
+            requests,
+        })
+    }
+
+    /// Reads an import's status: `GET {base}/v1/imports/{id}`.
+    pub fn import_status(
+        &self,
+        import_id: &str,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<ImportStatus, PushError> {
+        let url = self.endpoint(&["v1", "imports", import_id], &[]);
+        let (answer, _) = self.send(Method::GET, url, None, interrupted)?;
+        parse_import_status(&answer.body).map_err(|e| PushError::Protocol {
+            request: format!("GET {}", answer.path),
+            message: self.key.scrub(&format!(
+                "not an import status ({e}): {}",
+                excerpt(&answer.body, &self.key)
+            )),
+        })
+    }
+
+    /// `{base}/{segments…}?{query}`, each segment percent-encoded.
+    fn endpoint(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// Sends a request until it succeeds, fails for good, or the retry budget runs out. Returns
+    /// the 2xx answer and the number of requests it took.
+    fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<(Success, u32), PushError> {
+        // Only the path names the request in messages: the query is ours, but keep them short.
+        let request = self.key.scrub(&format!("{method} {}", url.path()));
+        let mut attempts: u32 = 0;
+        loop {
+            attempts += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut builder = self.http.request(method.clone(), url.clone());
+            if let Some(body) = &body {
+                builder = builder
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let outcome = self.wait(exchange(builder), interrupted)?;
+            let (failure, retry_after) = match outcome {
+                Err(e) if e.is_builder() => {
+                    return Err(PushError::Protocol {
+                        request,
+                        message: self.key.scrub(&error_chain(&e.without_url())),
+                    })
+                }
+                Err(e) => (
+                    PushError::Transport {
+                        request: request.clone(),
+                        kind: transport_kind(&e),
+                        message: self.key.scrub(&error_chain(&e.without_url())),
+                    },
+                    None,
+                ),
+                Ok(answer) => match classify_status(answer.status) {
+                    StatusClass::Success if answer.truncated => {
+                        return Err(PushError::Protocol {
+                            request,
+                            message: format!(
+                                "the answer is larger than {SUCCESS_BODY_LIMIT} bytes"
+                            ),
+                        })
+                    }
+                    StatusClass::Success => {
+                        let path = url.path().to_owned();
+                        return Ok((
+                            Success {
+                                body: answer.body,
+                                path: self.key.scrub(&path),
+                            },
+                            attempts,
+                        ));
+                    }
+                    StatusClass::KeyRejected => {
+                        return Err(PushError::KeyRejected {
+                            request,
+                            status: answer.status,
+                            excerpt: excerpt(&answer.body, &self.key),
+                        })
+                    }
+                    StatusClass::Redirect => {
+                        return Err(PushError::Redirected {
+                            request,
+                            status: answer.status,
+                            location: answer
+                                .location
+                                .as_deref()
+                                .and_then(|l| describe_location(&url, l))
+                                .map(|l| self.key.scrub(&l)),
+                        })
+                    }
+                    StatusClass::Fatal => {
+                        return Err(PushError::Refused {
+                            request,
+                            status: answer.status,
+                            excerpt: excerpt(&answer.body, &self.key),
+                        })
+                    }
+                    StatusClass::Retryable => (
+                        PushError::Server {
+                            request: request.clone(),
+                            status: answer.status,
+                            excerpt: excerpt(&answer.body, &self.key),
+                        },
+                        answer.retry_after,
+                    ),
+                },
+            };
+            if attempts > self.policy.max_retries {
+                return Err(PushError::GaveUp {
+                    attempts,
+                    last: Box::new(failure),
+                });
+            }
+            let unit = self
+                .rng
+                .lock()
+                .map(|mut rng| rng.f64())
+                .unwrap_or_else(|poisoned| poisoned.into_inner().f64());
+            let pause =
+                self.policy
+                    .wait_before(attempts, retry_after.as_deref(), SystemTime::now(), unit);
+            // Lazily: a tokio timer can only be created inside the runtime.
+            self.wait(async move { tokio::time::sleep(pause).await }, interrupted)?;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `future` to completion on the client's runtime, calling `interrupted` before it starts
+    /// and every 100 ms while it runs; when that says stop, drops the future and returns
+    /// [`PushError::Interrupted`]. Runs on the calling thread (a current-thread runtime).
+    fn wait<F: Future>(
+        &self,
+        future: F,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<F::Output, PushError> {
+        if interrupted() {
+            return Err(PushError::Interrupted);
+        }
+        self.runtime.block_on(async {
+            let mut future = std::pin::pin!(future);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = ticker.tick() => {
+                        if interrupted() {
+                            return Err(PushError::Interrupted);
+                        }
+                    }
+                    output = &mut future => return Ok(output),
+                }
+            }
+        })
+    }
+}
+
+/// A 2xx answer's body and the request path it answered (for messages).
+struct Success {
+    body: Vec<u8>,
+    path: String,
+}
+
+/// Sends a request and reads its answer: the whole body of a 2xx (up to
+/// [`SUCCESS_BODY_LIMIT`]), the start of any other (up to [`ERROR_BODY_LIMIT`]).
+async fn exchange(builder: RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let mut response = builder.send().await?;
+    let status = response.status().as_u16();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = header(RETRY_AFTER);
+    let location = header(LOCATION);
+    let limit = if classify_status(status) == StatusClass::Success {
+        SUCCESS_BODY_LIMIT
+    } else {
+        ERROR_BODY_LIMIT
+    };
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        location,
+        body,
+        truncated,
+    })
+}
+
+/// Which kind of transport failure a reqwest error is.
+fn transport_kind(e: &reqwest::Error) -> TransportKind {
+    if e.is_timeout() {
+        return TransportKind::Timeout;
+    }
+    if e.is_connect() {
+        return TransportKind::Connect;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return TransportKind::Reset;
+            }
+        }
+        source = s.source();
+    }
+    let text = error_chain(e).to_ascii_lowercase();
+    if text.contains("closed") || text.contains("reset") || text.contains("incomplete") {
+        TransportKind::Reset
+    } else {
+        TransportKind::Other
+    }
+}
+
+/// An error and its sources, joined by `: ` (repeated texts dropped).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A short excerpt of an answer body for an error message: the JSON `detail`, `message` or
+/// `error` string when there is one, else the text; control characters dropped, whitespace
+/// collapsed, the key scrubbed, at most [`EXCERPT_CHARS`] characters.
+pub fn excerpt(body: &[u8], key: &ApiKey) -> String {
+    let text = String::from_utf8_lossy(body);
+    let chosen = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            ["detail", "message", "error"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_owned))
+        })
+        .unwrap_or_else(|| text.into_owned());
+    let flat: String = chosen
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let scrubbed = key.scrub(&flat);
+    if scrubbed.is_empty() {
+        return "(empty answer)".to_owned();
+    }
+    let mut chars = scrubbed.chars();
+    let mut cut: String = chars.by_ref().take(EXCERPT_CHARS).collect();
+    if chars.next().is_some() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// Where a redirect points, resolved against the request URL, without user info, query or
+/// fragment: `https://host:port/path`. `None` when it does not parse.
+fn describe_location(request: &Url, location: &str) -> Option<String> {
+    let target = request.join(location).ok()?;
+    let host = target.host_str()?;
+    let port = target.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let mut path: String = target.path().chars().take(200).collect();
+    if target.path().chars().count() > 200 {
+        path.push('…');
+    }
+    Some(format!("{}://{host}{port}{path}", target.scheme()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_flat_and_scrubbed() {
+        let key = ApiKey::new("sekret-key-123");
+        assert_eq!(
+            excerpt(br#"{"detail": "Invalid API key"}"#, &key),
+            "Invalid API key"
+        );
+        assert_eq!(
+            excerpt(b"<html>\n  <b>Bad\tGateway</b>\r\n</html>", &key),
+            "<html> <b>Bad Gateway</b> </html>"
+        );
+        assert_eq!(
+            excerpt(b"your key sekret-key-123 is wrong", &key),
+            "your key [redacted] is wrong"
+        );
+        assert_eq!(excerpt(b"", &key), "(empty answer)");
+        assert_eq!(excerpt(b"a\x00b\x1bc", &key), "abc");
+        let long = "x".repeat(1000);
+        let cut = excerpt(long.as_bytes(), &key);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        // The key straddling the cut is scrubbed before cutting.
+        let straddle = format!("{}sekret-key-123", "y".repeat(EXCERPT_CHARS - 5));
+        assert!(!excerpt(straddle.as_bytes(), &key).contains("sekr"));
+        assert!(excerpt(&[0xff, 0xfe, b'o', b'k'], &key).ends_with("ok"));
+    }
+
+    #[test]
+    fn locations_lose_query_fragment_and_user_info() {
+        let req = Url::parse("http://127.0.0.1:8000/v1/tables/t/records/bulk?all=true").unwrap();
+        assert_eq!(
+            describe_location(&req, "https://u:p@evil.example:444/x/y?key=abc#frag").as_deref(),
+            Some("https://evil.example:444/x/y")
+        );
+        assert_eq!(
+            describe_location(&req, "/other?token=1").as_deref(),
+            Some("http://127.0.0.1:8000/other")
+        );
+        assert_eq!(describe_location(&req, "http://[::1"), None);
+    }
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let config = ClientConfig::new("http://127.0.0.1:9", ApiKey::new("sekret-key-123"));
+        assert!(!format!("{config:?}").contains("sekret"));
+        let client = QobraClient::new(&config).unwrap();
+        assert!(!format!("{client:?}").contains("sekret"));
+        assert!(format!("{client:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn bad_keys_and_urls_are_refused_without_echoing_the_key() {
+        let err = QobraClient::new(&ClientConfig::new(
+            "http://127.0.0.1:9",
+            ApiKey::new("sekret\nkey"),
+        ))
+        .unwrap_err();
+        assert_eq!(err.state, SqlState::InvalidParameterValue);
+        assert!(!format!("{err:?}").contains("sekret"));
+        let err = QobraClient::new(&ClientConfig::new(
+            "http://example.com",
+            ApiKey::new("sekret-key-123"),
+        ))
+        .unwrap_err();
+        assert_eq!(err.state, SqlState::InvalidParameterValue);
+        assert!(!format!("{err:?}").contains("sekret"));
+    }
+
+    #[test]
+    fn endpoints_encode_segments_and_keep_a_base_path() {
+        let client = QobraClient::new(&ClientConfig::new(
+            "http://127.0.0.1:9/api/",
+            ApiKey::new("k"),
+        ))
+        .unwrap();
+        let url = client.endpoint(
+            &["v1", "tables", "a b/c", "records", "bulk"],
+            &[("all", "true".into()), ("debounce", "5".into())],
+        );
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/api/v1/tables/a%20b%2Fc/records/bulk?all=true&debounce=5"
+        );
+    }
+
+    #[test]
+    fn errors_convert_with_the_right_class() {
+        let key_rejected = PushError::KeyRejected {
+            request: "POST /v1/tables/t/records/bulk".into(),
+            status: 401,
+            excerpt: "Invalid API key".into(),
+        };
+        let e = Error::from(key_rejected);
+        assert_eq!(e.state, SqlState::InsufficientPrivilege);
+        assert!(e.message.contains("401 Unauthorized"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("set_destination"));
+
+        let redirect = Error::from(PushError::Redirected {
+            request: "POST /x".into(),
+            status: 307,
+            location: Some("http://127.0.0.1:2/y".into()),
+        });
+        assert_eq!(redirect.state, SqlState::ExternalFailure);
+        assert!(redirect.message.contains("307"));
+        assert!(redirect.message.contains("not followed"));
+
+        let gave_up = Error::from(PushError::GaveUp {
+            attempts: 3,
+            last: Box::new(PushError::Server {
+                request: "POST /x".into(),
+                status: 503,
+                excerpt: "busy".into(),
+            }),
+        });
+        assert_eq!(gave_up.state, SqlState::ExternalFailure);
+        assert!(gave_up.message.contains("3 attempts"));
+        let detail = gave_up.detail.unwrap();
+        assert!(
+            detail.contains("503 Service Unavailable") && detail.contains("busy"),
+            "{detail}"
+        );
+        assert_eq!(
+            Error::from(PushError::Interrupted).state,
+            SqlState::ExternalFailure
+        );
+        let refused = Error::from(PushError::Refused {
+            request: "POST /x".into(),
+            status: 404,
+            excerpt: "Unknown data table".into(),
+        });
+        assert!(refused.hint.unwrap().contains("csv_template"));
+        assert_eq!(status_text(799), "799");
+    }
+
+    #[test]
+    fn transient_and_retryable() {
+        let server = PushError::Server {
+            request: "x".into(),
+            status: 500,
+            excerpt: String::new(),
+        };
+        assert!(server.is_retryable() && server.is_transient());
+        let gave_up = PushError::GaveUp {
+            attempts: 2,
+            last: Box::new(server),
+        };
+        assert!(!gave_up.is_retryable() && gave_up.is_transient());
+        assert!(!PushError::Interrupted.is_transient());
+        let refused = PushError::Refused {
+            request: "x".into(),
+            status: 400,
+            excerpt: String::new(),
+        };
+        assert!(!refused.is_transient());
+    }
+}

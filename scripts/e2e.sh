@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# End-to-end tests (tests/e2e): a preloaded cluster with the installed extension, pushing to the
+# fake Qobra server, driven by pytest. The extension must already be installed
+# (`cargo pgrx install`, as scripts/test.sh does before calling this script).
+# Usage: scripts/e2e.sh [pytest arguments...]   e.g. scripts/e2e.sh -k faults
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
+VENV=$WORK/venv
+PYTEST_VERSION=8.3.4
+PSYCOPG_VERSION=3.2.3
+mkdir -p "$WORK"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Python's venv module (Debian ships it separately) and the two pinned test packages.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "==> installing python3-venv"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+fi
+if ! "$VENV/bin/python" - "$PYTEST_VERSION" "$PSYCOPG_VERSION" 2>/dev/null <<'EOF'
+import sys
+from importlib.metadata import version
+sys.exit(version("pytest") != sys.argv[1] or version("psycopg") != sys.argv[2])
+EOF
+then
+    echo "==> creating $VENV (pytest $PYTEST_VERSION, psycopg $PSYCOPG_VERSION)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        "pytest==$PYTEST_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
+fi
+
+echo "==> building the fake Qobra server"
+cargo build -q --release -p fake_qobra
+
+echo "==> end-to-end tests"
+export QS_TEST_DIR=$WORK
+export QS_FAKE_QOBRA=$PWD/target/release/fake-qobra
+export PYTHONDONTWRITEBYTECODE=1
+exec "$VENV/bin/python" -m pytest tests/e2e -q "$@"

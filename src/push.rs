@@ -1,0 +1,480 @@
+//! Runs: one push of a registered source, from the checks to the run record.
+//!
+//! A run takes the source's push lock (one push of a table at a time), checks the registration
+//! again (source unchanged, filter re-analysed, reader fit), takes a census of the snapshot, lets
+//! the guards decide (id violations and the deletion guard block, an unchanged snapshot is
+//! skipped), pushes the records, and records the outcome in `qobra_sync.runs` and the rejected
+//! rows in `qobra_sync.run_errors`.
+
+use crate::catalog::{self, first_value};
+use crate::error::{spi, Error, Result, SqlState};
+use crate::filter;
+use crate::gucs;
+use crate::reader::{as_reader, snapshot_query};
+use crate::registry;
+use crate::snapshot::{self, Chunks, Rejections};
+use crate::sqltypes::RegClass;
+use pgrx::prelude::*;
+use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
+use qobra_sync_core::error::quoted;
+use qobra_sync_core::guard::{decide, Decision, Guards, LastSuccess};
+use qobra_sync_core::mapping::map_columns;
+use qobra_sync_core::push::push;
+use qobra_sync_core::retry::RetryPolicy;
+use qobra_sync_core::wire::RecordEncoder;
+use std::time::Duration;
+
+/// What started a run. (The worker starts `Schedule` and `Request` runs.)
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Schedule,
+    Request,
+}
+
+impl Trigger {
+    /// The SQL spelling.
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Request => "request",
+        }
+    }
+}
+
+/// How many times a push may restart from the top after a late failure.
+const RESTART_BUDGET: u32 = 2;
+
+/// A run's outcome, as recorded.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: &'static str,
+    rows_read: u64,
+    rows_sent: u64,
+    rows_rejected: u64,
+    bytes_sent: u64,
+    requests: u32,
+    retries: u32,
+    restarts: u32,
+    import_ids: Vec<String>,
+    fingerprint: Option<String>,
+    possibly_partial: bool,
+    error: Option<String>,
+    rejections: Rejections,
+}
+
+/// Whether Postgres has a cancel or termination request pending for this backend.
+fn interrupted() -> bool {
+    unsafe {
+        pg_sys::InterruptPending != 0
+            && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
+    }
+}
+
+/// The API base URL and key, or the error saying to set them.
+fn destination() -> Result<(String, String)> {
+    let json: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(base_url, api_key) FROM qobra_sync.destination",
+        &[],
+    )?;
+    let Some(pgrx::JsonB(serde_json::Value::Array(v))) = json else {
+        return Err(Error::new(
+            SqlState::ObjectNotInPrerequisiteState,
+            "no destination is set",
+        )
+        .hint("Call qobra_sync.set_destination(api_key) first."));
+    };
+    let text = |i: usize| {
+        v.get(i)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok((text(0), text(1)))
+}
+
+/// The HTTP client of a push, configured from the settings.
+fn client() -> Result<QobraClient> {
+    let (base_url, key) = destination()?;
+    let mut config = ClientConfig::new(base_url, ApiKey::new(key));
+    let timeout = Duration::from_millis(gucs::HTTP_TIMEOUT_MS.get() as u64);
+    config.request_timeout = timeout;
+    config.connect_timeout = timeout.min(Duration::from_secs(10));
+    let wait_max = Duration::from_millis(gucs::RETRY_WAIT_MAX_MS.get() as u64);
+    config.retry = RetryPolicy {
+        max_retries: gucs::MAX_RETRIES.get() as u32,
+        max_backoff: wait_max,
+        retry_after_cap: wait_max,
+        ..RetryPolicy::default()
+    };
+    QobraClient::new(&config)
+}
+
+/// Takes the push lock of a source for the rest of the transaction, or says who holds it.
+fn lock(source: pg_sys::Oid, name: &str) -> Result<()> {
+    let got: Option<bool> = first_value(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)",
+        &[RegClass(source).into()],
+    )?;
+    if got == Some(true) {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::ObjectNotInPrerequisiteState,
+        format!("a push of {name} is already running"),
+    )
+    .detail("One push of a table runs at a time.")
+    .hint("Wait for it to finish (see qobra_sync.runs), then try again."))
+}
+
+/// The last successful run of a source, for the guards.
+fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
+    let json: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(rows_read, snapshot_sha256) FROM qobra_sync.runs
+          WHERE source = $1 AND status = 'succeeded' ORDER BY run_id DESC LIMIT 1",
+        &[RegClass(source).into()],
+    )?;
+    Ok(json.and_then(|pgrx::JsonB(v)| {
+        Some(LastSuccess {
+            rows_read: v.get(0)?.as_u64().unwrap_or(0),
+            fingerprint: v.get(1).and_then(|f| f.as_str()).map(str::to_owned),
+        })
+    }))
+}
+
+/// Pushes a registered source now and records the run; returns the run id.
+/// Push outcomes (failed, blocked, skipped) are recorded, not raised; misuse raises.
+pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
+    let reg = registry::require(source)?;
+    let described = catalog::check_unchanged(source, &reg.source_name)?;
+    let client = client()?;
+    lock(source, &described.name)?;
+    let run_id = start_run(source, &reg.source_name, &reg.data_table_key, trigger)?;
+    let reader = pg_sys::Oid::from(reg.run_as_oid);
+    let outcome = match prepare(&described, &reg, reader) {
+        Err(e) => Outcome {
+            status: "failed",
+            error: Some(message(&e)),
+            ..Default::default()
+        },
+        Ok((encoder, filter)) => run(
+            &described,
+            &reg,
+            reader,
+            &client,
+            &encoder,
+            filter.as_deref(),
+            force,
+        )?,
+    };
+    finish_run(run_id, &outcome)?;
+    report(run_id, &described.name, &outcome);
+    Ok(run_id)
+}
+
+/// Re-checks a registration before its run: mapping, filter (re-analysed) and reader.
+fn prepare(
+    source: &qobra_sync_core::mapping::Source,
+    reg: &qobra_sync_core::registration::Registration,
+    reader: pg_sys::Oid,
+) -> Result<(RecordEncoder, Option<String>)> {
+    let mapping = map_columns(source, &reg.columns)?;
+    if let Some(why) = registry::reader_problem(reader)? {
+        return Err(Error::new(
+            SqlState::InsufficientPrivilege,
+            format!("run_as refused: {why}"),
+        ));
+    }
+    let filter = reg
+        .filter
+        .as_deref()
+        .map(|f| filter::canonical(source, f, reader))
+        .transpose()?;
+    Ok((
+        RecordEncoder::from_mapping(&mapping, reg.columns.user_key),
+        filter,
+    ))
+}
+
+/// Census, guards and push, as the reader; returns what happened.
+fn run(
+    source: &qobra_sync_core::mapping::Source,
+    reg: &qobra_sync_core::registration::Registration,
+    reader: pg_sys::Oid,
+    client: &QobraClient,
+    encoder: &RecordEncoder,
+    filter: Option<&str>,
+    force: bool,
+) -> Result<Outcome> {
+    let id_column = reg.columns.id_column.clone().unwrap_or_default();
+    let guaranteed = snapshot::id_guaranteed(pg_sys::Oid::from(source.oid), &id_column)?;
+    let last = last_success(pg_sys::Oid::from(source.oid))?;
+    let guards = Guards {
+        deletion_guard: gucs::DELETION_GUARD.get(),
+        skip_unchanged: gucs::SKIP_UNCHANGED.get(),
+        force,
+    };
+    let query = snapshot_query(source, encoder, filter, None, None);
+    let select_list = query
+        .trim_start_matches("SELECT ")
+        .split(" FROM ")
+        .next()
+        .unwrap_or("NULL")
+        .to_owned();
+    let debounce = gucs::DEBOUNCE_SECONDS.get() as u32;
+    let batch_rows = gucs::BATCH_ROWS.get() as usize;
+    as_reader(reader, || {
+        let census = snapshot::census(
+            source,
+            encoder,
+            &select_list,
+            filter,
+            &id_column,
+            guaranteed,
+        )?;
+        let mut outcome = Outcome {
+            rows_read: census.rows,
+            fingerprint: Some(census.fingerprint.clone()),
+            ..Default::default()
+        };
+        match decide(&census, last.as_ref(), guards) {
+            Decision::Blocked(why) => {
+                outcome.status = "blocked";
+                outcome.error = Some(why);
+                return Ok(outcome);
+            }
+            Decision::Skipped(why) => {
+                outcome.status = "skipped";
+                outcome.error = Some(why);
+                return Ok(outcome);
+            }
+            Decision::Push => {}
+        }
+        // The cursors of the push live in one SPI connection.
+        let (result, rows_read, rejections) = Spi::connect(|_| {
+            let mut chunks = Chunks::new(query.clone(), encoder, batch_rows);
+            let result = push(
+                &mut chunks,
+                client,
+                &reg.data_table_key,
+                debounce,
+                RESTART_BUDGET,
+                &interrupted,
+                &mut |_| {},
+            );
+            (
+                result,
+                chunks.rows_read,
+                std::mem::take(&mut chunks.rejections),
+            )
+        });
+        outcome.rows_read = rows_read;
+        outcome.rows_rejected = rejections.count;
+        outcome.rejections = rejections;
+        let report = match result {
+            Ok(report) => {
+                outcome.status = "succeeded";
+                report
+            }
+            Err(failure) => {
+                if failure.interrupted {
+                    pgrx::check_for_interrupts!();
+                }
+                outcome.status = "failed";
+                outcome.possibly_partial = failure.possibly_partial;
+                outcome.error = Some(message(&failure.error));
+                failure.report
+            }
+        };
+        outcome.rows_sent = report.rows_sent;
+        outcome.bytes_sent = report.bytes_sent;
+        outcome.requests = report.requests;
+        outcome.retries = report.retries;
+        outcome.restarts = report.restarts;
+        outcome.import_ids = report.import_ids;
+        Ok(outcome)
+    })
+}
+
+/// Records a new run as running and returns its id.
+fn start_run(source: pg_sys::Oid, name: &str, key: &str, trigger: Trigger) -> Result<i64> {
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status)
+             VALUES ($1, $2, $3, $4, 'running') RETURNING run_id",
+            Some(1),
+            &[
+                RegClass(source).into(),
+                name.into(),
+                key.into(),
+                trigger.as_str().into(),
+            ],
+        )?
+        .first()
+        .get::<i64>(1)
+    })
+    .map_err(spi)?
+    .ok_or_else(|| Error::internal("no run id"))
+}
+
+/// Records a run's outcome and its rejected rows.
+fn finish_run(run_id: i64, o: &Outcome) -> Result<()> {
+    let import_status = if o.import_ids.is_empty() {
+        None
+    } else {
+        Some("pending")
+    };
+    Spi::connect_mut(|c| -> std::result::Result<(), pgrx::spi::Error> {
+        c.update(
+            "UPDATE qobra_sync.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), rows_read = $3,
+                    rows_sent = $4, rows_rejected = $5, bytes_sent = $6, requests = $7, retries = $8, restarts = $9,
+                    import_ids = $10, import_status = $11, snapshot_sha256 = $12, possibly_partial = $13, error = $14
+              WHERE run_id = $1",
+            None,
+            &[
+                run_id.into(),
+                o.status.into(),
+                (o.rows_read as i64).into(),
+                (o.rows_sent as i64).into(),
+                (o.rows_rejected as i64).into(),
+                (o.bytes_sent as i64).into(),
+                (o.requests as i32).into(),
+                (o.retries as i32).into(),
+                (o.restarts as i32).into(),
+                o.import_ids.clone().into(),
+                import_status.into(),
+                o.fingerprint.clone().into(),
+                o.possibly_partial.into(),
+                o.error.clone().into(),
+            ],
+        )?;
+        for (line, row, details) in &o.rejections.kept {
+            c.update(
+                "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'push', $2, $3, $4)",
+                None,
+                &[run_id.into(), (*line as i64).into(), pgrx::JsonB(row.clone()).into(), details.as_str().into()],
+            )?;
+        }
+        Ok(())
+    })
+    .map_err(spi)
+}
+
+/// Tells the caller how the run went: a NOTICE on success, a WARNING otherwise.
+fn report(run_id: i64, name: &str, o: &Outcome) {
+    let summary = format!(
+        "run {run_id} of {name}: {} — {} rows read, {} sent, {} rejected, {} bytes in {} requests ({} retries, {} restarts)",
+        o.status, o.rows_read, o.rows_sent, o.rows_rejected, o.bytes_sent, o.requests, o.retries, o.restarts
+    );
+    match (o.status, &o.error) {
+        ("succeeded", _) => pgrx::notice!("{summary}"),
+        ("skipped", Some(e)) => pgrx::notice!("{summary}: {e}"),
+        (_, Some(e)) => pgrx::warning!("{summary}: {e}"),
+        _ => pgrx::warning!("{summary}"),
+    }
+}
+
+/// An error as one line for `runs.error`: message, detail and hint.
+fn message(e: &Error) -> String {
+    let mut text = e.message.clone();
+    if let Some(d) = &e.detail {
+        text.push_str(&format!(" ({d})"));
+    }
+    if let Some(h) = &e.hint {
+        text.push_str(&format!(" Hint: {h}"));
+    }
+    text
+}
+
+/// Checks Qobra's imports of recent runs once each and records their outcome; returns how many
+/// runs were settled. Never waits for an import: a pending one is looked at again next time.
+pub fn poll_imports() -> Result<i64> {
+    let pending: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(run_id, import_ids) ORDER BY run_id)
+           FROM qobra_sync.runs WHERE import_status = 'pending'
+            AND started_at > pg_catalog.now() - pg_catalog.make_interval(days => 2)",
+        &[],
+    )?;
+    let Some(pgrx::JsonB(serde_json::Value::Array(pending))) = pending else {
+        return Ok(0);
+    };
+    let client = client()?;
+    let mut settled = 0;
+    for entry in pending {
+        let run_id = entry[0].as_i64().unwrap_or_default();
+        let ids: Vec<String> = entry[1]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let mut all_finished = true;
+        let mut errors: Vec<(Option<u64>, Option<serde_json::Value>, String)> = vec![];
+        for id in &ids {
+            let status = match client.import_status(id, &interrupted) {
+                Ok(s) => s,
+                Err(e) => {
+                    if interrupted() {
+                        pgrx::check_for_interrupts!();
+                    }
+                    pgrx::warning!(
+                        "import {} of run {run_id}: {}",
+                        quoted(id),
+                        Error::from(e).message
+                    );
+                    all_finished = false;
+                    continue;
+                }
+            };
+            if !status.is_finished() {
+                all_finished = false;
+                continue;
+            }
+            for (_, p) in status.parsing_errors() {
+                errors.push((
+                    p.line_number,
+                    p.row.clone(),
+                    p.details.clone().unwrap_or_else(|| "parsing error".into()),
+                ));
+            }
+            for t in &status.data_tables_details {
+                if let Some(err) = &t.error {
+                    if err.parsing_error_details.is_empty() {
+                        errors.push((
+                            None,
+                            None,
+                            format!(
+                                "{}: {}",
+                                err.title.clone().unwrap_or_default(),
+                                err.description.clone().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if !all_finished {
+            continue;
+        }
+        Spi::connect_mut(|c| -> std::result::Result<(), pgrx::spi::Error> {
+            for (line, row, details) in &errors {
+                c.update(
+                    "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'import', $2, $3, $4)",
+                    None,
+                    &[run_id.into(), line.map(|l| l as i64).into(), row.clone().map(pgrx::JsonB).into(), details.as_str().into()],
+                )?;
+            }
+            c.update(
+                "UPDATE qobra_sync.runs SET import_status = $2 WHERE run_id = $1",
+                None,
+                &[run_id.into(), (if errors.is_empty() { "finished" } else { "failed" }).into()],
+            )?;
+            Ok(())
+        })
+        .map_err(spi)?;
+        settled += 1;
+    }
+    Ok(settled)
+}

@@ -1,0 +1,192 @@
+//! The snapshot of a push: its census (pre-pass) and its records, chunk by chunk.
+//!
+//! Both read the source as the reader, through read-only cursors in the statement's snapshot, so
+//! the census, the first pass and any restart from the top see exactly the same rows.
+
+use crate::error::{Error, Result};
+use crate::reader::{self, quote_ident, Cursor};
+use pgrx::prelude::*;
+use qobra_sync_core::guard::Census;
+use qobra_sync_core::mapping::Source;
+use qobra_sync_core::push::{ChunkInfo, ChunkSource};
+use qobra_sync_core::wire::RecordEncoder;
+use sha2::{Digest, Sha256};
+
+/// Rows rejected before sending: the first few in full, the rest counted.
+#[derive(Debug, Default)]
+pub struct Rejections {
+    pub count: u64,
+    /// (line number in the snapshot, the row's values by column, reason)
+    pub kept: Vec<(u64, serde_json::Value, String)>,
+}
+
+/// How many rejected rows are kept in full for `run_errors`.
+pub const KEPT_REJECTIONS: usize = 1000;
+
+/// Counts the snapshot, fingerprints its content and checks its ids, in one pass.
+/// `id_guaranteed`: the catalog already guarantees the id is NOT NULL and unique.
+pub fn census(
+    source: &Source,
+    encoder: &RecordEncoder,
+    select_list: &str,
+    filter: Option<&str>,
+    id_column: &str,
+    id_guaranteed: bool,
+) -> Result<Census> {
+    let id = quote_ident(id_column);
+    let id_checks = if id_guaranteed {
+        "'0', '0'".to_owned()
+    } else {
+        format!(
+            "pg_catalog.count(*) FILTER (WHERE {id} IS NULL)::pg_catalog.text, \
+             (pg_catalog.count({id}) - pg_catalog.count(DISTINCT {id}))::pg_catalog.text"
+        )
+    };
+    let where_clause = filter.map(|f| format!(" WHERE ({f})")).unwrap_or_default();
+    let query = format!(
+        "SELECT pg_catalog.count(*)::pg_catalog.text, \
+                COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(ROW({select_list})::pg_catalog.text, 0)), 0)::pg_catalog.text, \
+                {id_checks} FROM {}{where_clause}",
+        source.name
+    );
+    let row = reader::one_row(&query)?;
+    let number = |i: usize| -> u64 { row[i].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0) };
+    // The fingerprint covers how rows are encoded (field keys and encodings) and what they hold.
+    let mut hash = Sha256::new();
+    for f in &encoder.fields {
+        hash.update(format!(
+            "{}\u{1}{:?}\u{1}{}\u{2}",
+            f.column, f.encoding, f.field_key
+        ));
+    }
+    hash.update(format!(
+        "{}\u{3}{}",
+        number(0),
+        row[1].as_deref().unwrap_or("0")
+    ));
+    Ok(Census {
+        rows: number(0),
+        fingerprint: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        null_ids: number(2),
+        duplicate_ids: number(3),
+    })
+}
+
+/// Whether the catalog guarantees that `column` of relation `oid` is NOT NULL and unique
+/// (a valid, non-partial unique index on exactly that column).
+pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
+    let row = reader::one_row(&format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = {} AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+                           AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attnotnull
+                           AND a.attname = {})::pg_catalog.text",
+        oid.to_u32(),
+        crate::registry::literal(column)
+    ))?;
+    Ok(row[0].as_deref() == Some("true"))
+}
+
+/// The records of a snapshot, written chunk by chunk for the push.
+pub struct Chunks<'a> {
+    query: String,
+    encoder: &'a RecordEncoder,
+    batch_rows: usize,
+    cursor: Option<Cursor>,
+    exhausted: bool,
+    chunks: u64,
+    /// Rows read in the current pass.
+    pub rows_read: u64,
+    /// Rows rejected in the current pass.
+    pub rejections: Rejections,
+}
+
+impl<'a> Chunks<'a> {
+    /// Chunks of `batch_rows` records from `query` (whose columns are the encoder's fields).
+    pub fn new(query: String, encoder: &'a RecordEncoder, batch_rows: usize) -> Chunks<'a> {
+        Chunks {
+            query,
+            encoder,
+            batch_rows: batch_rows.max(1),
+            cursor: None,
+            exhausted: false,
+            chunks: 0,
+            rows_read: 0,
+            rejections: Rejections::default(),
+        }
+    }
+}
+
+impl ChunkSource for Chunks<'_> {
+    /// Closes the cursor; the next chunk reopens it in the same snapshot.
+    fn restart(&mut self) -> Result<(), Error> {
+        self.cursor = None;
+        self.exhausted = false;
+        self.chunks = 0;
+        self.rows_read = 0;
+        self.rejections = Rejections::default();
+        Ok(())
+    }
+
+    /// Encodes up to `batch_rows` records into `out`; rejected rows are set aside, not sent.
+    fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<Option<ChunkInfo>, Error> {
+        if self.cursor.is_none() && !self.exhausted {
+            self.cursor = Some(Cursor::open(&self.query)?);
+        }
+        out.push(b'[');
+        let mut records = 0usize;
+        while records < self.batch_rows && !self.exhausted {
+            let cursor = self.cursor.as_mut().expect("opened above");
+            let (encoder, rows_read, rejections) =
+                (self.encoder, &mut self.rows_read, &mut self.rejections);
+            let want = (self.batch_rows - records) as i64;
+            let n = cursor.next_batch(want, |values| {
+                *rows_read += 1;
+                let mark = out.len();
+                if records > 0 {
+                    out.push(b',');
+                }
+                match encoder.encode(values, out) {
+                    Ok(()) => records += 1,
+                    Err(rejection) => {
+                        out.truncate(mark);
+                        rejections.count += 1;
+                        if rejections.kept.len() < KEPT_REJECTIONS {
+                            let row: serde_json::Map<String, serde_json::Value> = encoder
+                                .fields
+                                .iter()
+                                .zip(values)
+                                .map(|(f, v)| {
+                                    (
+                                        f.column.clone(),
+                                        v.map(|s| serde_json::Value::String(s.to_owned()))
+                                            .unwrap_or(serde_json::Value::Null),
+                                    )
+                                })
+                                .collect();
+                            rejections.kept.push((
+                                *rows_read,
+                                row.into(),
+                                format!("column {}: {}", rejection.column, rejection.reason),
+                            ));
+                        }
+                    }
+                }
+                Ok(true)
+            })?;
+            if n == 0 {
+                self.exhausted = true;
+                self.cursor = None;
+            }
+        }
+        out.push(b']');
+        if records == 0 && self.chunks > 0 {
+            out.clear();
+            return Ok(None);
+        }
+        self.chunks += 1;
+        Ok(Some(ChunkInfo {
+            rows: records as u64,
+        }))
+    }
+}

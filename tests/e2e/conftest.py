@@ -1,0 +1,116 @@
+"""Fixtures of the end-to-end tests: one preloaded cluster and two fake Qobra servers for the
+whole session; per test, a fresh schema, a superuser session in it, and reset fakes."""
+
+import re
+import subprocess
+
+import psycopg
+import pytest
+
+from helpers import DBNAME, READER, ROOT, WORK, Db, FakeQobra, free_port
+
+
+class Cluster:
+    """A throwaway PostgreSQL 15 cluster that preloads qobra_sync (scripts/cluster.sh)."""
+
+    def __init__(self, directory, port):
+        self.dir, self.port = directory, port
+        self.server_log = directory / "server.log"
+
+    def _bash(self, *command):
+        """Runs a function of scripts/cluster.sh."""
+        subprocess.run(["bash", "-c", 'source scripts/cluster.sh && "$@"', "cluster", *command],
+                       cwd=ROOT, check=True)
+
+    def start(self, *conf_lines):
+        """Creates and starts the cluster (the server runs without RUST_BACKTRACE)."""
+        self._bash("cluster_start", str(self.dir), str(self.port), *conf_lines)
+
+    def stop(self):
+        """Stops the cluster, fast."""
+        self._bash("cluster_stop", str(self.dir))
+
+    def connect(self, dbname=DBNAME, **kwargs):
+        """A new autocommit superuser connection."""
+        return psycopg.connect(host=str(self.dir), port=self.port, user="postgres",
+                               dbname=dbname, autocommit=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The session's cluster, with database qobra_e2e and the extension created; always stopped."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    c = Cluster(WORK / "e2e-cluster", free_port())
+    try:
+        c.stop()  # a cluster left running by an interrupted session
+        c.start(f"qobra_sync.database_name = '{DBNAME}'",
+                "qobra_sync.debounce_seconds = 1")
+        with c.connect("postgres") as conn:
+            conn.execute(f"CREATE DATABASE {DBNAME}")
+        with c.connect() as conn:
+            conn.execute("CREATE EXTENSION qobra_sync")
+            conn.execute(f"CREATE ROLE {READER} NOLOGIN")
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def fakes(cluster):
+    """Two fake Qobra servers: the destination, and another one (a redirect target)."""
+    started = []
+    try:
+        started.append(FakeQobra(WORK, "fake-qobra"))
+        started.append(FakeQobra(WORK, "fake-qobra-other"))
+        with cluster.connect() as conn:
+            conn.execute("SELECT qobra_sync.set_destination(%s, %s)",
+                         (started[0].api_key, started[0].base_url))
+        yield started
+    finally:
+        for fake in started:
+            fake.stop()
+
+
+@pytest.fixture
+def fake(fakes):
+    """The destination fake, reset for this test."""
+    fakes[0].reset()
+    return fakes[0]
+
+
+@pytest.fixture
+def other_fake(fakes):
+    """A second, independent fake, reset for this test."""
+    fakes[1].reset()
+    return fakes[1]
+
+
+@pytest.fixture
+def db(cluster, fake, request):
+    """A superuser session in a fresh schema named after the test (readable by the reader);
+    afterwards every registration is removed and the schema dropped."""
+    schema = "t_" + re.sub(r"\W+", "_", request.node.name.lower())[:50]
+    with cluster.connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {READER}")
+        conn.execute(f"SET search_path = {schema}, public")
+        conn.execute("SET statement_timeout = '100s'")  # a hung push cannot hang the suite
+        yield Db(conn, schema)
+    with cluster.connect() as conn:
+        conn.execute("SELECT qobra_sync.unregister_table(source) FROM qobra_sync.tables")
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def connect(cluster):
+    """Opens more connections to the test database; they are closed after the test."""
+    opened = []
+
+    def open_connection():
+        """A new autocommit superuser connection."""
+        opened.append(cluster.connect())
+        return opened[-1]
+
+    yield open_connection
+    for conn in opened:
+        conn.close()

@@ -1,0 +1,95 @@
+"""What stops a push before anything is sent: the deletion guard, unchanged snapshots, and
+misuse of sync_now."""
+
+import re
+
+import psycopg
+import pytest
+
+
+def create_deals(db, fake, rows=10):
+    """A registered deals table of `rows` rows, its data table defined in the fake."""
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount numeric)")
+    db.rows(f"INSERT INTO deals SELECT i, 'deal ' || i, i FROM generate_series(1, {rows}) i")
+    key = db.register("deals")
+    db.define_in_fake(fake, "deals")
+    return key
+
+
+def test_deletion_guard_blocks_a_shrunken_snapshot_until_forced(db, fake):
+    """60% of the rows deleted: the next push is blocked with a WARNING and sends nothing;
+    sync_now(force => true) pushes the 4 remaining rows."""
+    key = create_deals(db, fake)
+    db.rows("SET qobra_sync.deletion_guard = 0.5")
+    assert db.sync("deals")["status"] == "succeeded"
+    fake.flush()
+    db.rows("DELETE FROM deals WHERE id <= 6")
+
+    blocked = db.sync("deals")
+    assert blocked["status"] == "blocked"
+    assert re.search(r"\b4\b", blocked["error"]) and re.search(r"\b10\b", blocked["error"]), blocked["error"]
+    assert db.warnings(blocked)
+    assert len(fake.bulk_requests(key)) == 1
+    fake.flush()
+    assert len(fake.records(key)) == 10
+
+    forced = db.sync("deals", force=True)
+    assert forced["status"] == "succeeded", forced["error"]
+    fake.flush()
+    assert sorted(fake.records(key), key=int) == ["7", "8", "9", "10"]
+
+
+def test_unchanged_snapshot_is_skipped(db, fake):
+    """With skip_unchanged, a second push of the same rows is skipped without a request; a
+    change makes the next one push again."""
+    key = create_deals(db, fake)
+    db.rows("SET qobra_sync.skip_unchanged = on")
+    first = db.sync("deals")
+    assert first["status"] == "succeeded"
+    second = db.sync("deals")
+    assert second["status"] == "skipped"
+    assert second["snapshot_sha256"] == first["snapshot_sha256"]
+    assert len(fake.bulk_requests(key)) == 1
+
+    db.rows("UPDATE deals SET amount = 11 WHERE id = 1")
+    third = db.sync("deals")
+    assert third["status"] == "succeeded"
+    assert third["snapshot_sha256"] != first["snapshot_sha256"]
+    assert len(fake.bulk_requests(key)) == 2
+
+
+def assert_misuse(db, table, *words):
+    """sync_now raises an error with a specific SQLSTATE whose message names `words`."""
+    with pytest.raises(psycopg.Error) as raised:
+        db.value("SELECT qobra_sync.sync_now(%s::regclass)", (table,))
+    diag = raised.value.diag
+    assert diag.sqlstate and diag.sqlstate != "XX000", diag.sqlstate
+    text = " ".join(filter(None, (diag.message_primary, diag.message_detail, diag.message_hint)))
+    for word in words:
+        assert word in text, text
+
+
+def test_sync_now_misuse_raises_errors(db, fake):
+    """Not registered, renamed or dropped sources and a missing destination are errors, and
+    nothing reaches Qobra."""
+    create_deals(db, fake)
+    db.rows("CREATE TABLE other (id int PRIMARY KEY, name text)")
+    assert_misuse(db, "other", "other")
+
+    db.rows("ALTER TABLE deals RENAME TO deals_renamed")
+    assert_misuse(db, "deals_renamed", "deals", "deals_renamed")
+    db.rows("ALTER TABLE deals_renamed RENAME TO deals")
+
+    db.rows("CREATE TABLE doomed (id int PRIMARY KEY, name text)")
+    oid = db.value("SELECT 'doomed'::regclass::oid")
+    db.register("doomed")
+    db.rows("DROP TABLE doomed")
+    assert_misuse(db, str(oid), "doomed")
+
+    assert db.value("SELECT count(*) FROM qobra_sync.destination") == 1
+    try:
+        db.rows("DELETE FROM qobra_sync.destination")
+        assert_misuse(db, "deals", "destination")
+    finally:
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    assert fake.requests("/v1/") == []
