@@ -29,6 +29,7 @@ CREATE TABLE @extschema@.registrations (
     run_as          regrole NOT NULL,
     paused          boolean NOT NULL DEFAULT false,
     next_run_at     timestamptz,
+    requested_at    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -94,3 +95,4 @@ SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
   LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
                         AND x.status OPERATOR(pg_catalog.=) 'succeeded'
                       ORDER BY x.run_id DESC LIMIT 1) ok ON true;
+

@@ -290,6 +290,49 @@ fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i
     crate::push::sync(source, force.unwrap_or(false), crate::push::Trigger::Manual).or_raise()
 }
 
+/// Asks the background worker to push a registered source right after this transaction commits.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn request_sync(source: Option<RegClass>) {
+    registry::request(required(source, "source").or_raise().0).or_raise()
+}
+
+/// The pushes in flight in any session (read by the `qobra_sync.progress` view).
+#[pg_extern(volatile, name = "_progress")]
+#[search_path(pg_catalog, pg_temp)]
+fn progress() -> TableIterator<
+    'static,
+    (
+        name!(pid, i32),
+        name!(run_id, i64),
+        name!(source, RegClass),
+        name!(started_at, pgrx::datum::TimestampWithTimeZone),
+        name!(chunks, i64),
+        name!(rows_sent, i64),
+        name!(bytes_sent, i64),
+        name!(restarts, i64),
+    ),
+> {
+    TableIterator::new(crate::shared::progress().into_iter().map(|s| {
+        let started =
+            pgrx::datum::TimestampWithTimeZone::try_from(s.started_us - 946_684_800_000_000)
+                .unwrap_or_else(|_| {
+                    pgrx::datum::TimestampWithTimeZone::try_from(0i64)
+                        .expect("the epoch is a timestamp")
+                });
+        (
+            s.pid,
+            s.run_id,
+            RegClass(pg_sys::Oid::from(s.source)),
+            started,
+            s.chunks as i64,
+            s.rows_sent as i64,
+            s.bytes_sent as i64,
+            s.restarts as i64,
+        )
+    }))
+}
+
 /// Looks once at Qobra's imports of recent runs and records their outcome (and parsing errors
 /// in `run_errors`); returns how many runs were settled. The worker calls it on its own.
 #[pg_extern(volatile)]

@@ -24,6 +24,9 @@ pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// Longest wait between two tries of a request, including a server's `Retry-After`. 60 s: past
 /// that, the run had better fail and be retried at the next schedule than hold a backend.
 pub static RETRY_WAIT_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+/// Longest a run may take before it is stopped (0 = no limit). 30 minutes: far more than a
+/// 10M-row push needs, short enough that a stuck destination does not hold a table for hours.
+pub static RUN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30 * 60 * 1000);
 /// Statement timeout of the snapshot read. 0 = none: a big table may take long; set one to
 /// protect a busy database from a stuck read.
 pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -107,6 +110,16 @@ pub fn register(preloaded: bool) {
         &RETRY_WAIT_MAX_MS,
         0,
         3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.run_timeout_ms",
+        c"Longest a run may take before it is stopped (0 = no limit).",
+        c"",
+        &RUN_TIMEOUT_MS,
+        0,
+        i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );

@@ -26,9 +26,11 @@ mod inspect;
 mod push;
 mod reader;
 mod registry;
+mod shared;
 mod snapshot;
 mod sqltypes;
 mod subxact;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -43,12 +45,16 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
-/// Library entry point: registers settings.
+/// Library entry point: registers settings and, when preloaded, the shared memory and the worker.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     PRELOADED.store(preloading, Ordering::Relaxed);
     gucs::register(preloading);
+    if preloading {
+        shared::init();
+        worker::register();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -24,8 +24,7 @@ use qobra_sync_core::retry::RetryPolicy;
 use qobra_sync_core::wire::RecordEncoder;
 use std::time::Duration;
 
-/// What started a run. (The worker starts `Schedule` and `Request` runs.)
-#[allow(dead_code)]
+/// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     Manual,
@@ -35,7 +34,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// The SQL spelling.
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
@@ -65,8 +64,14 @@ struct Outcome {
     rejections: Rejections,
 }
 
-/// Whether Postgres has a cancel or termination request pending for this backend.
+/// Whether the push must stop now: a cancel or termination request is pending for this
+/// backend, or the run is past its deadline.
 fn interrupted() -> bool {
+    cancel_pending() || Deadline::passed()
+}
+
+/// Whether Postgres has a cancel or termination request pending for this backend.
+fn cancel_pending() -> bool {
     unsafe {
         pg_sys::InterruptPending != 0
             && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
@@ -112,10 +117,14 @@ fn client() -> Result<QobraClient> {
     QobraClient::new(&config)
 }
 
-/// Takes the push lock of a source for the rest of the transaction, or says who holds it.
-fn lock(source: pg_sys::Oid, name: &str) -> Result<()> {
+/// Takes the push lock of a source, or says that a push of it is already running.
+fn lock(source: pg_sys::Oid, name: &str, locking: Locking) -> Result<()> {
+    let function = match locking {
+        Locking::Transaction => "pg_try_advisory_xact_lock",
+        Locking::Session => "pg_try_advisory_lock",
+    };
     let got: Option<bool> = first_value(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)",
+        &format!("SELECT pg_catalog.{function}(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)"),
         &[RegClass(source).into()],
     )?;
     if got == Some(true) {
@@ -144,15 +153,56 @@ fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
     }))
 }
 
+/// How a run holds the push lock of its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Until the end of the transaction (`sync_now`: the whole run is one transaction).
+    Transaction,
+    /// Until released by the caller (the worker runs in several transactions).
+    Session,
+}
+
+/// A run that has started: its row is in `qobra_sync.runs` with status `running`.
+pub struct Started {
+    pub run_id: i64,
+    source: qobra_sync_core::mapping::Source,
+    reg: qobra_sync_core::registration::Registration,
+}
+
 /// Pushes a registered source now and records the run; returns the run id.
 /// Push outcomes (failed, blocked, skipped) are recorded, not raised; misuse raises.
 pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
+    let started = start(source, trigger, Locking::Transaction)?;
+    let run_id = started.run_id;
+    execute(started, force)?;
+    Ok(run_id)
+}
+
+/// Checks a registration, takes the push lock and records a new run as running.
+pub fn start(source: pg_sys::Oid, trigger: Trigger, locking: Locking) -> Result<Started> {
     let reg = registry::require(source)?;
     let described = catalog::check_unchanged(source, &reg.source_name)?;
-    let client = client()?;
-    lock(source, &described.name)?;
+    destination()?;
+    lock(source, &described.name, locking)?;
     let run_id = start_run(source, &reg.source_name, &reg.data_table_key, trigger)?;
+    Ok(Started {
+        run_id,
+        source: described,
+        reg,
+    })
+}
+
+/// Runs a started push to its end and records the outcome; returns the run's status.
+pub fn execute(started: Started, force: bool) -> Result<&'static str> {
+    let Started {
+        run_id,
+        source: described,
+        reg,
+    } = started;
     let reader = pg_sys::Oid::from(reg.run_as_oid);
+    let client = client()?;
+    let slot = crate::shared::progress_start(run_id, described.oid);
+    let _deadline = Deadline::set(gucs::RUN_TIMEOUT_MS.get());
     let outcome = match prepare(&described, &reg, reader) {
         Err(e) => Outcome {
             status: "failed",
@@ -167,11 +217,65 @@ pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
             &encoder,
             filter.as_deref(),
             force,
+            slot,
         )?,
     };
+    crate::shared::progress_end(slot);
     finish_run(run_id, &outcome)?;
     report(run_id, &described.name, &outcome);
-    Ok(run_id)
+    Ok(outcome.status)
+}
+
+/// Releases the session-level push lock taken by [`start`] with [`Locking::Session`].
+pub fn unlock(source: pg_sys::Oid) -> Result<()> {
+    first_value::<bool>(
+        "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)",
+        &[RegClass(source).into()],
+    )?;
+    Ok(())
+}
+
+/// Records a run that could not run to its end (an error raised while it ran).
+pub fn fail(run_id: i64, error: &str) -> Result<()> {
+    Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE qobra_sync.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE run_id = $1 AND status = 'running'",
+            None,
+            &[run_id.into(), error.into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
+
+/// The run deadline of this backend (`qobra_sync.run_timeout_ms`), cleared when dropped.
+struct Deadline;
+
+thread_local! {
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+impl Deadline {
+    /// Starts the deadline of a run (none when `ms` is 0).
+    fn set(ms: i32) -> Deadline {
+        let at = (ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(ms as u64));
+        DEADLINE.with(|d| d.set(at));
+        Deadline
+    }
+
+    /// Whether the current run is past its deadline.
+    fn passed() -> bool {
+        DEADLINE
+            .with(|d| d.get())
+            .is_some_and(|at| std::time::Instant::now() >= at)
+    }
+}
+
+impl Drop for Deadline {
+    /// Clears the deadline.
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(None));
+    }
 }
 
 /// Re-checks a registration before its run: mapping, filter (re-analysed) and reader.
@@ -207,6 +311,7 @@ fn run(
     encoder: &RecordEncoder,
     filter: Option<&str>,
     force: bool,
+    slot: Option<usize>,
 ) -> Result<Outcome> {
     let id_column = reg.columns.id_column.clone().unwrap_or_default();
     let guaranteed = snapshot::id_guaranteed(pg_sys::Oid::from(source.oid), &id_column)?;
@@ -255,6 +360,15 @@ fn run(
         // The cursors of the push live in one SPI connection.
         let (result, rows_read, rejections) = Spi::connect(|_| {
             let mut chunks = Chunks::new(query.clone(), encoder, batch_rows);
+            let mut on_progress = |p: &qobra_sync_core::push::Progress| {
+                crate::shared::progress_update(
+                    slot,
+                    p.rows_sent,
+                    p.bytes_sent,
+                    p.chunk,
+                    p.restarts,
+                );
+            };
             let result = push(
                 &mut chunks,
                 client,
@@ -262,7 +376,7 @@ fn run(
                 debounce,
                 RESTART_BUDGET,
                 &interrupted,
-                &mut |_| {},
+                &mut on_progress,
             );
             (
                 result,
@@ -279,12 +393,16 @@ fn run(
                 report
             }
             Err(failure) => {
-                if failure.interrupted {
+                if failure.interrupted && cancel_pending() {
                     pgrx::check_for_interrupts!();
                 }
                 outcome.status = "failed";
                 outcome.possibly_partial = failure.possibly_partial;
-                outcome.error = Some(message(&failure.error));
+                outcome.error = Some(if failure.interrupted && Deadline::passed() {
+                    format!("the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped", gucs::RUN_TIMEOUT_MS.get())
+                } else {
+                    message(&failure.error)
+                });
                 failure.report
             }
         };

@@ -283,7 +283,8 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     )
 }
 
-/// Runs the INSERT or UPDATE of a registration with its fourteen parameters.
+/// Runs the INSERT or UPDATE of a registration with its fourteen parameters; the worker is
+/// woken at commit to take the change into account.
 fn store(
     sql: &str,
     source: &Source,
@@ -292,6 +293,7 @@ fn store(
     run_as: pg_sys::Oid,
     next_run_at: Option<String>,
 ) -> Result<()> {
+    crate::shared::wake_worker_at_commit();
     let c = &spec.columns;
     let to_json = |m: &std::collections::BTreeMap<String, String>| {
         JsonB(serde_json::to_value(m).expect("a map of strings serialises"))
@@ -326,6 +328,7 @@ fn store(
 /// Deletes a registration.
 pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require(source)?;
+    crate::shared::wake_worker_at_commit();
     Spi::connect_mut(|c| {
         c.update(
             "DELETE FROM qobra_sync.registrations WHERE source = $1",
@@ -340,6 +343,7 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
 /// Pauses or resumes a registration; resuming recomputes the next run time.
 pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     let reg = require(source)?;
+    crate::shared::wake_worker_at_commit();
     let next = if paused {
         None
     } else {
@@ -350,6 +354,29 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
             "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source = $1",
             None,
             &[RegClass(source).into(), paused.into(), next.into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
+
+/// Asks the worker to push `source` right after this transaction commits.
+pub fn request(source: pg_sys::Oid) -> Result<()> {
+    require(source)?;
+    if !crate::preloaded() {
+        return Err(Error::new(
+            SqlState::ObjectNotInPrerequisiteState,
+            "the qobra_sync worker is not running",
+        )
+        .detail("qobra_sync is not in shared_preload_libraries, so there is no worker to ask.")
+        .hint("Use qobra_sync.sync_now() instead, or preload the library (see the README)."));
+    }
+    crate::shared::wake_worker_at_commit();
+    Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source = $1",
+            None,
+            &[RegClass(source).into()],
         )
         .map(|_| ())
     })

@@ -1,0 +1,333 @@
+//! The background worker: runs every registration's schedule inside the database.
+//!
+//! One worker per cluster, in `qobra_sync.database_name`. It sleeps on its latch until the next
+//! due run (or a minute at most), and is woken by commits that change registrations or request a
+//! push. Each due registration is pushed in turn, one at a time: the run row is committed as
+//! `running` first (so a crash leaves it to be marked `interrupted` at the next start), the push
+//! runs in its own transaction, and any error it raises is recorded as a failed run rather than
+//! stopping the worker. A run is bounded by `qobra_sync.run_timeout_ms`, so a stuck destination
+//! delays the other tables by that much at most. SIGTERM ends the worker at once, even in the
+//! middle of an HTTP request (the push polls for interrupts every 100 ms).
+
+use crate::catalog::first_value;
+use crate::error::{spi, Error, Result};
+use crate::gucs;
+use crate::push::{self, Locking, Trigger};
+use crate::sqltypes::RegClass;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use qobra_sync_core::schedule::{parse_zone, Schedule};
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+/// The worker's type in `pg_stat_activity.backend_type`.
+pub const WORKER_TYPE: &str = "qobra_sync worker";
+/// Longest sleep: the worker looks at imports and history at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How often run history is purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Registers the worker with the postmaster (from `_PG_init`, when preloaded).
+pub fn register() {
+    BackgroundWorkerBuilder::new(WORKER_TYPE)
+        .set_type(WORKER_TYPE)
+        .set_library("qobra_sync")
+        .set_function("qobra_sync_worker_main")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(1)))
+        .load();
+}
+
+unsafe extern "C-unwind" {
+    /// Postgres' SIGTERM handler for backends: sets ProcDiePending and the latch.
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
+/// The worker's entry point.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    unsafe { pg_sys::pqsignal(15, Some(postgres_die)) };
+    let database = gucs::text(&gucs::DATABASE_NAME);
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    crate::shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
+    let mut state = State {
+        started: false,
+        last_purge: None,
+        last_poll: None,
+    };
+    loop {
+        pgrx::check_for_interrupts!();
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let sleep = tick(&mut state);
+        if let Some(sleep) = sleep {
+            activity(pg_sys::BackendState::STATE_IDLE, "idle");
+            BackgroundWorker::wait_latch(Some(sleep));
+        }
+    }
+}
+
+/// What the worker remembers between ticks.
+struct State {
+    started: bool,
+    last_purge: Option<Instant>,
+    last_poll: Option<Instant>,
+}
+
+/// A registration that is due.
+struct Due {
+    source: pg_sys::Oid,
+    trigger: Trigger,
+    due_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One round: housekeeping, then at most one due push. Returns how long to sleep, or None to
+/// go on at once (another registration may be due).
+fn tick(state: &mut State) -> Option<Duration> {
+    let ready = in_transaction(|| {
+        if first_value::<bool>(
+            "SELECT true FROM pg_catalog.pg_extension WHERE extname = 'qobra_sync'",
+            &[],
+        )?
+        .is_none()
+        {
+            activity(
+                pg_sys::BackendState::STATE_IDLE,
+                "waiting for CREATE EXTENSION qobra_sync",
+            );
+            return Ok(false);
+        }
+        if !state.started {
+            mark_interrupted()?;
+            state.started = true;
+        }
+        if state.last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purge()?;
+            state.last_purge = Some(Instant::now());
+        }
+        Ok(true)
+    });
+    if ready != Some(true) {
+        return Some(Duration::from_secs(10));
+    }
+    if state
+        .last_poll
+        .is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
+    {
+        activity(
+            pg_sys::BackendState::STATE_RUNNING,
+            "checking Qobra imports",
+        );
+        in_transaction(|| push::poll_imports().map(|_| ()));
+        state.last_poll = Some(Instant::now());
+    }
+    match in_transaction(next_due).flatten() {
+        Some(due) => {
+            run(due);
+            None
+        }
+        None => in_transaction(sleep_time).or(Some(Duration::from_secs(10))),
+    }
+}
+
+/// Runs `f` in its own transaction; an error is logged, the transaction rolled back, and None
+/// returned, so that no error stops the worker.
+fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
+    let memory = unsafe { pg_sys::CurrentMemoryContext };
+    let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
+        BackgroundWorker::transaction(AssertUnwindSafe(|| f()))
+    }))
+    .catch_others(|e| {
+        if unsafe { pg_sys::ProcDiePending != 0 } {
+            e.rethrow();
+        }
+        let message = match &e {
+            pg_sys::panic::CaughtError::PostgresError(r)
+            | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_owned(),
+            pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_owned(),
+        };
+        unsafe {
+            pg_sys::AbortCurrentTransaction();
+            pg_sys::MemoryContextSwitchTo(memory);
+        }
+        Err(Error::internal(message))
+    })
+    .execute();
+    match outcome {
+        Ok(v) => Some(v),
+        Err(e) => {
+            pgrx::log!("qobra_sync worker: {}", e.message);
+            None
+        }
+    }
+}
+
+/// Shows what the worker does in `pg_stat_activity`.
+fn activity(state: pg_sys::BackendState::Type, what: &str) {
+    let text = CString::new(what).unwrap_or_default();
+    unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
+}
+
+/// Marks runs left `running` by a previous life of the worker (or a crashed server) as
+/// interrupted. Runs of live sessions are never seen: they are not committed.
+fn mark_interrupted() -> Result<()> {
+    Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE qobra_sync.runs SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
+                    error = 'the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again',
+                    possibly_partial = true
+              WHERE status = 'running'",
+            None,
+            &[],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
+
+/// Deletes run history older than `qobra_sync.history_days`.
+fn purge() -> Result<()> {
+    Spi::connect_mut(|c| {
+        c.update(
+            "DELETE FROM qobra_sync.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+            None,
+            &[gucs::HISTORY_DAYS.get().into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
+
+/// The registration to push now, if any: requests first, then the most overdue schedule.
+fn next_due() -> Result<Option<Due>> {
+    let row: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(source::pg_catalog.oid::pg_catalog.int8,
+                    requested_at IS NOT NULL, pg_catalog.to_char(COALESCE(requested_at, next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+           FROM qobra_sync.registrations
+          WHERE requested_at IS NOT NULL OR ($1 AND NOT paused AND next_run_at <= pg_catalog.clock_timestamp())
+          ORDER BY requested_at IS NULL, COALESCE(requested_at, next_run_at) LIMIT 1",
+        &[gucs::ENABLED.get().into()],
+    )?;
+    Ok(row.and_then(|pgrx::JsonB(v)| {
+        let due_at = chrono::DateTime::parse_from_rfc3339(v.get(2)?.as_str()?)
+            .ok()?
+            .with_timezone(&chrono::Utc);
+        Some(Due {
+            source: pg_sys::Oid::from(v.get(0)?.as_u64()? as u32),
+            trigger: if v.get(1)?.as_bool()? {
+                Trigger::Request
+            } else {
+                Trigger::Schedule
+            },
+            due_at,
+        })
+    }))
+}
+
+/// How long to sleep until the next scheduled run (at most [`MAX_SLEEP`]).
+fn sleep_time() -> Result<Duration> {
+    if !gucs::ENABLED.get() {
+        return Ok(MAX_SLEEP);
+    }
+    let ms: Option<i64> = first_value(
+        "SELECT GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.min(next_run_at) OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) * 1000)::pg_catalog.int8
+           FROM qobra_sync.registrations WHERE NOT paused",
+        &[],
+    )?;
+    Ok(ms
+        .map(|ms| Duration::from_millis(ms as u64 + 5))
+        .unwrap_or(MAX_SLEEP)
+        .min(MAX_SLEEP))
+}
+
+/// Pushes one due registration: start (committed), execute, and schedule its next run.
+fn run(due: Due) {
+    let name = in_transaction(|| crate::catalog::describe(due.source).map(|s| s.name))
+        .unwrap_or_else(|| due.source.to_u32().to_string());
+    activity(
+        pg_sys::BackendState::STATE_RUNNING,
+        &format!("pushing {name}"),
+    );
+    let run_started = chrono::Utc::now();
+    let started = in_transaction(
+        || match push::start(due.source, due.trigger, Locking::Session) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.message.contains("already running") => Ok(None),
+            Err(e) => {
+                record_refused(due.source, due.trigger, &e)?;
+                Ok(None)
+            }
+        },
+    );
+    let mut busy = false;
+    match started.flatten() {
+        Some(s) => {
+            let run_id = s.run_id;
+            if in_transaction(|| push::execute(s, false)).is_none() {
+                in_transaction(|| {
+                    push::fail(run_id, "the run stopped on an error; see the server log")
+                });
+            }
+            in_transaction(|| push::unlock(due.source));
+        }
+        None => busy = true,
+    }
+    in_transaction(|| reschedule(&due, run_started, busy));
+}
+
+/// Records a run that could not even start (source dropped or renamed, no destination…).
+fn record_refused(source: pg_sys::Oid, trigger: Trigger, e: &Error) -> Result<()> {
+    let reg = crate::registry::require(source)?;
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
+             VALUES ($1, $2, $3, $4, 'failed', pg_catalog.clock_timestamp(), $5)",
+            None,
+            &[RegClass(source).into(), reg.source_name.as_str().into(), reg.data_table_key.as_str().into(), trigger.as_str().into(), e.message.as_str().into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
+
+/// Sets the next run time after a run: the schedule's next time after the due time (intervals
+/// keep their cadence), never in the past; 5 s from now when the table was busy.
+fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool) -> Result<()> {
+    let Some(reg) = crate::registry::load(due.source)? else {
+        return Ok(());
+    };
+    let now = chrono::Utc::now();
+    let next = if busy {
+        now + chrono::Duration::seconds(5)
+    } else {
+        let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
+        let schedule = Schedule::parse(&reg.schedule)?;
+        let from = if due.trigger == Trigger::Schedule {
+            due.due_at
+        } else {
+            now
+        };
+        match schedule.next_after(from, zone) {
+            Some(t) if t > now => t,
+            _ => schedule
+                .next_after(now, zone)
+                .unwrap_or(now + chrono::Duration::hours(1)),
+        }
+    };
+    Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE qobra_sync.registrations SET next_run_at = $2::pg_catalog.timestamptz,
+                    requested_at = CASE WHEN requested_at <= $3::pg_catalog.timestamptz THEN NULL ELSE requested_at END
+              WHERE source = $1",
+            None,
+            &[RegClass(due.source).into(), next.to_rfc3339().into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
+        )
+        .map(|_| ())
+    })
+    .map_err(spi)
+}
