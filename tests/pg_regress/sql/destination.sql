@@ -28,3 +28,8 @@ SELECT qobra_sync.set_destination('qk_live_OTHER');
 SELECT * FROM qobra_sync.destination;
 RESET ROLE;
 SELECT base_url FROM qobra_sync.destination_status;
+-- Every function and view carries its reference text for \df+ and \d+.
+SELECT count(*) AS undocumented_functions FROM pg_proc p
+ WHERE p.pronamespace = 'qobra_sync'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
+SELECT count(*) AS undocumented_relations FROM pg_class c
+ WHERE c.relnamespace = 'qobra_sync'::regnamespace AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL;
