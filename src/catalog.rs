@@ -27,6 +27,11 @@ pub fn first_value<T: FromDatum + IntoDatum>(
     .map_err(spi)
 }
 
+/// Runs one statement that returns nothing useful (an INSERT, UPDATE or DELETE of our own tables).
+pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) -> Result<()> {
+    Spi::connect_mut(|client| client.update(sql, None, args).map(|_| ())).map_err(spi)
+}
+
 /// Describes the relation with OID `oid`, or says it does not exist (any more).
 pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
     let json: Option<JsonB> = first_value(DESCRIBE_SOURCE, &[RegClass(oid).into()])?;

@@ -237,15 +237,10 @@ pub fn unlock(source: pg_sys::Oid) -> Result<()> {
 
 /// Records a run that could not run to its end (an error raised while it ran).
 pub fn fail(run_id: i64, error: &str) -> Result<()> {
-    Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE qobra_sync.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE run_id = $1 AND status = 'running'",
-            None,
-            &[run_id.into(), error.into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+    catalog::execute(
+        "UPDATE qobra_sync.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE run_id = $1 AND status = 'running'",
+        &[run_id.into(), error.into()],
+    )
 }
 
 /// The run deadline of this backend (`qobra_sync.run_timeout_ms`), cleared when dropped.

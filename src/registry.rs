@@ -1,6 +1,6 @@
 //! Registrations: storing, changing and reading back what is registered, and the destination.
 
-use crate::catalog::{self, describe_source, first_value};
+use crate::catalog::{self, describe_source, execute, first_value};
 use crate::error::{spi, Error, Result, SqlState};
 use crate::filter;
 use crate::gucs;
@@ -329,15 +329,10 @@ fn store(
 pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require(source)?;
     crate::shared::wake_worker_at_commit();
-    Spi::connect_mut(|c| {
-        c.update(
-            "DELETE FROM qobra_sync.registrations WHERE source = $1",
-            None,
-            &[RegClass(source).into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+    execute(
+        "DELETE FROM qobra_sync.registrations WHERE source = $1",
+        &[RegClass(source).into()],
+    )
 }
 
 /// Pauses or resumes a registration; resuming recomputes the next run time.
@@ -349,15 +344,10 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     } else {
         next_run(&reg.schedule)?
     };
-    Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source = $1",
-            None,
-            &[RegClass(source).into(), paused.into(), next.into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+    execute(
+        "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source = $1",
+        &[RegClass(source).into(), paused.into(), next.into()],
+    )
 }
 
 /// Asks the worker to push `source` right after this transaction commits.
@@ -372,15 +362,10 @@ pub fn request(source: pg_sys::Oid) -> Result<()> {
         .hint("Use qobra_sync.sync_now() instead, or preload the library (see the README)."));
     }
     crate::shared::wake_worker_at_commit();
-    Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source = $1",
-            None,
-            &[RegClass(source).into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+    execute(
+        "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source = $1",
+        &[RegClass(source).into()],
+    )
 }
 
 /// Stores the destination (superuser only). Errors never echo the statement, which holds the key.
@@ -404,16 +389,11 @@ pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
         );
     }
     let base_url = check_base_url(base_url)?;
-    Spi::connect_mut(|c| {
-        c.update(
-            "INSERT INTO qobra_sync.destination (singleton, base_url, api_key) VALUES (true, $1, $2)
+    execute(
+        "INSERT INTO qobra_sync.destination (singleton, base_url, api_key) VALUES (true, $1, $2)
              ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, api_key = excluded.api_key, updated_at = pg_catalog.now()",
-            None,
-            &[base_url.into(), api_key.into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+        &[base_url.into(), api_key.into()],
+    )
 }
 
 /// Whether a destination is set.

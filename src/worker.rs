@@ -9,8 +9,8 @@
 //! delays the other tables by that much at most. SIGTERM ends the worker at once, even in the
 //! middle of an HTTP request (the push polls for interrupts every 100 ms).
 
-use crate::catalog::first_value;
-use crate::error::{spi, Error, Result};
+use crate::catalog::{execute, first_value};
+use crate::error::{Error, Result};
 use crate::gucs;
 use crate::push::{self, Locking, Trigger};
 use crate::sqltypes::RegClass;
@@ -176,31 +176,21 @@ fn activity(state: pg_sys::BackendState::Type, what: &str) {
 /// Marks runs left `running` by a previous life of the worker (or a crashed server) as
 /// interrupted. Runs of live sessions are never seen: they are not committed.
 fn mark_interrupted() -> Result<()> {
-    Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE qobra_sync.runs SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
+    execute(
+        "UPDATE qobra_sync.runs SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
                     error = 'the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again',
                     possibly_partial = true
               WHERE status = 'running'",
-            None,
-            &[],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+        &[],
+    )
 }
 
 /// Deletes run history older than `qobra_sync.history_days`.
 fn purge() -> Result<()> {
-    Spi::connect_mut(|c| {
-        c.update(
-            "DELETE FROM qobra_sync.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
-            None,
-            &[gucs::HISTORY_DAYS.get().into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+    execute(
+        "DELETE FROM qobra_sync.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+        &[gucs::HISTORY_DAYS.get().into()],
+    )
 }
 
 /// The registration to push now, if any: requests first, then the most overdue schedule.
@@ -283,16 +273,11 @@ fn run(due: Due) {
 /// Records a run that could not even start (source dropped or renamed, no destination…).
 fn record_refused(source: pg_sys::Oid, trigger: Trigger, e: &Error) -> Result<()> {
     let reg = crate::registry::require(source)?;
-    Spi::connect_mut(|c| {
-        c.update(
-            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
+    execute(
+        "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
              VALUES ($1, $2, $3, $4, 'failed', pg_catalog.clock_timestamp(), $5)",
-            None,
-            &[RegClass(source).into(), reg.source_name.as_str().into(), reg.data_table_key.as_str().into(), trigger.as_str().into(), e.message.as_str().into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+        &[RegClass(source).into(), reg.source_name.as_str().into(), reg.data_table_key.as_str().into(), trigger.as_str().into(), e.message.as_str().into()],
+    )
 }
 
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
@@ -319,15 +304,10 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
                 .unwrap_or(now + chrono::Duration::hours(1)),
         }
     };
-    Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE qobra_sync.registrations SET next_run_at = $2::pg_catalog.timestamptz,
+    execute(
+        "UPDATE qobra_sync.registrations SET next_run_at = $2::pg_catalog.timestamptz,
                     requested_at = CASE WHEN requested_at <= $3::pg_catalog.timestamptz THEN NULL ELSE requested_at END
               WHERE source = $1",
-            None,
-            &[RegClass(due.source).into(), next.to_rfc3339().into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
-        )
-        .map(|_| ())
-    })
-    .map_err(spi)
+        &[RegClass(due.source).into(), next.to_rfc3339().into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
+    )
 }
