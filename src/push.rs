@@ -317,29 +317,27 @@ fn run(
         force,
     };
     let query = snapshot_query(source, encoder, filter, None, None);
-    let select_list = query
-        .trim_start_matches("SELECT ")
-        .split(" FROM ")
-        .next()
-        .unwrap_or("NULL")
-        .to_owned();
     let debounce = gucs::DEBOUNCE_SECONDS.get() as u32;
     let batch_rows = gucs::BATCH_ROWS.get() as usize;
+    let encoding = snapshot::encoding_description(encoder);
     as_reader(reader, || {
-        let census = snapshot::census(
-            source,
-            encoder,
-            &select_list,
-            filter,
-            &id_column,
-            guaranteed,
-        )?;
+        let mut census = snapshot::census(source, filter, &id_column, guaranteed)?;
         let mut outcome = Outcome {
             rows_read: census.rows,
-            fingerprint: Some(census.fingerprint.clone()),
             ..Default::default()
         };
-        match decide(&census, last.as_ref(), guards) {
+        // Id violations and the deletion guard first; then, only when it can matter, read the
+        // snapshot once without sending to see whether it changed.
+        let mut decision = decide(&census, last.as_ref(), guards);
+        let may_skip = guards.skip_unchanged
+            && !force
+            && last.as_ref().is_some_and(|l| l.fingerprint.is_some());
+        if decision == Decision::Push && may_skip {
+            census.fingerprint = Some(snapshot::fingerprint(&query, encoder)?);
+            outcome.fingerprint = census.fingerprint.clone();
+            decision = decide(&census, last.as_ref(), guards);
+        }
+        match decision {
             Decision::Blocked(why) => {
                 outcome.status = "blocked";
                 outcome.error = Some(why);
@@ -353,7 +351,7 @@ fn run(
             Decision::Push => {}
         }
         // The cursors of the push live in one SPI connection.
-        let (result, rows_read, rejections) = Spi::connect(|_| {
+        let (result, rows_read, rejections, fingerprint) = Spi::connect(|_| {
             let mut chunks = Chunks::new(query.clone(), encoder, batch_rows);
             let mut on_progress = |p: &qobra_sync_core::push::Progress| {
                 crate::shared::progress_update(
@@ -373,13 +371,16 @@ fn run(
                 &interrupted,
                 &mut on_progress,
             );
+            let fingerprint = chunks.fingerprint.digest(&encoding);
             (
                 result,
                 chunks.rows_read,
                 std::mem::take(&mut chunks.rejections),
+                fingerprint,
             )
         });
         outcome.rows_read = rows_read;
+        outcome.fingerprint = Some(fingerprint);
         outcome.rows_rejected = rejections.count;
         outcome.rejections = rejections;
         let report = match result {

@@ -88,9 +88,9 @@ pub fn snapshot_query(
             let ident = quote_ident(&f.column);
             // money prints with a currency symbol; its numeric value is what Qobra takes.
             if column.pg_type() == Some(PgType::Money) {
-                format!("{ident}::pg_catalog.numeric::pg_catalog.text")
+                format!("{ident}::pg_catalog.numeric")
             } else {
-                format!("{ident}::pg_catalog.text")
+                ident
             }
         })
         .collect();
@@ -117,16 +117,71 @@ pub fn snapshot_query(
     sql
 }
 
-/// A cursor over a query whose columns are all text, read in the statement's snapshot.
+/// A cursor over a snapshot query, read in the statement's snapshot, handing out each value as
+/// the text Postgres prints for it.
 ///
 /// It is opened read-only, so Postgres runs it in the current active snapshot: reopening it
-/// (a push restarting from the top) sees exactly the same rows. Must be used inside an SPI
-/// connection (`Spi::connect`). Each batch's tuples and detoasted values are freed before the
-/// next fetch, so memory is bounded by the batch size, not the table.
+/// (a push restarting from the top) sees exactly the same rows. Values are turned into text the
+/// way COPY does: text-like values are read in place, others through their type's output
+/// function (called directly, no SQL cast). Must be used inside an SPI connection
+/// (`Spi::connect`). Each batch's tuples and texts are freed before the next fetch, so memory is
+/// bounded by the batch size, not the table.
 pub struct Cursor {
     portal: pg_sys::Portal,
     values_cx: PgMemoryContexts,
     texts: Vec<Option<&'static str>>,
+    columns: Vec<ColumnText>,
+}
+
+/// How one result column becomes text.
+enum ColumnText {
+    /// text, varchar (and domains over them): the value is the text.
+    Varlena,
+    /// character(n): the text without its padding, as a cast to text gives.
+    Padded,
+    /// Anything else: the type's output function.
+    Output(Box<pg_sys::FmgrInfo>),
+}
+
+impl ColumnText {
+    /// The converter for a column of type `typid`.
+    fn for_type(typid: pg_sys::Oid) -> ColumnText {
+        let base = unsafe { pg_sys::getBaseType(typid) };
+        if base == pg_sys::TEXTOID || base == pg_sys::VARCHAROID {
+            return ColumnText::Varlena;
+        }
+        if base == pg_sys::BPCHAROID {
+            return ColumnText::Padded;
+        }
+        unsafe {
+            let mut output = pg_sys::Oid::INVALID;
+            let mut is_varlena = false;
+            pg_sys::getTypeOutputInfo(typid, &mut output, &mut is_varlena);
+            let mut info: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info_cxt(output, info.as_mut(), pg_sys::TopTransactionContext);
+            ColumnText::Output(info)
+        }
+    }
+
+    /// The text of a non-NULL value (allocated, when needed, in the current memory context).
+    unsafe fn text(&mut self, datum: pg_sys::Datum) -> &'static str {
+        unsafe {
+            match self {
+                ColumnText::Varlena => {
+                    let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                    pgrx::varlena::text_to_rust_str_unchecked(v)
+                }
+                ColumnText::Padded => {
+                    let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                    pgrx::varlena::text_to_rust_str_unchecked(v).trim_end_matches(' ')
+                }
+                ColumnText::Output(info) => {
+                    let c = pg_sys::OutputFunctionCall(info.as_mut(), datum);
+                    std::str::from_utf8_unchecked(std::ffi::CStr::from_ptr(c).to_bytes())
+                }
+            }
+        }
+    }
 }
 
 impl Cursor {
@@ -145,10 +200,17 @@ impl Cursor {
                 0,
             )
         };
+        let columns = unsafe {
+            let desc = (*portal).tupDesc;
+            (0..(*desc).natts as usize)
+                .map(|i| ColumnText::for_type((*(*desc).attrs.as_ptr().add(i)).atttypid))
+                .collect()
+        };
         Ok(Cursor {
             portal,
             values_cx: PgMemoryContexts::new("qobra_sync batch"),
             texts: Vec::new(),
+            columns,
         })
     }
 
@@ -168,20 +230,19 @@ impl Cursor {
                 return Ok(0);
             }
             let tupdesc = (*tuptable).tupdesc;
-            let ncols = (*tupdesc).natts;
-            let texts = &mut self.texts;
+            let (texts, columns) = (&mut self.texts, &mut self.columns);
             let result = self.values_cx.switch_to(|_| -> Result<usize> {
                 for i in 0..n {
                     let tuple = *(*tuptable).vals.add(i);
                     texts.clear();
-                    for col in 1..=ncols {
+                    for (col, column) in columns.iter_mut().enumerate() {
                         let mut is_null = false;
-                        let datum = pg_sys::SPI_getbinval(tuple, tupdesc, col, &mut is_null);
+                        let datum =
+                            pg_sys::SPI_getbinval(tuple, tupdesc, col as i32 + 1, &mut is_null);
                         texts.push(if is_null {
                             None
                         } else {
-                            let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-                            Some(pgrx::varlena::text_to_rust_str_unchecked(detoasted))
+                            Some(column.text(datum))
                         });
                     }
                     if !each(texts)? {

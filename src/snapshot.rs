@@ -6,11 +6,10 @@
 use crate::error::{Error, Result};
 use crate::reader::{self, quote_ident, Cursor};
 use pgrx::prelude::*;
-use qobra_sync_core::guard::Census;
+use qobra_sync_core::guard::{Census, Fingerprint};
 use qobra_sync_core::mapping::Source;
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
 use qobra_sync_core::wire::RecordEncoder;
-use sha2::{Digest, Sha256};
 
 /// Rows rejected before sending: the first few in full, the rest counted.
 #[derive(Debug, Default)]
@@ -23,12 +22,10 @@ pub struct Rejections {
 /// How many rejected rows are kept in full for `run_errors`.
 pub const KEPT_REJECTIONS: usize = 1000;
 
-/// Counts the snapshot, fingerprints its content and checks its ids, in one pass.
-/// `id_guaranteed`: the catalog already guarantees the id is NOT NULL and unique.
+/// Counts the snapshot and checks its ids, in one pass (the fingerprint, when needed, comes from
+/// [`fingerprint`]). `id_guaranteed`: the catalog already guarantees the id is NOT NULL and unique.
 pub fn census(
     source: &Source,
-    encoder: &RecordEncoder,
-    select_list: &str,
     filter: Option<&str>,
     id_column: &str,
     id_guaranteed: bool,
@@ -43,32 +40,38 @@ pub fn census(
         )
     };
     let where_clause = filter.map(|f| format!(" WHERE ({f})")).unwrap_or_default();
-    let query = format!(
-        "SELECT pg_catalog.count(*)::pg_catalog.text, \
-                COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(ROW({select_list})::pg_catalog.text, 0)), 0)::pg_catalog.text, \
-                {id_checks} FROM {}{where_clause}",
+    let row = reader::one_row(&format!(
+        "SELECT pg_catalog.count(*)::pg_catalog.text, {id_checks} FROM {}{where_clause}",
         source.name
-    );
-    let row = reader::one_row(&query)?;
+    ))?;
     let number = |i: usize| -> u64 { row[i].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0) };
-    // The fingerprint covers how rows are encoded (field keys and encodings) and what they hold.
-    let mut hash = Sha256::new();
-    for f in &encoder.fields {
-        hash.update(format!(
-            "{}\u{1}{:?}\u{1}{}\u{2}",
-            f.column, f.encoding, f.field_key
-        ));
-    }
-    hash.update(format!(
-        "{}\u{3}{}",
-        number(0),
-        row[1].as_deref().unwrap_or("0")
-    ));
     Ok(Census {
         rows: number(0),
-        fingerprint: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        null_ids: number(2),
-        duplicate_ids: number(3),
+        fingerprint: None,
+        null_ids: number(1),
+        duplicate_ids: number(2),
+    })
+}
+
+/// A description of how records are encoded, part of every fingerprint.
+pub fn encoding_description(encoder: &RecordEncoder) -> String {
+    encoder
+        .fields
+        .iter()
+        .map(|f| format!("{}\u{1}{:?}\u{1}{}\u{2}", f.column, f.encoding, f.field_key))
+        .collect()
+}
+
+/// The fingerprint of the payload a push would send, by reading and encoding the snapshot
+/// without sending anything (used to skip unchanged snapshots).
+pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
+    Spi::connect(|_| {
+        let mut chunks = Chunks::new(query.to_owned(), encoder, 10_000);
+        let mut body = Vec::new();
+        while chunks.next_chunk(&mut body)?.is_some() {
+            body.clear();
+        }
+        Ok(chunks.fingerprint.digest(&encoding_description(encoder)))
     })
 }
 
@@ -99,6 +102,8 @@ pub struct Chunks<'a> {
     pub rows_read: u64,
     /// Rows rejected in the current pass.
     pub rejections: Rejections,
+    /// Fingerprint of the records written in the current pass.
+    pub fingerprint: Fingerprint,
 }
 
 impl<'a> Chunks<'a> {
@@ -113,6 +118,7 @@ impl<'a> Chunks<'a> {
             chunks: 0,
             rows_read: 0,
             rejections: Rejections::default(),
+            fingerprint: Fingerprint::default(),
         }
     }
 }
@@ -125,6 +131,7 @@ impl ChunkSource for Chunks<'_> {
         self.chunks = 0;
         self.rows_read = 0;
         self.rejections = Rejections::default();
+        self.fingerprint = Fingerprint::default();
         Ok(())
     }
 
@@ -137,8 +144,12 @@ impl ChunkSource for Chunks<'_> {
         let mut records = 0usize;
         while records < self.batch_rows && !self.exhausted {
             let cursor = self.cursor.as_mut().expect("opened above");
-            let (encoder, rows_read, rejections) =
-                (self.encoder, &mut self.rows_read, &mut self.rejections);
+            let (encoder, rows_read, rejections, fingerprint) = (
+                self.encoder,
+                &mut self.rows_read,
+                &mut self.rejections,
+                &mut self.fingerprint,
+            );
             let want = (self.batch_rows - records) as i64;
             let n = cursor.next_batch(want, |values| {
                 *rows_read += 1;
@@ -146,8 +157,12 @@ impl ChunkSource for Chunks<'_> {
                 if records > 0 {
                     out.push(b',');
                 }
+                let record_start = out.len();
                 match encoder.encode(values, out) {
-                    Ok(()) => records += 1,
+                    Ok(()) => {
+                        fingerprint.add(&out[record_start..]);
+                        records += 1;
+                    }
                     Err(rejection) => {
                         out.truncate(mark);
                         rejections.count += 1;

@@ -26,7 +26,7 @@ pub const WORKER_TYPE: &str = "qobra_sync worker";
 /// Longest sleep: the worker looks at imports and history at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How often run history is purged.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Registers the worker with the postmaster (from `_PG_init`, when preloaded).
 pub fn register() {
@@ -199,7 +199,11 @@ fn next_due() -> Result<Option<Due>> {
         "SELECT pg_catalog.jsonb_build_array(source::pg_catalog.oid::pg_catalog.int8,
                     requested_at IS NOT NULL, pg_catalog.to_char(COALESCE(requested_at, next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
            FROM qobra_sync.registrations
-          WHERE requested_at IS NOT NULL OR ($1 AND NOT paused AND next_run_at <= pg_catalog.clock_timestamp())
+          WHERE (requested_at IS NOT NULL OR ($1 AND NOT paused AND next_run_at <= pg_catalog.clock_timestamp()))
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l   -- a push of it is running elsewhere
+                             WHERE l.locktype = 'advisory' AND l.granted
+                               AND l.classid = pg_catalog.oid(pg_catalog.hashtext('qobra_sync'))
+                               AND l.objid = source::pg_catalog.oid AND l.objsubid = 2)
           ORDER BY requested_at IS NULL, COALESCE(requested_at, next_run_at) LIMIT 1",
         &[gucs::ENABLED.get().into()],
     )?;
@@ -221,6 +225,16 @@ fn next_due() -> Result<Option<Due>> {
 
 /// How long to sleep until the next scheduled run (at most [`MAX_SLEEP`]).
 fn sleep_time() -> Result<Duration> {
+    // A request waiting for another session's push of the same table: look again soon (that
+    // session's commit does not wake the worker).
+    if first_value::<bool>(
+        "SELECT true FROM qobra_sync.registrations WHERE requested_at IS NOT NULL LIMIT 1",
+        &[],
+    )?
+    .is_some()
+    {
+        return Ok(Duration::from_millis(500));
+    }
     if !gucs::ENABLED.get() {
         return Ok(MAX_SLEEP);
     }

@@ -3,6 +3,7 @@ whole session; per test, a fresh schema, a superuser session in it, and reset fa
 
 import re
 import subprocess
+import time
 
 import psycopg
 import pytest
@@ -34,6 +35,20 @@ class Cluster:
         """A new autocommit superuser connection."""
         return psycopg.connect(host=str(self.dir), port=self.port, user="postgres",
                                dbname=dbname, autocommit=True, **kwargs)
+
+    def pg_ctl(self, *args):
+        """Runs `pg_ctl -D <data> -l server.log -w -t 60 <args>` as the cluster's OS user, without
+        RUST_BACKTRACE (as cluster_start does); returns the seconds it took."""
+        start = time.monotonic()
+        subprocess.run(["bash", "-c", 'source scripts/cluster.sh && as_pguser env -u RUST_BACKTRACE '
+                        '-u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 "${@:2}"',
+                        "pg_ctl", str(self.dir), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        return time.monotonic() - start
+
+    def restart(self, mode="fast"):
+        """Restarts the server; mode `immediate` kills it as a crash would (recovery at start).
+        Every open connection is lost. Returns the seconds it took."""
+        return self.pg_ctl("-m", mode, "restart")
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +129,21 @@ def connect(cluster):
     yield open_connection
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def spare_cluster():
+    """A second preloaded cluster, for the tests of a module that stop, restart or crash the
+    server while the session's cluster stays up: database qobra_e2e exists, the extension does
+    not (the tests create it); always stopped at the end of the module."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    c = Cluster(WORK / "e2e-spare-cluster", free_port())
+    try:
+        c.stop()  # a cluster left running by an interrupted session
+        c.start(f"qobra_sync.database_name = '{DBNAME}'",
+                "qobra_sync.debounce_seconds = 1")
+        with c.connect("postgres") as conn:
+            conn.execute(f"CREATE DATABASE {DBNAME}")
+        yield c
+    finally:
+        c.stop()
