@@ -1,0 +1,10 @@
+-- CREATE EXTENSION is refused outside qobra_sync.database_name when preloaded, saying what to set.
+SELECT current_setting('qobra_sync.database_name') AS worker_database;
+CREATE DATABASE qobra_sync_elsewhere;
+\c qobra_sync_elsewhere
+CREATE EXTENSION qobra_sync;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'qobra_sync';
+\c qobra_sync_regress
+DROP DATABASE qobra_sync_elsewhere;
+-- The worker runs in the configured database.
+SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type = 'qobra_sync worker';
