@@ -361,6 +361,17 @@ fn run(
                     p.chunk,
                     p.restarts,
                 );
+                // The worker's pg_stat_activity entry says how far it is (a session's entry keeps
+                // the user's own statement).
+                if unsafe { !pg_sys::MyBgworkerEntry.is_null() } {
+                    crate::worker::activity(
+                        pg_sys::BackendState::STATE_RUNNING,
+                        &format!(
+                            "pushing {}: {} rows sent in {} chunks",
+                            source.name, p.rows_sent, p.chunk
+                        ),
+                    );
+                }
             };
             let result = push(
                 &mut chunks,

@@ -168,7 +168,7 @@ fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
 }
 
 /// Shows what the worker does in `pg_stat_activity`.
-fn activity(state: pg_sys::BackendState::Type, what: &str) {
+pub fn activity(state: pg_sys::BackendState::Type, what: &str) {
     let text = CString::new(what).unwrap_or_default();
     unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
 }
