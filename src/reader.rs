@@ -4,7 +4,9 @@
 //! switched to the registration's reader in a security-restricted context (as ANALYZE does for a
 //! table's owner), the transaction is read-only for the duration, and the settings that shape
 //! value text are pinned (`DateStyle = ISO`, `TimeZone = UTC`, `extra_float_digits = 1`,
-//! `search_path = pg_catalog, pg_temp`) and restored afterwards.
+//! `search_path = pg_catalog, pg_temp`, `lock_timeout`, `jit = off`) and restored afterwards.
+//! Each fetch of a snapshot cursor is bounded by `qobra_sync.statement_timeout_ms` (unless the
+//! session's own statement timeout is already running).
 
 use crate::error::{Error, Result};
 use pgrx::prelude::*;
@@ -16,13 +18,11 @@ use std::ffi::CString;
 
 /// Runs `f` as `reader` in a security-restricted, read-only context with pinned settings.
 pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    let statement_timeout = crate::gucs::STATEMENT_TIMEOUT_MS.get().to_string();
-    let settings: [(&str, &str); 7] = [
+    let settings: [(&str, &str); 6] = [
         ("DateStyle", "ISO, YMD"),
         ("TimeZone", "UTC"),
         ("extra_float_digits", "1"),
         ("search_path", "pg_catalog, pg_temp"),
-        ("statement_timeout", &statement_timeout),
         ("lock_timeout", "10000"),
         // JIT buys nothing on a plain scan and costs ~60 MB of LLVM per backend.
         ("jit", "off"),
@@ -225,7 +225,10 @@ impl Cursor {
     ) -> Result<usize> {
         pgrx::check_for_interrupts!();
         unsafe {
-            pg_sys::SPI_cursor_fetch(self.portal, true, batch as std::ffi::c_long);
+            {
+                let _timeout = FetchTimeout::arm();
+                pg_sys::SPI_cursor_fetch(self.portal, true, batch as std::ffi::c_long);
+            }
             let tuptable = pg_sys::SPI_tuptable;
             let n = pg_sys::SPI_processed as usize;
             if tuptable.is_null() || n == 0 {
@@ -258,6 +261,47 @@ impl Cursor {
             self.values_cx.reset();
             pg_sys::SPI_freetuptable(tuptable);
             result
+        }
+    }
+}
+
+/// `STATEMENT_TIMEOUT` in PostgreSQL 15's `TimeoutId` (utils/timeout.h).
+const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+
+unsafe extern "C-unwind" {
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+    fn get_timeout_active(id: std::ffi::c_int) -> bool;
+}
+
+/// The statement timeout of one cursor fetch (`qobra_sync.statement_timeout_ms`), disarmed when
+/// dropped. Not armed when the session's own statement timeout is already running.
+struct FetchTimeout(bool);
+
+impl FetchTimeout {
+    /// Arms the timeout, if one is set and none is running.
+    fn arm() -> FetchTimeout {
+        let ms = crate::gucs::STATEMENT_TIMEOUT_MS.get();
+        if ms <= 0 {
+            return FetchTimeout(false);
+        }
+        unsafe {
+            if pg_sys::ffi::pg_guard_ffi_boundary(|| get_timeout_active(STATEMENT_TIMEOUT)) {
+                return FetchTimeout(false);
+            }
+            pg_sys::ffi::pg_guard_ffi_boundary(|| enable_timeout_after(STATEMENT_TIMEOUT, ms));
+        }
+        FetchTimeout(true)
+    }
+}
+
+impl Drop for FetchTimeout {
+    /// Disarms the timeout it armed.
+    fn drop(&mut self) {
+        if self.0 {
+            unsafe {
+                pg_sys::ffi::pg_guard_ffi_boundary(|| disable_timeout(STATEMENT_TIMEOUT, false))
+            };
         }
     }
 }
