@@ -171,6 +171,7 @@ fn resume(source: Option<RegClass>) {
 }
 
 /// How each column of a source maps to a Qobra field.
+#[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn column_mapping(
@@ -298,6 +299,7 @@ fn request_sync(source: Option<RegClass>) {
 }
 
 /// The pushes in flight in any session (read by the `qobra_sync.progress` view).
+#[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
 #[pg_extern(volatile, name = "_progress")]
 #[search_path(pg_catalog, pg_temp)]
 fn progress() -> TableIterator<

@@ -209,16 +209,16 @@ pub fn execute(started: Started, force: bool) -> Result<&'static str> {
             error: Some(message(&e)),
             ..Default::default()
         },
-        Ok((encoder, filter)) => run(
-            &described,
-            &reg,
+        Ok((encoder, filter)) => run(Job {
+            source: &described,
+            reg: &reg,
             reader,
-            &client,
-            &encoder,
-            filter.as_deref(),
+            client: &client,
+            encoder: &encoder,
+            filter: filter.as_deref(),
             force,
             slot,
-        )?,
+        })?,
     };
     crate::shared::progress_end(slot);
     finish_run(run_id, &outcome)?;
@@ -297,17 +297,33 @@ fn prepare(
     ))
 }
 
-/// Census, guards and push, as the reader; returns what happened.
-fn run(
-    source: &qobra_sync_core::mapping::Source,
-    reg: &qobra_sync_core::registration::Registration,
+/// Everything a run works with once its registration is checked.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    source: &'a qobra_sync_core::mapping::Source,
+    reg: &'a qobra_sync_core::registration::Registration,
     reader: pg_sys::Oid,
-    client: &QobraClient,
-    encoder: &RecordEncoder,
-    filter: Option<&str>,
+    client: &'a QobraClient,
+    encoder: &'a RecordEncoder,
+    /// The canonical filter, re-analysed for this run.
+    filter: Option<&'a str>,
     force: bool,
+    /// The run's progress slot in shared memory, if it got one.
     slot: Option<usize>,
-) -> Result<Outcome> {
+}
+
+/// Census, guards and push, as the reader; returns what happened.
+fn run(job: Job<'_>) -> Result<Outcome> {
+    let Job {
+        source,
+        reg,
+        reader,
+        client,
+        encoder,
+        filter,
+        force,
+        slot,
+    } = job;
     let id_column = reg.columns.id_column.clone().unwrap_or_default();
     let guaranteed = snapshot::id_guaranteed(pg_sys::Oid::from(source.oid), &id_column)?;
     let last = last_success(pg_sys::Oid::from(source.oid))?;

@@ -140,7 +140,7 @@ fn tick(state: &mut State) -> Option<Duration> {
 fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
     let memory = unsafe { pg_sys::CurrentMemoryContext };
     let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
-        BackgroundWorker::transaction(AssertUnwindSafe(|| f()))
+        BackgroundWorker::transaction(AssertUnwindSafe(f))
     }))
     .catch_others(|e| {
         if unsafe { pg_sys::ProcDiePending != 0 } {
