@@ -133,6 +133,9 @@ pub struct Cursor {
     values_cx: PgMemoryContexts,
     texts: Vec<Option<&'static str>>,
     columns: Vec<ColumnText>,
+    /// One row's values and NULL flags, deformed in one call.
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
 }
 
 /// How one result column becomes text.
@@ -169,19 +172,29 @@ impl ColumnText {
     unsafe fn text(&mut self, datum: pg_sys::Datum) -> &'static str {
         unsafe {
             match self {
-                ColumnText::Varlena => {
-                    let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-                    pgrx::varlena::text_to_rust_str_unchecked(v)
-                }
+                ColumnText::Varlena => pgrx::varlena::text_to_rust_str_unchecked(inline(datum)),
                 ColumnText::Padded => {
-                    let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-                    pgrx::varlena::text_to_rust_str_unchecked(v).trim_end_matches(' ')
+                    pgrx::varlena::text_to_rust_str_unchecked(inline(datum)).trim_end_matches(' ')
                 }
                 ColumnText::Output(info) => {
                     let c = pg_sys::OutputFunctionCall(info.as_mut(), datum);
                     std::str::from_utf8_unchecked(std::ffi::CStr::from_ptr(c).to_bytes())
                 }
             }
+        }
+    }
+}
+
+/// A varlena value in memory, uncompressed: as stored when it is inline (no copy, no call into
+/// Postgres), detoasted when it is compressed or stored out of line.
+unsafe fn inline(datum: pg_sys::Datum) -> *const pg_sys::varlena {
+    use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u};
+    unsafe {
+        let v = datum.cast_mut_ptr::<pg_sys::varlena>();
+        if varatt_is_4b_u(v) || (varatt_is_1b(v) && !varatt_is_1b_e(v)) {
+            v
+        } else {
+            pg_sys::pg_detoast_datum_packed(v)
         }
     }
 }
@@ -202,17 +215,20 @@ impl Cursor {
                 0,
             )
         };
-        let columns = unsafe {
+        let columns: Vec<ColumnText> = unsafe {
             let desc = (*portal).tupDesc;
             (0..(*desc).natts as usize)
                 .map(|i| ColumnText::for_type((*(*desc).attrs.as_ptr().add(i)).atttypid))
                 .collect()
         };
+        let n = columns.len();
         Ok(Cursor {
             portal,
             values_cx: PgMemoryContexts::new("qobra_sync batch"),
-            texts: Vec::new(),
+            texts: Vec::with_capacity(n),
             columns,
+            values: vec![pg_sys::Datum::from(0usize); n],
+            nulls: vec![false; n],
         })
     }
 
@@ -235,19 +251,27 @@ impl Cursor {
                 return Ok(0);
             }
             let tupdesc = (*tuptable).tupdesc;
-            let (texts, columns) = (&mut self.texts, &mut self.columns);
+            let (texts, columns, values, nulls) = (
+                &mut self.texts,
+                &mut self.columns,
+                &mut self.values,
+                &mut self.nulls,
+            );
             let result = self.values_cx.switch_to(|_| -> Result<usize> {
                 for i in 0..n {
                     let tuple = *(*tuptable).vals.add(i);
+                    pg_sys::heap_deform_tuple(
+                        tuple,
+                        tupdesc,
+                        values.as_mut_ptr(),
+                        nulls.as_mut_ptr(),
+                    );
                     texts.clear();
                     for (col, column) in columns.iter_mut().enumerate() {
-                        let mut is_null = false;
-                        let datum =
-                            pg_sys::SPI_getbinval(tuple, tupdesc, col as i32 + 1, &mut is_null);
-                        texts.push(if is_null {
+                        texts.push(if nulls[col] {
                             None
                         } else {
-                            Some(column.text(datum))
+                            Some(column.text(values[col]))
                         });
                     }
                     if !each(texts)? {
