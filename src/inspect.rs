@@ -87,13 +87,13 @@ pub fn column_mapping(subject: &Subject) -> Result<Vec<ColumnMapping>> {
     map_columns(&subject.source, &subject.columns)
 }
 
-/// Reads up to `max_rows` records as they would be sent, ordered by id; rejected rows are
-/// reported as NOTICEs and left out, as the push leaves them out.
+/// Reads up to `max_rows` records as they would be sent, ordered by id, handing each row's
+/// values to `each`; returns the encoder used, whose fields are the records' keys.
 fn sample(
     subject: &Subject,
     max_rows: i32,
     mut each: impl FnMut(&RecordEncoder, &[Option<&str>]) -> Result<()>,
-) -> Result<()> {
+) -> Result<RecordEncoder> {
     let rows = map_columns(&subject.source, &subject.columns)?;
     let encoder = RecordEncoder::from_mapping(&rows, subject.columns.user_key);
     let filter = subject
@@ -114,7 +114,16 @@ fn sample(
             Ok(true)
         })
     })?;
-    Ok(())
+    Ok(encoder)
+}
+
+/// Tells the caller that a sampled row is left out, as the push leaves it out.
+fn skipped(rejection: qobra_sync_core::wire::Rejection) {
+    pgrx::notice!(
+        "row skipped: column {}: {}",
+        rejection.column,
+        rejection.reason
+    );
 }
 
 /// The records `preview()` returns.
@@ -128,11 +137,7 @@ pub fn preview(subject: &Subject, max_rows: i32) -> Result<Vec<serde_json::Value
                 serde_json::from_slice(&buf)
                     .map_err(|e| Error::internal(format!("encoder wrote invalid JSON: {e}")))?,
             ),
-            Err(rejection) => pgrx::notice!(
-                "row skipped: column {}: {}",
-                rejection.column,
-                rejection.reason
-            ),
+            Err(rejection) => skipped(rejection),
         }
         Ok(())
     })?;
@@ -142,35 +147,14 @@ pub fn preview(subject: &Subject, max_rows: i32) -> Result<Vec<serde_json::Value
 /// The CSV `csv_template()` returns: field keys as header, up to `max_rows` sample rows.
 pub fn csv_template(subject: &Subject, max_rows: i32) -> Result<String> {
     let mut rows = vec![];
-    let mut header: Vec<String> = vec![];
-    sample(subject, max_rows, |encoder, values| {
-        if header.is_empty() {
-            header = encoder
-                .csv_header()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-        }
+    let encoder = sample(subject, max_rows, |encoder, values| {
         match encoder.csv_row(values) {
             Ok(row) => rows.push(row),
-            Err(rejection) => pgrx::notice!(
-                "row skipped: column {}: {}",
-                rejection.column,
-                rejection.reason
-            ),
+            Err(rejection) => skipped(rejection),
         }
         Ok(())
     })?;
-    if header.is_empty() {
-        let mapping = map_columns(&subject.source, &subject.columns)?;
-        header = RecordEncoder::from_mapping(&mapping, subject.columns.user_key)
-            .csv_header()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-    }
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    Ok(csv_document(&header, &rows))
+    Ok(csv_document(&encoder.csv_header(), &rows))
 }
 
 /// One row of `validate()`.
