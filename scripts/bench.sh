@@ -89,13 +89,8 @@ echo "==> starting the fake Qobra"
 psql_db() { cluster_psql "$CLUSTER" "$PORT" -d "$DB" "$@"; }
 cluster_psql "$CLUSTER" "$PORT" -q -c "CREATE DATABASE $DB"
 
-rm -f "$WORK/fake.port"
-"$ROOT/target/release/fake-qobra" --listen 127.0.0.1:0 --api-key "$KEY" --port-file "$WORK/fake.port" \
-    >"$WORK/fake.log" 2>&1 &
-FAKE_PID=$!
-for _ in $(seq 100); do [ -s "$WORK/fake.port" ] && break; sleep 0.1; done
-[ -s "$WORK/fake.port" ] || { echo "the fake Qobra did not start"; cat "$WORK/fake.log"; exit 1; }
-FAKE=http://127.0.0.1:$(cat "$WORK/fake.port")
+fake_start "$KEY" "$WORK/fake.log"
+FAKE=$FAKE_URL
 
 psql_db -q <<SQL
 CREATE EXTENSION qobra_sync;

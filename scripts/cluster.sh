@@ -44,3 +44,18 @@ cluster_psql() {
     shift 2
     psql -h "$dir" -p "$port" -U postgres -X -v ON_ERROR_STOP=1 "$@"
 }
+
+# Starts the fake Qobra (built with `cargo build --release -p fake_qobra`) on a free loopback port
+# with API key KEY, logging to LOG; sets FAKE_PID and FAKE_URL. The caller stops it (kill $FAKE_PID).
+fake_start() {
+    local key=$1 log=$2 port_file
+    port_file=$(mktemp)
+    rm -f "$port_file"
+    "$(dirname "${BASH_SOURCE[0]}")/../target/release/fake-qobra" --listen 127.0.0.1:0 --api-key "$key" \
+        --port-file "$port_file" >"$log" 2>&1 &
+    FAKE_PID=$!
+    for _ in $(seq 100); do [ -s "$port_file" ] && break; sleep 0.1; done
+    [ -s "$port_file" ] || { echo "the fake Qobra did not start:"; cat "$log"; return 1; }
+    FAKE_URL=http://127.0.0.1:$(cat "$port_file")
+    rm -f "$port_file"
+}

@@ -83,13 +83,8 @@ SQL
 
 section "Start the fake Qobra and set the destination"
 API_KEY="qk_demo_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-rm -f "$WORK/fake.port"
-"$ROOT/target/release/fake-qobra" --listen 127.0.0.1:0 --api-key "$API_KEY" --port-file "$WORK/fake.port" \
-    >"$WORK/fake-qobra.log" 2>&1 &
-FAKE_PID=$!
-for _ in $(seq 100); do [ -s "$WORK/fake.port" ] && break; sleep 0.1; done
-[ -s "$WORK/fake.port" ] || { echo "the fake Qobra did not start:"; cat "$WORK/fake-qobra.log"; exit 1; }
-QOBRA=http://127.0.0.1:$(cat "$WORK/fake.port")
+fake_start "$API_KEY" "$WORK/fake-qobra.log"
+QOBRA=$FAKE_URL
 say "fake Qobra listening on $QOBRA (pid $FAKE_PID), API key ${API_KEY:0:8}…"
 fake() { curl -sS -f -X "$1" "$QOBRA$2" "${@:3}"; }
 # JSON without extra tools: Postgres formats it (pretty DOC) or reads a field of it (field DOC KEY).

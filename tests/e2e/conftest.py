@@ -51,23 +51,31 @@ class Cluster:
         return self.pg_ctl("-m", mode, "restart")
 
 
+def preloaded_cluster(name):
+    """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    c = Cluster(WORK / name, free_port())
+    c.stop()  # a cluster left running by an interrupted session
+    c.start(f"qobra_sync.database_name = '{DBNAME}'",
+            "qobra_sync.debounce_seconds = 1")
+    with c.connect("postgres") as conn:
+        conn.execute(f"CREATE DATABASE {DBNAME}")
+    return c
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """The session's cluster, with database qobra_e2e and the extension created; always stopped."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    c = Cluster(WORK / "e2e-cluster", free_port())
+    c = None
     try:
-        c.stop()  # a cluster left running by an interrupted session
-        c.start(f"qobra_sync.database_name = '{DBNAME}'",
-                "qobra_sync.debounce_seconds = 1")
-        with c.connect("postgres") as conn:
-            conn.execute(f"CREATE DATABASE {DBNAME}")
+        c = preloaded_cluster("e2e-cluster")
         with c.connect() as conn:
             conn.execute("CREATE EXTENSION qobra_sync")
             conn.execute(f"CREATE ROLE {READER} NOLOGIN")
         yield c
     finally:
-        c.stop()
+        if c:
+            c.stop()
 
 
 @pytest.fixture(scope="session")
@@ -136,14 +144,10 @@ def spare_cluster():
     """A second preloaded cluster, for the tests of a module that stop, restart or crash the
     server while the session's cluster stays up: database qobra_e2e exists, the extension does
     not (the tests create it); always stopped at the end of the module."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    c = Cluster(WORK / "e2e-spare-cluster", free_port())
+    c = None
     try:
-        c.stop()  # a cluster left running by an interrupted session
-        c.start(f"qobra_sync.database_name = '{DBNAME}'",
-                "qobra_sync.debounce_seconds = 1")
-        with c.connect("postgres") as conn:
-            conn.execute(f"CREATE DATABASE {DBNAME}")
+        c = preloaded_cluster("e2e-spare-cluster")
         yield c
     finally:
-        c.stop()
+        if c:
+            c.stop()
