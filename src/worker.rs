@@ -297,6 +297,12 @@ fn record_refused(source: pg_sys::Oid, trigger: Trigger, e: &Error) -> Result<()
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
 /// keep their cadence), never in the past; 5 s from now when the table was busy.
 fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool) -> Result<()> {
+    // Lock the row before reading the schedule: an alter_table() committing in between would
+    // otherwise be overwritten with a time computed from the old schedule.
+    execute(
+        "SELECT 1 FROM qobra_sync.registrations WHERE source = $1 FOR UPDATE",
+        &[RegClass(due.source).into()],
+    )?;
     let Some(reg) = crate::registry::load(due.source)? else {
         return Ok(());
     };

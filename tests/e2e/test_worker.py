@@ -369,6 +369,30 @@ def test_alter_pause_and_resume_take_effect_without_a_restart(wdb, fake):
     assert worker(wdb)["pid"] == pid
 
 
+def test_an_alter_committing_as_a_run_ends_is_not_overwritten(wdb, fake, connect):
+    """alter_table() in a transaction still open when the worker finishes a run: the worker's
+    rescheduling waits for that transaction and computes the next run from the new schedule,
+    never writing back a time from the old one (a lost update)."""
+    key = create_deals(wdb, fake, schedule="1 second")
+    fake.add_faults(bulk_fault(key, {"delay_ms": 1500}, times=0))
+    wait_worker_pushing(wdb, "deals", timeout=5)
+    running = wait_runs(wdb, "deals", 1, timeout=2)[-1]
+    conn = connect()
+    with conn.transaction():
+        conn.execute("SELECT qobra_sync.alter_table(%s::regclass, schedule => %s)",
+                     (f"{wdb.schema}.deals", QUIET_SCHEDULE))
+        assert wait_run_finished(wdb, running["run_id"], timeout=10)["status"] == "succeeded"
+        wait_for(lambda: wdb.value("SELECT wait_event_type = 'Lock' FROM pg_stat_activity"
+                                   " WHERE backend_type = %s", (WORKER_TYPE,)),
+                 5, what="the worker to wait for the registration row")
+        committed_at = now(wdb)
+    fake.clear_faults()
+    wait_worker_not_pushing(wdb, timeout=5)
+    assert wdb.registration("deals")["next_run_at"] == next_feb_29(committed_at)
+    time.sleep(2)  # a second run would have started by now on the old schedule
+    assert [r["run_id"] for r in runs(wdb, "deals")] == [running["run_id"]]
+
+
 def test_terminated_worker_comes_back_and_the_schedule_continues(wdb, fake):
     """pg_terminate_backend of the worker in the middle of a push: a new worker within 5 s,
     the cut run ends interrupted (or failed), and the next scheduled run pushes the table."""
