@@ -23,6 +23,7 @@ mod error;
 mod filter;
 mod gucs;
 mod inspect;
+mod orphans;
 mod push;
 mod reader;
 mod registry;

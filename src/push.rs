@@ -165,6 +165,7 @@ pub enum Locking {
 /// A run that has started: its row is in `qobra_sync.runs` with status `running`.
 pub struct Started {
     pub run_id: i64,
+    trigger: Trigger,
     source: qobra_sync_core::mapping::Source,
     reg: qobra_sync_core::registration::Registration,
 }
@@ -187,6 +188,7 @@ pub fn start(source: pg_sys::Oid, trigger: Trigger, locking: Locking) -> Result<
     let run_id = start_run(source, &reg.source_name, &reg.data_table_key, trigger)?;
     Ok(Started {
         run_id,
+        trigger,
         source: described,
         reg,
     })
@@ -196,12 +198,27 @@ pub fn start(source: pg_sys::Oid, trigger: Trigger, locking: Locking) -> Result<
 pub fn execute(started: Started, force: bool) -> Result<&'static str> {
     let Started {
         run_id,
+        trigger,
         source: described,
         reg,
     } = started;
     let reader = pg_sys::Oid::from(reg.run_as_oid);
     let client = client()?;
-    let slot = crate::shared::progress_start(run_id, described.oid);
+    let head = RunHead {
+        run_id,
+        source: described.oid,
+        source_name: &reg.source_name,
+        data_table_key: &reg.data_table_key,
+        trigger,
+        started_at: chrono::Utc::now(),
+    };
+    let slot =
+        crate::shared::progress_start(run_id, described.oid, head.record(&Outcome::default()));
+    if let Some(i) = slot {
+        // A session's run row is in the caller's transaction: if that rolls back, the worker
+        // records the run from the slot.
+        crate::orphans::hold(i, run_id, trigger == Trigger::Manual);
+    }
     let _deadline = Deadline::set(gucs::RUN_TIMEOUT_MS.get());
     let outcome = match prepare(&described, &reg, reader) {
         Err(e) => Outcome {
@@ -220,7 +237,7 @@ pub fn execute(started: Started, force: bool) -> Result<&'static str> {
             slot,
         })?,
     };
-    crate::shared::progress_end(slot);
+    crate::orphans::ended(slot, run_id, head.record(&outcome));
     finish_run(run_id, &outcome)?;
     report(run_id, &described.name, &outcome);
     Ok(outcome.status)
@@ -389,6 +406,7 @@ fn run(job: Job<'_>) -> Result<Outcome> {
                     );
                 }
             };
+            crate::shared::progress_sending(slot);
             let result = push(
                 &mut chunks,
                 client,
@@ -437,6 +455,60 @@ fn run(job: Job<'_>) -> Result<Outcome> {
         outcome.import_ids = report.import_ids;
         Ok(outcome)
     })
+}
+
+/// What a run's row says from its start.
+struct RunHead<'a> {
+    run_id: i64,
+    source: u32,
+    source_name: &'a str,
+    data_table_key: &'a str,
+    trigger: Trigger,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RunHead<'_> {
+    /// The run's row (`qobra_sync.runs` columns as JSON) with `outcome` (none yet while its
+    /// status is empty), cut to fit a progress slot: what the worker records if a rollback takes
+    /// the row away (see `orphans`).
+    fn record(&self, o: &Outcome) -> crate::shared::Record {
+        let ended = !o.status.is_empty();
+        let mut row = serde_json::json!({
+            "run_id": self.run_id,
+            "source": self.source,
+            "source_name": self.source_name,
+            "data_table_key": self.data_table_key,
+            "trigger": self.trigger.as_str(),
+            "status": if ended { o.status } else { "running" },
+            "started_at": self.started_at.to_rfc3339(),
+            "finished_at": ended.then(|| chrono::Utc::now().to_rfc3339()),
+            "rows_read": o.rows_read,
+            "rows_sent": o.rows_sent,
+            "rows_rejected": o.rows_rejected,
+            "bytes_sent": o.bytes_sent,
+            "requests": o.requests,
+            "retries": o.retries,
+            "restarts": o.restarts,
+            "import_ids": o.import_ids,
+            "import_status": (!o.import_ids.is_empty()).then_some("pending"),
+            "snapshot_sha256": o.fingerprint,
+            "possibly_partial": o.possibly_partial,
+            "error": o.error,
+        });
+        crate::shared::Record::new(&row.to_string())
+            .or_else(|| {
+                // Too long (a long error, many imports): keep the error's start, drop the ids.
+                let error = o
+                    .error
+                    .as_deref()
+                    .map(|e| e.chars().take(500).collect::<String>());
+                row["error"] = error.into();
+                row["import_ids"] = serde_json::json!([]);
+                row["import_status"] = (!o.import_ids.is_empty()).then_some("unknown").into();
+                crate::shared::Record::new(&row.to_string())
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Records a new run as running and returns its id.

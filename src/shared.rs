@@ -7,6 +7,22 @@ use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 /// Pushes that can be followed at once; more still run, they just do not show.
 pub const SLOTS: usize = 32;
 
+/// Bytes kept of a run's row (JSON) in a slot; a longer row is cut down to fit (see `orphans`).
+pub const RECORD_BYTES: usize = 4096;
+
+/// Where a push in flight is.
+#[derive(Copy, Clone, Default, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Checking and reading: nothing sent yet.
+    #[default]
+    Checking,
+    /// Sending: Qobra may hold a partial table until the push ends.
+    Sending,
+    /// Ended; the slot is kept until the session's transaction ends.
+    Ended,
+}
+
 /// One push in flight.
 #[derive(Copy, Clone, Default)]
 pub struct Slot {
@@ -20,6 +36,47 @@ pub struct Slot {
     pub bytes_sent: u64,
     pub chunks: u32,
     pub restarts: u32,
+    pub phase: Phase,
+    /// The session's transaction rolled back and took the run's row with it: the worker
+    /// records the run from this slot, then frees it.
+    pub orphaned: bool,
+    /// The run's row as JSON: its start, then its outcome once ended.
+    pub record: Record,
+}
+
+/// A run's row as JSON text, in a fixed buffer.
+#[derive(Copy, Clone)]
+pub struct Record {
+    len: u16,
+    bytes: [u8; RECORD_BYTES],
+}
+
+impl Default for Record {
+    /// No row.
+    fn default() -> Self {
+        Record {
+            len: 0,
+            bytes: [0; RECORD_BYTES],
+        }
+    }
+}
+
+impl Record {
+    /// A record of `text`, or None when it does not fit.
+    pub fn new(text: &str) -> Option<Record> {
+        let mut record = Record::default();
+        record
+            .bytes
+            .get_mut(..text.len())?
+            .copy_from_slice(text.as_bytes());
+        record.len = text.len() as u16;
+        Some(record)
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
 }
 
 /// Everything qobra_sync keeps in shared memory.
@@ -86,7 +143,7 @@ pub fn wake_worker_at_commit() {
 }
 
 /// A push starting in this backend: takes a progress slot (none when not preloaded or full).
-pub fn progress_start(run_id: i64, source: u32) -> Option<usize> {
+pub fn progress_start(run_id: i64, source: u32, record: Record) -> Option<usize> {
     if !crate::preloaded() {
         return None;
     }
@@ -101,9 +158,26 @@ pub fn progress_start(run_id: i64, source: u32) -> Option<usize> {
         run_id,
         source,
         started_us: now,
+        record,
         ..Slot::default()
     };
     Some(free)
+}
+
+/// Applies `change` to slot `i` if it still holds run `run_id` of this backend.
+pub fn with_slot(i: usize, run_id: i64, change: impl FnOnce(&mut Slot)) {
+    let mut board = BOARD.exclusive();
+    let s = &mut board.slots[i];
+    if s.run_id == run_id && s.pid == unsafe { pg_sys::MyProcPid } {
+        change(s);
+    }
+}
+
+/// Marks a push as sending: from its first request on, Qobra may hold a partial table.
+pub fn progress_sending(slot: Option<usize>) {
+    if let Some(i) = slot {
+        BOARD.exclusive().slots[i].phase = Phase::Sending;
+    }
 }
 
 /// Updates a progress slot after an accepted chunk.
@@ -124,15 +198,29 @@ pub fn progress_update(
     }
 }
 
-/// Frees a progress slot.
-pub fn progress_end(slot: Option<usize>) {
-    if let Some(i) = slot {
-        BOARD.exclusive().slots[i] = Slot::default();
+/// The pushes in flight (not those ended or orphaned).
+pub fn progress() -> Vec<Slot> {
+    slots(|s| s.phase != Phase::Ended && !s.orphaned)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// Runs whose session rolled back their row, with their slot index, for the worker to record.
+pub fn orphans() -> Vec<(usize, Slot)> {
+    slots(|s| s.orphaned)
+}
+
+/// Frees slot `i` if it still holds run `run_id`.
+pub fn free(i: usize, run_id: i64) {
+    let mut board = BOARD.exclusive();
+    if board.slots[i].pid != 0 && board.slots[i].run_id == run_id {
+        board.slots[i] = Slot::default();
     }
 }
 
-/// The pushes in flight.
-pub fn progress() -> Vec<Slot> {
+/// Copies of the taken slots that satisfy `wanted`, with their index.
+fn slots(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
     if !crate::preloaded() {
         return vec![];
     }
@@ -140,7 +228,8 @@ pub fn progress() -> Vec<Slot> {
         .share()
         .slots
         .iter()
-        .filter(|s| s.pid != 0)
-        .copied()
+        .enumerate()
+        .filter(|(_, s)| s.pid != 0 && wanted(s))
+        .map(|(i, s)| (i, *s))
         .collect()
 }

@@ -115,6 +115,7 @@ fn tick(state: &mut State) -> Option<Duration> {
     if ready != Some(true) {
         return Some(Duration::from_secs(10));
     }
+    record_orphans();
     if state
         .last_poll
         .is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
@@ -183,6 +184,23 @@ fn mark_interrupted() -> Result<()> {
               WHERE status = 'running'",
         &[],
     )
+}
+
+/// Records the runs of sessions whose transaction rolled back their row (see `orphans`), each
+/// in its own transaction, and frees their slots.
+fn record_orphans() {
+    for (i, slot) in crate::shared::orphans() {
+        let row = crate::orphans::row(&slot, chrono::Utc::now());
+        in_transaction(|| {
+            execute(
+                "INSERT INTO qobra_sync.runs
+                 SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::qobra_sync.runs, $1) r
+                  WHERE NOT EXISTS (SELECT 1 FROM qobra_sync.runs x WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id)",
+                &[pgrx::JsonB(row).into()],
+            )
+        });
+        crate::shared::free(i, slot.run_id);
+    }
 }
 
 /// Deletes run history older than `qobra_sync.history_days`.

@@ -1,0 +1,154 @@
+//! Runs whose row a rollback took away.
+//!
+//! `sync_now` records its run in the caller's transaction. When that transaction, or the
+//! savepoint around the call, rolls back (a cancel, a statement timeout, an error after the call,
+//! a `ROLLBACK`, a terminated session), the run's row goes with it, although Qobra has already
+//! received some or all of the snapshot. So a push keeps its shared-memory slot until its
+//! transaction ends, holding the run's row as JSON: the start, then the outcome. On rollback the
+//! slot is handed to the worker, which records the run in a transaction of its own: as
+//! `interrupted` (possibly partial once sending began) when the push had not ended, with its
+//! outcome otherwise. The worker's own runs commit their row before pushing: their slot is simply
+//! freed when their transaction ends.
+
+use crate::shared::{self, Phase, Slot};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// A slot held by this backend until its transaction (or subtransaction) ends.
+struct Held {
+    slot: usize,
+    run_id: i64,
+    /// The subtransaction whose rollback would take the run's row away.
+    subxact: pg_sys::SubTransactionId,
+    /// Whether the run's row is in the caller's transaction (a session's run).
+    hand_over: bool,
+}
+
+thread_local! {
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    static CALLBACKS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The error recorded for a session's run cut short by a rollback.
+pub const CUT_SHORT: &str = "sync_now() did not finish: it was cancelled, timed out or hit an error, or its session ended, \
+     and its transaction rolled back; the run was recorded afterwards by the qobra_sync worker";
+
+/// Keeps slot `slot` of run `run_id` until the current transaction ends.
+pub fn hold(slot: usize, run_id: i64, hand_over: bool) {
+    if !CALLBACKS.replace(true) {
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+        }
+    }
+    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    HELD.with_borrow_mut(|held| {
+        held.push(Held {
+            slot,
+            run_id,
+            subxact,
+            hand_over,
+        })
+    });
+}
+
+/// A push ended: a worker run's slot is freed; a session's keeps the run's outcome (`record`)
+/// until the transaction ends.
+pub fn ended(slot: Option<usize>, run_id: i64, record: shared::Record) {
+    let Some(i) = slot else {
+        return;
+    };
+    let hand_over = HELD.with_borrow_mut(|held| {
+        let at = held
+            .iter()
+            .position(|h| h.slot == i && h.run_id == run_id)?;
+        let hand_over = held[at].hand_over;
+        if !hand_over {
+            held.remove(at);
+        }
+        Some(hand_over)
+    });
+    if hand_over == Some(true) {
+        shared::with_slot(i, run_id, |s| {
+            s.phase = Phase::Ended;
+            s.record = record;
+        });
+    } else {
+        shared::free(i, run_id);
+    }
+}
+
+/// Transaction end: frees the held slots on commit, hands them to the worker on abort.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    let rolled_back = match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => false,
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => true,
+        _ => return,
+    };
+    release(|_| true, rolled_back);
+}
+
+/// Subtransaction end: on commit the held runs now belong to the parent; on abort their rows
+/// are gone.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    mine: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    match event {
+        SUBXACT_EVENT_COMMIT_SUB => HELD.with_borrow_mut(|held| {
+            for h in held.iter_mut().filter(|h| h.subxact == mine) {
+                h.subxact = parent;
+            }
+        }),
+        SUBXACT_EVENT_ABORT_SUB => release(|h| h.subxact == mine, true),
+        _ => {}
+    }
+}
+
+/// Lets go of the held slots that `which` selects: handed to the worker (and the worker woken)
+/// when a session's run row was rolled back, freed otherwise.
+fn release(which: impl Fn(&Held) -> bool, rolled_back: bool) {
+    let released: Vec<Held> = HELD.with_borrow_mut(|held| {
+        let (out, kept) = std::mem::take(held).into_iter().partition(|h| which(h));
+        *held = kept;
+        out
+    });
+    let mut orphaned = false;
+    for h in released {
+        if rolled_back && h.hand_over {
+            shared::with_slot(h.slot, h.run_id, |s| s.orphaned = true);
+            orphaned = true;
+        } else {
+            shared::free(h.slot, h.run_id);
+        }
+    }
+    if orphaned {
+        shared::wake_worker();
+    }
+}
+
+/// The row to record for an orphaned run: its outcome when its push had ended, otherwise its
+/// start, marked interrupted, with what the slot says was sent.
+pub fn row(slot: &Slot, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let mut row: serde_json::Value =
+        serde_json::from_str(slot.record.text()).unwrap_or_else(|_| serde_json::json!({}));
+    if slot.phase != Phase::Ended {
+        row["status"] = "interrupted".into();
+        row["finished_at"] = now.to_rfc3339().into();
+        row["rows_sent"] = slot.rows_sent.into();
+        row["bytes_sent"] = slot.bytes_sent.into();
+        row["restarts"] = slot.restarts.into();
+        row["possibly_partial"] = (slot.phase == Phase::Sending).into();
+        row["error"] = CUT_SHORT.into();
+    }
+    row["run_id"] = slot.run_id.into();
+    row["source"] = slot.source.into();
+    row
+}
