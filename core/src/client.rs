@@ -1,9 +1,13 @@
 //! The HTTP client of a push: talks to Qobra's API (`qobra-api.md`) for one push.
 //!
-//! Built once per push. It is async reqwest driven by a current-thread tokio runtime that the
-//! client owns: every wait — a request in flight, a backoff — runs inside `block_on` on the
-//! calling thread, raced against a 100 ms ticker that calls the caller's `interrupted` callback.
-//! That callback reads Postgres' interrupt flags, which is only valid on the backend's own thread.
+//! Built once per push. It is async reqwest on a tokio runtime that the client owns, with one
+//! thread of its own: a request — its attempts and the backoffs between them — runs on that
+//! thread, so that the caller can read the next chunk meanwhile ([`QobraClient::start_post`]).
+//! Every wait for an answer runs on the calling thread, raced against a 100 ms ticker that calls
+//! the caller's `interrupted` callback, and drops the request when that says stop. The callback
+//! reads Postgres' interrupt flags, which is only valid on the backend's own thread. The
+//! client's threads block every signal, so that Postgres' handlers only ever run on the
+//! backend's thread.
 //!
 //! Safety rules, each enforced here: redirects are never followed, proxies are never used, the
 //! `X-API-Key` header is marked sensitive, and no error or `Debug` output carries the key (any
@@ -19,7 +23,7 @@ use reqwest::{Method, RequestBuilder};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
@@ -303,8 +307,13 @@ struct Answer {
 /// runtime). Their `interrupted` callback must only read flags and return: it must not raise.
 pub struct QobraClient {
     // Dropped before the runtime that drives its connections.
-    http: reqwest::Client,
+    shared: Arc<Shared>,
     runtime: tokio::runtime::Runtime,
+}
+
+/// What the client's requests share with the thread that sends them.
+struct Shared {
+    http: reqwest::Client,
     base: Url,
     key: ApiKey,
     policy: RetryPolicy,
@@ -313,15 +322,37 @@ pub struct QobraClient {
     retries: AtomicU32,
 }
 
+/// A chunk on its way to Qobra (see [`QobraClient::start_post`]); dropping it drops the request.
+pub struct InFlight {
+    task: tokio::task::JoinHandle<Result<Posted, PushError>>,
+}
+
+impl Drop for InFlight {
+    /// Stops the request if it is still going.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl fmt::Debug for QobraClient {
     /// The base URL and policy; never the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QobraClient")
-            .field("base", &self.base.as_str())
-            .field("key", &self.key)
-            .field("policy", &self.policy)
+            .field("base", &self.shared.base.as_str())
+            .field("key", &self.shared.key)
+            .field("policy", &self.shared.policy)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// Blocks every signal in the calling thread (each thread the client's runtime starts).
+fn block_signals() {
+    // SAFETY: sigfillset fills a local set; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
 }
 
@@ -360,7 +391,11 @@ impl QobraClient {
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| setup_failed("reqwest", &e))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("qobra_sync http")
+            .on_thread_start(block_signals)
             .enable_all()
             .build()
             .map_err(|e| setup_failed("tokio runtime", &e))?;
@@ -369,28 +404,28 @@ impl QobraClient {
             None => fastrand::Rng::new(),
         };
         Ok(QobraClient {
-            http,
+            shared: Arc::new(Shared {
+                http,
+                base,
+                key: config.api_key.clone(),
+                policy: config.retry,
+                rng: Mutex::new(rng),
+                requests: AtomicU32::new(0),
+                retries: AtomicU32::new(0),
+            }),
             runtime,
-            base,
-            key: config.api_key.clone(),
-            policy: config.retry,
-            rng: Mutex::new(rng),
-            requests: AtomicU32::new(0),
-            retries: AtomicU32::new(0),
         })
     }
 
     /// Requests and retries made so far, whatever their outcome.
     pub fn stats(&self) -> ClientStats {
         ClientStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
+            requests: self.shared.requests.load(Ordering::Relaxed),
+            retries: self.shared.retries.load(Ordering::Relaxed),
         }
     }
 
-    /// Sends one chunk: `POST {base}/v1/tables/{key}/records/bulk?all=true&debounce=D` for the
-    /// first chunk of a snapshot (`all`), `?debounce=D` for the others. `body` is the JSON array
-    /// of records; a retry resends the same `Bytes` without copying it.
+    /// Sends one chunk and waits for its answer (see [`QobraClient::start_post`]).
     pub fn post_records(
         &self,
         data_table_key: &str,
@@ -399,24 +434,65 @@ impl QobraClient {
         body: Bytes,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Posted, PushError> {
+        if interrupted() {
+            return Err(PushError::Interrupted);
+        }
+        let in_flight = self.start_post(data_table_key, all, debounce_seconds, body);
+        self.finish_post(in_flight, interrupted)
+    }
+
+    /// Starts sending one chunk on the client's thread and returns at once:
+    /// `POST {base}/v1/tables/{key}/records/bulk?all=true&debounce=D` for the first chunk of a
+    /// snapshot (`all`), `?debounce=D` for the others. `body` is the JSON array of records; a
+    /// retry resends the same `Bytes` without copying it. [`QobraClient::finish_post`] waits for
+    /// the answer.
+    pub fn start_post(
+        &self,
+        data_table_key: &str,
+        all: bool,
+        debounce_seconds: u32,
+        body: Bytes,
+    ) -> InFlight {
         let mut query = Vec::with_capacity(2);
         if all {
             query.push(("all", "true".to_owned()));
         }
         query.push(("debounce", debounce_seconds.to_string()));
-        let url = self.endpoint(&["v1", "tables", data_table_key, "records", "bulk"], &query);
-        let (answer, requests) = self.send(Method::POST, url, Some(body), interrupted)?;
-        let import_id = parse_import_id(&answer.body).map_err(|e| PushError::Protocol {
-            request: format!("POST {}", answer.path),
-            message: self.key.scrub(&format!(
-                "no import_id in the answer ({e}): {}",
-                excerpt(&answer.body, &self.key)
-            )),
-        })?;
-        Ok(Posted {
-            import_id,
-            retries: requests - 1,
-            requests,
+        let url = self
+            .shared
+            .endpoint(&["v1", "tables", data_table_key, "records", "bulk"], &query);
+        let shared = Arc::clone(&self.shared);
+        let task = self.runtime.spawn(async move {
+            let (answer, requests) = shared.send(Method::POST, url, Some(body)).await?;
+            let import_id = parse_import_id(&answer.body).map_err(|e| PushError::Protocol {
+                request: format!("POST {}", answer.path),
+                message: shared.key.scrub(&format!(
+                    "no import_id in the answer ({e}): {}",
+                    excerpt(&answer.body, &shared.key)
+                )),
+            })?;
+            Ok(Posted {
+                import_id,
+                retries: requests - 1,
+                requests,
+            })
+        });
+        InFlight { task }
+    }
+
+    /// Waits for the answer to a chunk started with [`QobraClient::start_post`], calling
+    /// `interrupted` every 100 ms; when that says stop, the request is dropped.
+    pub fn finish_post(
+        &self,
+        mut in_flight: InFlight,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Posted, PushError> {
+        let joined = self.wait(&mut in_flight.task, interrupted)?;
+        joined.unwrap_or_else(|e| {
+            Err(PushError::Protocol {
+                request: "POST".into(),
+                message: format!("the request stopped unexpectedly: {e}"),
+            })
         })
     }
 
@@ -426,17 +502,48 @@ impl QobraClient {
         import_id: &str,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<ImportStatus, PushError> {
-        let url = self.endpoint(&["v1", "imports", import_id], &[]);
-        let (answer, _) = self.send(Method::GET, url, None, interrupted)?;
+        let url = self.shared.endpoint(&["v1", "imports", import_id], &[]);
+        let (answer, _) = self.wait(self.shared.send(Method::GET, url, None), interrupted)??;
         parse_import_status(&answer.body).map_err(|e| PushError::Protocol {
             request: format!("GET {}", answer.path),
-            message: self.key.scrub(&format!(
+            message: self.shared.key.scrub(&format!(
                 "not an import status ({e}): {}",
-                excerpt(&answer.body, &self.key)
+                excerpt(&answer.body, &self.shared.key)
             )),
         })
     }
 
+    /// Runs `future` to completion on the client's runtime, calling `interrupted` before it starts
+    /// and every 100 ms while it runs; when that says stop, drops the future and returns
+    /// [`PushError::Interrupted`]. Blocks the calling thread.
+    fn wait<F: Future>(
+        &self,
+        future: F,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<F::Output, PushError> {
+        if interrupted() {
+            return Err(PushError::Interrupted);
+        }
+        self.runtime.block_on(async {
+            let mut future = std::pin::pin!(future);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = ticker.tick() => {
+                        if interrupted() {
+                            return Err(PushError::Interrupted);
+                        }
+                    }
+                    output = &mut future => return Ok(output),
+                }
+            }
+        })
+    }
+}
+
+impl Shared {
     /// `{base}/{segments…}?{query}`, each segment percent-encoded.
     fn endpoint(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
@@ -451,12 +558,11 @@ impl QobraClient {
 
     /// Sends a request until it succeeds, fails for good, or the retry budget runs out. Returns
     /// the 2xx answer and the number of requests it took.
-    fn send(
+    async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<Bytes>,
-        interrupted: &dyn Fn() -> bool,
     ) -> Result<(Success, u32), PushError> {
         // Only the path names the request in messages: the query is ours, but keep them short.
         let request = self.key.scrub(&format!("{method} {}", url.path()));
@@ -470,7 +576,7 @@ impl QobraClient {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let outcome = self.wait(exchange(builder), interrupted)?;
+            let outcome = exchange(builder).await;
             let (failure, retry_after) = match outcome {
                 Err(e) if e.is_builder() => {
                     return Err(PushError::Protocol {
@@ -554,39 +660,9 @@ impl QobraClient {
             let pause =
                 self.policy
                     .wait_before(attempts, retry_after.as_deref(), SystemTime::now(), unit);
-            // Lazily: a tokio timer can only be created inside the runtime.
-            self.wait(async move { tokio::time::sleep(pause).await }, interrupted)?;
+            tokio::time::sleep(pause).await;
             self.retries.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Runs `future` to completion on the client's runtime, calling `interrupted` before it starts
-    /// and every 100 ms while it runs; when that says stop, drops the future and returns
-    /// [`PushError::Interrupted`]. Runs on the calling thread (a current-thread runtime).
-    fn wait<F: Future>(
-        &self,
-        future: F,
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<F::Output, PushError> {
-        if interrupted() {
-            return Err(PushError::Interrupted);
-        }
-        self.runtime.block_on(async {
-            let mut future = std::pin::pin!(future);
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = ticker.tick() => {
-                        if interrupted() {
-                            return Err(PushError::Interrupted);
-                        }
-                    }
-                    output = &mut future => return Ok(output),
-                }
-            }
-        })
     }
 }
 
@@ -802,7 +878,7 @@ mod tests {
             ApiKey::new("k"),
         ))
         .unwrap();
-        let url = client.endpoint(
+        let url = client.shared.endpoint(
             &["v1", "tables", "a b/c", "records", "bulk"],
             &[("all", "true".into()), ("debounce", "5".into())],
         );

@@ -36,15 +36,25 @@ pub trait ChunkSource {
     fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<Option<ChunkInfo>, Error>;
 }
 
-/// Where chunks go: Qobra's bulk endpoint.
+/// Where chunks go: Qobra's bulk endpoint. A chunk is started, then finished: the push reads
+/// the next chunk in between, while this one is on its way.
 pub trait RecordSink {
-    /// Sends one chunk (see [`QobraClient::post_records`]).
-    fn post_records(
+    /// A chunk on its way.
+    type InFlight;
+
+    /// Starts sending one chunk (see [`QobraClient::start_post`]).
+    fn start(
         &self,
         data_table_key: &str,
         all: bool,
         debounce_seconds: u32,
         body: Bytes,
+    ) -> Self::InFlight;
+
+    /// Waits for the answer to a started chunk, polling `interrupted`.
+    fn finish(
+        &self,
+        chunk: Self::InFlight,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Posted, PushError>;
 
@@ -53,23 +63,20 @@ pub trait RecordSink {
 }
 
 impl RecordSink for QobraClient {
-    /// The HTTP client sends chunks to Qobra.
-    fn post_records(
+    type InFlight = crate::client::InFlight;
+
+    /// The HTTP client sends the chunk from its own thread.
+    fn start(&self, key: &str, all: bool, debounce_seconds: u32, body: Bytes) -> Self::InFlight {
+        self.start_post(key, all, debounce_seconds, body)
+    }
+
+    /// The HTTP client waits for Qobra's answer.
+    fn finish(
         &self,
-        data_table_key: &str,
-        all: bool,
-        debounce_seconds: u32,
-        body: Bytes,
+        chunk: Self::InFlight,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Posted, PushError> {
-        QobraClient::post_records(
-            self,
-            data_table_key,
-            all,
-            debounce_seconds,
-            body,
-            interrupted,
-        )
+        self.finish_post(chunk, interrupted)
     }
 
     /// The client's own counters.
@@ -172,66 +179,73 @@ where
     };
 
     'pass: loop {
+        // Chunks started in this pass, and accepted.
+        let mut started: u32 = 0;
         let mut chunk: u32 = 0;
         report.rows_sent = 0;
+        // The chunk on its way: its records, bytes, and whether it was the first (all=true).
+        let mut in_flight: Option<(K::InFlight, u64, usize, bool)> = None;
+        // Whether the source said it has no more records.
+        let mut read_all = false;
         loop {
+            // Read the next chunk while the previous one is on its way.
             let mut out = Vec::with_capacity(last_len);
-            let info = match source.next_chunk(&mut out) {
-                Ok(info) => info,
-                Err(e) => return Err(fail(e, false, emptied, report)),
+            let read = if read_all {
+                Ok(None)
+            } else {
+                source.next_chunk(&mut out)
             };
-            let rows = match info {
-                Some(info) => info.rows,
-                // The end; an empty snapshot still sends `[]` with all=true to empty the table.
-                None if chunk > 0 => break 'pass,
-                None => {
+            if let Some((ticket, rows, len, first)) = in_flight.take() {
+                match sink.finish(ticket, interrupted) {
+                    Ok(posted) => {
+                        emptied |= first;
+                        chunk += 1;
+                        report.chunks += 1;
+                        report.rows_sent += rows;
+                        report.bytes_sent += len as u64;
+                        if !report.import_ids.contains(&posted.import_id) {
+                            report.import_ids.push(posted.import_id.clone());
+                        }
+                        on_progress(&Progress {
+                            restarts: report.restarts,
+                            chunk,
+                            rows_sent: report.rows_sent,
+                            bytes_sent: report.bytes_sent,
+                            import_id: posted.import_id,
+                        });
+                    }
+                    Err(e) => {
+                        if emptied && e.is_transient() && report.restarts < restart_budget {
+                            report.restarts += 1;
+                            if let Err(e) = source.restart() {
+                                return Err(fail(e, false, emptied, report));
+                            }
+                            continue 'pass;
+                        }
+                        let was_interrupted = e == PushError::Interrupted;
+                        return Err(fail(e.into(), was_interrupted, emptied, report));
+                    }
+                }
+            }
+            // Then send what was read.
+            let rows = match read {
+                Ok(Some(info)) => info.rows,
+                Ok(None) if read_all || started > 0 => break 'pass,
+                // An empty snapshot still sends `[]` with all=true to empty the table.
+                Ok(None) => {
+                    read_all = true;
                     out.clear();
                     out.extend_from_slice(b"[]");
                     0
                 }
+                Err(e) => return Err(fail(e, false, emptied, report)),
             };
-            let first = chunk == 0;
+            let first = started == 0;
+            started += 1;
             let len = out.len();
             last_len = len;
-            match sink.post_records(
-                data_table_key,
-                first,
-                debounce_seconds,
-                Bytes::from(out),
-                interrupted,
-            ) {
-                Ok(posted) => {
-                    emptied |= first;
-                    chunk += 1;
-                    report.chunks += 1;
-                    report.rows_sent += rows;
-                    report.bytes_sent += len as u64;
-                    if !report.import_ids.contains(&posted.import_id) {
-                        report.import_ids.push(posted.import_id.clone());
-                    }
-                    on_progress(&Progress {
-                        restarts: report.restarts,
-                        chunk,
-                        rows_sent: report.rows_sent,
-                        bytes_sent: report.bytes_sent,
-                        import_id: posted.import_id,
-                    });
-                    if info.is_none() {
-                        break 'pass;
-                    }
-                }
-                Err(e) => {
-                    if emptied && e.is_transient() && report.restarts < restart_budget {
-                        report.restarts += 1;
-                        if let Err(e) = source.restart() {
-                            return Err(fail(e, false, emptied, report));
-                        }
-                        continue 'pass;
-                    }
-                    let was_interrupted = e == PushError::Interrupted;
-                    return Err(fail(e.into(), was_interrupted, emptied, report));
-                }
-            }
+            let ticket = sink.start(data_table_key, first, debounce_seconds, Bytes::from(out));
+            in_flight = Some((ticket, rows, len, first));
         }
     }
     tally(&mut report);
@@ -306,15 +320,27 @@ mod tests {
     }
 
     impl RecordSink for Script {
+        type InFlight = Result<Posted, PushError>;
+
+        /// Answered at once (see `answer`).
+        fn start(&self, _key: &str, all: bool, debounce: u32, body: Bytes) -> Self::InFlight {
+            self.answer(all, debounce, body)
+        }
+
+        /// The answer given at the start.
+        fn finish(&self, chunk: Self::InFlight, _: &dyn Fn() -> bool) -> Self::InFlight {
+            chunk
+        }
+
+        /// The scripted counters.
+        fn stats(&self) -> ClientStats {
+            *self.stats.borrow()
+        }
+    }
+
+    impl Script {
         /// Records the call; fails when scripted to.
-        fn post_records(
-            &self,
-            _key: &str,
-            all: bool,
-            debounce: u32,
-            body: Bytes,
-            _interrupted: &dyn Fn() -> bool,
-        ) -> Result<Posted, PushError> {
+        fn answer(&self, all: bool, debounce: u32, body: Bytes) -> Result<Posted, PushError> {
             let mut calls = self.calls.borrow_mut();
             calls.push((all, debounce, String::from_utf8_lossy(&body).into_owned()));
             let n = calls.len();
@@ -327,11 +353,6 @@ mod tests {
                 retries: 0,
                 requests: 1,
             })
-        }
-
-        /// The scripted counters.
-        fn stats(&self) -> ClientStats {
-            *self.stats.borrow()
         }
     }
 
@@ -462,6 +483,44 @@ mod tests {
             assert_eq!(failure.report.restarts, 0);
             assert_eq!(sink.calls.borrow().len(), 2);
         }
+    }
+
+    /// Rows that log each read to the log the progress callback also writes to.
+    struct Logged<'a>(&'a RefCell<Vec<String>>, Rows);
+
+    impl ChunkSource for Logged<'_> {
+        /// Rewinds the rows.
+        fn restart(&mut self) -> Result<(), Error> {
+            self.1.restart()
+        }
+
+        /// Logs `read`, then reads.
+        fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<Option<ChunkInfo>, Error> {
+            let info = self.1.next_chunk(out)?;
+            self.0.borrow_mut().push(format!("read {}", info.is_some()));
+            Ok(info)
+        }
+    }
+
+    #[test]
+    fn the_next_chunk_is_read_while_one_is_on_its_way() {
+        let log = RefCell::new(vec![]);
+        let sink = Script::default();
+        let mut source = Logged(&log, Rows::new(5, 2));
+        let mut progress = |_: &Progress| log.borrow_mut().push("accepted".into());
+        push(&mut source, &sink, "t", 0, 0, &|| false, &mut progress).unwrap();
+        assert_eq!(
+            *log.borrow(),
+            [
+                "read true",
+                "read true",
+                "accepted",
+                "read true",
+                "accepted",
+                "read false",
+                "accepted"
+            ]
+        );
     }
 
     #[test]

@@ -470,3 +470,48 @@ fn no_error_carries_the_api_key() {
 fn client_on(url: &str) -> QobraClient {
     client(url)
 }
+
+#[test]
+fn a_started_chunk_travels_while_the_caller_works_and_a_dropped_one_is_abandoned() {
+    let fake = Fake::start();
+    let client = client(&fake.url());
+    fake.faults(
+        json!({"path_prefix": "/v1/tables/", "method": "POST", "times": 0,
+                       "action": {"delay_ms": 400}}),
+    );
+    let started = Instant::now();
+    let in_flight = client.start_post(TABLE, true, 0, body());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "start_post waited for the answer"
+    );
+    // The caller's own work (reading the next chunk) overlaps the request.
+    std::thread::sleep(Duration::from_millis(300));
+    let posted = client.finish_post(in_flight, &never).unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(650),
+        "the work did not overlap: {elapsed:?}"
+    );
+    assert_eq!(posted.requests, 1);
+
+    // A chunk dropped on a hanging server is abandoned at once; one whose wait is interrupted
+    // too; and the client goes on working.
+    fake.faults(
+        json!({"path_prefix": "/v1/tables/", "method": "POST", "times": 0,
+                       "action": {"hang": true}}),
+    );
+    let in_flight = client.start_post(TABLE, false, 0, body());
+    std::thread::sleep(Duration::from_millis(200));
+    let dropped_at = Instant::now();
+    drop(in_flight);
+    assert!(dropped_at.elapsed() < Duration::from_millis(100));
+    let cut = client.finish_post(client.start_post(TABLE, false, 0, body()), &|| true);
+    assert_eq!(cut.unwrap_err(), PushError::Interrupted);
+    fake.clear();
+    let again = client
+        .post_records(TABLE, false, 0, body(), &never)
+        .unwrap();
+    assert_eq!(again.requests, 1);
+}
