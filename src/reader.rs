@@ -289,7 +289,8 @@ impl Cursor {
     }
 }
 
-/// `STATEMENT_TIMEOUT` in PostgreSQL 15's `TimeoutId` (utils/timeout.h).
+/// `STATEMENT_TIMEOUT` in PostgreSQL's `TimeoutId` (utils/timeout.h; pgrx does not bind it): 3
+/// since 9.3, where the enum's first four members were set and have not moved since.
 const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
 
 unsafe extern "C-unwind" {

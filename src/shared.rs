@@ -84,6 +84,9 @@ impl Record {
 pub struct Board {
     /// Pid of the running worker, 0 when there is none.
     pub worker_pid: i32,
+    /// A worker set out to connect to `qobra_sync.database_name` and has not arrived (it died
+    /// connecting: the database does not exist yet, most likely).
+    pub connecting: bool,
     pub slots: [Slot; SLOTS],
 }
 
@@ -101,6 +104,12 @@ pub fn set_worker_pid(pid: i32) {
     if crate::preloaded() {
         BOARD.exclusive().worker_pid = pid;
     }
+}
+
+/// Says that a worker is connecting to its database (true) or has connected (false); returns
+/// what was said before.
+pub fn set_connecting(connecting: bool) -> bool {
+    std::mem::replace(&mut BOARD.exclusive().connecting, connecting)
 }
 
 /// The running worker's pid, if any.

@@ -1,6 +1,7 @@
 //! The background worker: runs every registration's schedule inside the database.
 //!
-//! One worker per cluster, in `qobra_sync.database_name`. It sleeps on its latch until the next
+//! One worker per cluster, in `qobra_sync.database_name` (while that database does not exist,
+//! it waits for it, connected to no database, instead of failing every second). It sleeps on its latch until the next
 //! due run (or a minute at most), and is woken by commits that change registrations or request a
 //! push. Each due registration is pushed in turn, one at a time: the run row is committed as
 //! `running` first (so a crash leaves it to be marked `interrupted` at the next start), the push
@@ -52,7 +53,12 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     unsafe { pg_sys::pqsignal(15, Some(postgres_die)) };
     let database = gucs::text(&gucs::DATABASE_NAME);
+    // The previous worker died connecting: rather than dying every second, wait for the database.
+    if crate::shared::set_connecting(true) {
+        wait_for_database(&database);
+    }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    crate::shared::set_connecting(false);
     crate::shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
     let mut state = State {
         started: false,
@@ -69,6 +75,30 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
             activity(pg_sys::BackendState::STATE_IDLE, "idle");
             BackgroundWorker::wait_latch(Some(sleep));
         }
+    }
+}
+
+/// Waits, connected to no database, until `name` exists, then exits so that the postmaster
+/// starts a worker that connects to it (a second later). Looks every 5 seconds; logs once.
+fn wait_for_database(name: &str) -> ! {
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    let what = format!("waiting for database \"{name}\" (qobra_sync.database_name) to be created");
+    pgrx::log!("qobra_sync worker: {what}");
+    activity(pg_sys::BackendState::STATE_IDLE, &what);
+    let cname = CString::new(name).unwrap_or_default();
+    loop {
+        pgrx::check_for_interrupts!();
+        let exists = BackgroundWorker::transaction(|| unsafe {
+            pg_sys::get_database_oid(cname.as_ptr(), true) != pg_sys::InvalidOid
+        });
+        if exists {
+            pgrx::log!(
+                "qobra_sync worker: database \"{name}\" exists; restarting to connect to it"
+            );
+            crate::shared::set_connecting(false);
+            unsafe { pg_sys::proc_exit(1) };
+        }
+        BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
     }
 }
 

@@ -8,6 +8,7 @@ import re
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from types import SimpleNamespace
 import urllib.error
@@ -39,6 +40,24 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def sync_in_background(db, table):
+    """Starts sync_now(table) on a thread of its own; returns the thread and a dict that gets
+    how it ended: the run ("run") or the psycopg error ("error"), and when ("at", monotonic)."""
+    outcome = {}
+
+    def push():
+        """Runs sync_now, keeping how it ended."""
+        try:
+            outcome["run"] = db.sync(table)
+        except psycopg.Error as e:
+            outcome["error"] = e
+        outcome["at"] = time.monotonic()
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    return thread, outcome
 
 
 def free_port():

@@ -2,13 +2,12 @@
 failed run whose error is clear and whose possibly_partial flag is right."""
 
 import email.utils
-import threading
 import time
 
 import psycopg
 import pytest
 
-from helpers import bulk_fault, wait_for
+from helpers import bulk_fault, sync_in_background, wait_for
 
 ROWS, BATCH = 30, 10  # three chunks
 
@@ -140,18 +139,7 @@ def test_query_cancel_stops_a_hanging_push_within_a_second(db, fake, connect):
     db.rows("SET qobra_sync.http_timeout_ms = 60000")
     fake.add_faults(bulk_fault(key, {"hang": True}, times=0))
     pid = db.value("SELECT pg_backend_pid()")
-    outcome = {}
-
-    def push():
-        """Runs sync_now, recording how it ended and when."""
-        try:
-            db.sync("deals")
-        except psycopg.Error as e:
-            outcome["error"] = e
-        outcome["at"] = time.monotonic()
-
-    worker = threading.Thread(target=push)
-    worker.start()
+    worker, outcome = sync_in_background(db, "deals")
     wait_for(lambda: not worker.is_alive() or any(p["fault"] == "hang" for p in fake.bulk_requests(key)),
              20, what="the push to reach the hanging server")
     assert worker.is_alive(), f"sync_now ended before reaching the server: {outcome}"

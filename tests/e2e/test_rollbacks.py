@@ -4,13 +4,12 @@ sync_now() writes its run row in the caller's transaction. When a cancel, a term
 error or a ROLLBACK (of the transaction or of a savepoint) takes that row away, Qobra has still
 received what was sent: the run must still be in qobra_sync.runs, saying so."""
 
-import threading
 import time
 
 import psycopg
 import pytest
 
-from helpers import Db, bulk_fault, wait_for
+from helpers import Db, bulk_fault, sync_in_background, wait_for
 
 ROWS, BATCH = 30, 10
 
@@ -53,17 +52,7 @@ def test_a_push_cut_short_is_recorded_as_interrupted_and_possibly_partial(db, fa
     key = create_deals(db, fake)
     fake.add_faults(bulk_fault(key, {"delay_ms": 300}, times=0))
     pid = db.value("SELECT pg_backend_pid()")
-    outcome = {}
-
-    def push():
-        """Runs sync_now, keeping the error it raises."""
-        try:
-            db.sync("deals")
-        except psycopg.Error as e:
-            outcome["error"] = e
-
-    pushing = threading.Thread(target=push)
-    pushing.start()
+    pushing, outcome = sync_in_background(db, "deals")
     other = connect()
     wait_for(lambda: other.execute("SELECT chunks FROM qobra_sync.progress").fetchone() in [(1,), (2,)],
              10, interval=0.02, what="the first chunk to be accepted")
@@ -94,17 +83,7 @@ def test_a_cancel_while_the_first_chunk_waits_is_possibly_partial(db, fake, conn
     fake.add_faults(bulk_fault(key, {"hang": True}, times=0))
     db.rows("SET qobra_sync.http_timeout_ms = 60000")
     pid = db.value("SELECT pg_backend_pid()")
-    outcome = {}
-
-    def push():
-        """Runs sync_now, keeping the error it raises."""
-        try:
-            db.sync("deals")
-        except psycopg.Error as e:
-            outcome["error"] = e
-
-    pushing = threading.Thread(target=push)
-    pushing.start()
+    pushing, outcome = sync_in_background(db, "deals")
     wait_for(lambda: any(p["fault"] == "hang" for p in fake.bulk_requests(key)), 10,
              what="the first request to hang")
     assert connect().execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone()[0]

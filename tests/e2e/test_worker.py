@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from helpers import DBNAME, QUIET_SCHEDULE, READER, WORK, Db, FakeQobra, bulk_fault, wait_for
+from conftest import Cluster
+from helpers import DBNAME, QUIET_SCHEDULE, READER, WORK, Db, FakeQobra, bulk_fault, free_port, wait_for
 
 WORKER_TYPE = "qobra_sync worker"
 UTC = dt.timezone.utc
@@ -741,3 +742,30 @@ def test_fast_stop_during_a_hanging_request_takes_under_5_seconds(sdb, spare):
     db = spare.db()
     hung = wait_run_finished(db, hung["run_id"], timeout=10)
     assert hung["status"] in ("interrupted", "failed"), hung
+
+
+def test_the_worker_waits_quietly_for_its_database():
+    """A cluster whose qobra_sync.database_name does not exist yet: the worker fails to connect
+    once, then waits connected to no database (saying so in pg_stat_activity) instead of dying
+    every second; once the database is created it connects to it within seconds."""
+    c = Cluster(WORK / "e2e-late-database", free_port())
+    c.stop()
+    try:
+        c.start("qobra_sync.database_name = 'created_later'")
+        with c.connect("postgres") as conn:
+            def waiting():
+                """The worker's (datname, query), once it says it waits."""
+                row = conn.execute("SELECT datname, query FROM pg_stat_activity WHERE backend_type = %s",
+                                   (WORKER_TYPE,)).fetchone()
+                return row if row and "waiting for database" in row[1] else None
+            datname, query = wait_for(waiting, 10, what="the worker to wait for its database")
+            assert datname is None and '"created_later"' in query
+            time.sleep(4)  # a worker dying every second would have logged 4 more FATALs by now
+            log = c.server_log.read_text()
+            assert log.count('FATAL:  database "created_later" does not exist') == 1, log[-3000:]
+            conn.execute("CREATE DATABASE created_later")
+            wait_for(lambda: conn.execute("SELECT 1 FROM pg_stat_activity WHERE backend_type = %s "
+                                          "AND datname = 'created_later'", (WORKER_TYPE,)).fetchone(),
+                     10, interval=0.2, what="the worker to connect to the new database")
+    finally:
+        c.stop()
