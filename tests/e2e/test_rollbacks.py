@@ -124,8 +124,7 @@ def test_savepoints_rolled_back_or_released(db, fake):
     db.rows("BEGIN")
     db.rows("SAVEPOINT s")
     first = db.value("SELECT qobra_sync.sync_now('deals')")
-    db.rows("ROLLBACK TO SAVEPOINT s")
-    assert manual_runs(db) == []  # the session itself no longer sees it
+    db.rows("ROLLBACK TO SAVEPOINT s")  # the worker records it at once, while this goes on
     db.rows("COMMIT")
     assert [r["run_id"] for r in wait_recorded(db, 1)] == [first]
 
