@@ -19,7 +19,7 @@ use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::map_columns;
-use qobra_sync_core::push::push;
+use qobra_sync_core::push::{push, ChunkInfo, ChunkSource};
 use qobra_sync_core::retry::RetryPolicy;
 use qobra_sync_core::wire::RecordEncoder;
 use std::time::Duration;
@@ -407,8 +407,9 @@ fn run(job: Job<'_>) -> Result<Outcome> {
                 }
             };
             crate::shared::progress_sending(slot);
+            show_wait(pg_sys::PG_WAIT_EXTENSION);
             let result = push(
-                &mut chunks,
+                &mut ShowingWaits(&mut chunks),
                 client,
                 &reg.data_table_key,
                 debounce,
@@ -416,6 +417,7 @@ fn run(job: Job<'_>) -> Result<Outcome> {
                 &interrupted,
                 &mut on_progress,
             );
+            show_wait(0);
             let fingerprint = chunks.fingerprint.digest(&encoding);
             (
                 result,
@@ -455,6 +457,36 @@ fn run(job: Job<'_>) -> Result<Outcome> {
         outcome.import_ids = report.import_ids;
         Ok(outcome)
     })
+}
+
+/// The chunks of a push, read with no wait event shown: in between, the push waits for Qobra,
+/// and `pg_stat_activity` shows it (`wait_event_type` `Extension`).
+struct ShowingWaits<'a, 'b>(&'a mut Chunks<'b>);
+
+impl ChunkSource for ShowingWaits<'_, '_> {
+    /// Rewinds the chunks.
+    fn restart(&mut self) -> std::result::Result<(), qobra_sync_core::Error> {
+        self.0.restart()
+    }
+
+    /// Reads the next chunk, shown as working, not waiting.
+    fn next_chunk(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<Option<ChunkInfo>, qobra_sync_core::Error> {
+        show_wait(0);
+        let read = self.0.next_chunk(out);
+        show_wait(pg_sys::PG_WAIT_EXTENSION);
+        read
+    }
+}
+
+/// Sets this backend's wait event in `pg_stat_activity` (0: none), as PostgreSQL's own
+/// `pgstat_report_wait_start` does (an inline function pgrx cannot call).
+fn show_wait(event: u32) {
+    // SAFETY: my_wait_event_info always points at a valid 4-byte slot of this backend (its
+    // PGPROC's, or a local one before it has one); a volatile store is what Postgres does.
+    unsafe { std::ptr::write_volatile(pg_sys::my_wait_event_info, event) };
 }
 
 /// What a run's row says from its start.

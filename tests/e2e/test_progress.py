@@ -6,8 +6,20 @@ import threading
 from helpers import bulk_fault, wait_for
 
 
+def wait_event(conn, pid):
+    """The (wait_event_type, wait_event) of backend `pid`, sampled until it shows a wait (2 s at
+    most: a slowed push waits on Qobra 400 ms per chunk, and reads for a few ms in between)."""
+    def sample():
+        """The pair, once it is not (None, None)."""
+        row = conn.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)).fetchone()
+        return row if row and row != (None, None) else None
+    return wait_for(sample, 2, interval=0.01, what=f"backend {pid} to show a wait event")
+
+
 def test_progress_view_shows_a_push_in_flight(db, fake, connect):
-    """While a slowed push runs, another session sees its run, chunks, rows and bytes grow; the
+    """While a slowed push runs, another session sees its run, chunks, rows and bytes grow, and
+    its backend waiting in pg_stat_activity (wait event type Extension) while Qobra answers; the
     view is empty again once it ends."""
     db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount numeric)")
     db.rows("INSERT INTO deals SELECT i, 'deal ' || i, i FROM generate_series(1, 50) i")
@@ -30,6 +42,7 @@ def test_progress_view_shows_a_push_in_flight(db, fake, connect):
     pid_seen, run_id, source, chunks, rows_sent, bytes_sent, elapsed = wait_for(progress, 15, what="progress")
     assert (pid_seen, source) == (pid, f"{db.schema}.deals")
     assert rows_sent == chunks * 10 and bytes_sent > 0 and elapsed.total_seconds() > 0
+    assert wait_event(other, pid) == ("Extension", "Extension")
     push.join(30)
     assert done["run"]["status"] == "succeeded" and done["run"]["run_id"] == run_id
     assert other.execute("SELECT count(*) FROM qobra_sync.progress").fetchone()[0] == 0
@@ -55,6 +68,9 @@ def test_worker_activity_says_what_it_pushes(db, fake, connect):
 
         text = wait_for(activity, 15, what="the worker to report its push")
         assert f"pushing {db.schema}.deals" in text
+        worker_pid = other.execute("SELECT pid FROM pg_stat_activity "
+                                   "WHERE backend_type = 'qobra_sync worker'").fetchone()[0]
+        assert wait_event(other, worker_pid) == ("Extension", "Extension")
         wait_for(lambda: other.execute("SELECT count(*) FROM qobra_sync.runs WHERE trigger = 'request' "
                                        "AND status = 'succeeded' AND data_table_key = %s", (key,)).fetchone()[0],
                  30, what="the requested run to succeed")
