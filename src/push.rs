@@ -658,7 +658,10 @@ pub fn poll_imports() -> Result<i64> {
         let mut all_finished = true;
         let mut errors: Vec<(Option<u64>, Option<serde_json::Value>, String)> = vec![];
         for id in &ids {
-            let status = match client.import_status(id, &interrupted) {
+            show_wait(pg_sys::PG_WAIT_EXTENSION);
+            let answer = client.import_status(id, &interrupted);
+            show_wait(0);
+            let status = match answer {
                 Ok(s) => s,
                 Err(e) => {
                     if interrupted() {

@@ -86,6 +86,8 @@ pub enum Cell<'a> {
     /// A JSON number, as text.
     Num(&'a str),
     Bool(bool),
+    /// A point in time in UTC, as its date and time of day: written `{date}T{time}Z`.
+    Utc(&'a str, &'a str),
 }
 
 /// Why a row cannot be sent: the column and the reason, for `run_errors`.
@@ -132,7 +134,7 @@ pub fn normalize(encoding: Encoding, text: Option<&str>) -> Result<Cell<'_>, Str
                 ))
             }
         }
-        Encoding::Timestamp => iso_timestamp(text).map(|t| Cell::Str(Cow::Owned(t))),
+        Encoding::Timestamp => iso_timestamp(text).map(|(date, time)| Cell::Utc(date, time)),
         Encoding::UserEmail => match email_problem(text) {
             None => Ok(Cell::Str(Cow::Borrowed(text))),
             Some(p) => Err(p),
@@ -196,8 +198,9 @@ fn is_plain_date(s: &str) -> bool {
         && &s[..4] != "0000"
 }
 
-/// Rewrites an ISO timestamp printed in UTC (`2026-03-31 12:00:00.5+00`) as `2026-03-31T12:00:00.5Z`.
-fn iso_timestamp(text: &str) -> Result<String, String> {
+/// Splits an ISO timestamp printed in UTC (`2026-03-31 12:00:00.5+00`) into its date and time
+/// of day (`2026-03-31`, `12:00:00.5`), checking both.
+fn iso_timestamp(text: &str) -> Result<(&str, &str), String> {
     let cannot =
         || format!("timestamp {text} cannot be sent: Qobra takes dates from year 1 to 9999");
     let (date, rest) = text.split_once(' ').ok_or_else(cannot)?;
@@ -214,7 +217,7 @@ fn iso_timestamp(text: &str) -> Result<String, String> {
     if !well_formed {
         return Err(format!("timestamp {text} is not in UTC ISO form"));
     }
-    Ok(format!("{date}T{time}Z"))
+    Ok((date, time))
 }
 
 /// Writes rows as JSON records; keeps the field list so each row is one call.
@@ -282,6 +285,7 @@ impl RecordEncoder {
                 Ok(Cell::Str(s)) => Ok(s.into_owned()),
                 Ok(Cell::Num(n)) => Ok(n.to_owned()),
                 Ok(Cell::Bool(b)) => Ok(b.to_string()),
+                Ok(Cell::Utc(date, time)) => Ok(format!("{date}T{time}Z")),
                 Err(reason) => Err(Rejection {
                     column: field.column.clone(),
                     reason,
@@ -301,6 +305,14 @@ fn write_json(cell: &Cell<'_>, out: &mut Vec<u8>) {
         Cell::Num(n) => out.extend_from_slice(n.as_bytes()),
         Cell::Bool(true) => out.extend_from_slice(b"true"),
         Cell::Bool(false) => out.extend_from_slice(b"false"),
+        // Checked digits and separators: nothing to escape.
+        Cell::Utc(date, time) => {
+            out.push(b'"');
+            out.extend_from_slice(date.as_bytes());
+            out.push(b'T');
+            out.extend_from_slice(time.as_bytes());
+            out.extend_from_slice(b"Z\"");
+        }
     }
 }
 
@@ -430,14 +442,16 @@ mod tests {
 
     #[test]
     fn timestamps_become_utc_iso() {
-        assert_eq!(
-            iso_timestamp("1969-07-20 20:17:40+00").unwrap(),
-            "1969-07-20T20:17:40Z"
-        );
-        assert_eq!(
-            iso_timestamp("2026-03-31 12:00:00").unwrap(),
-            "2026-03-31T12:00:00Z"
-        );
+        let json = |text| {
+            let mut out = vec![];
+            write_json(
+                &normalize(Encoding::Timestamp, Some(text)).unwrap(),
+                &mut out,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(json("1969-07-20 20:17:40+00"), r#""1969-07-20T20:17:40Z""#);
+        assert_eq!(json("2026-03-31 12:00:00.5"), r#""2026-03-31T12:00:00.5Z""#);
         assert!(iso_timestamp("2026-03-31 12:00:00+01").is_err());
         assert!(iso_timestamp("infinity").is_err());
     }
