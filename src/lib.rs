@@ -12,7 +12,9 @@
 //!
 //! Modules, in pipeline order: `catalog` (describe a source) → `registry` (store registrations) →
 //! `filter` (analyse filters) → `reader` (read a snapshot as the reader) → `inspect` (mapping,
-//! validation, preview). The pure rules live in the `qobra_sync_core` crate; `api` is the SQL face.
+//! validation, preview) → `snapshot` (census, chunks) → `push` (runs) → `orphans` (runs a
+//! rollback took away) → `worker` (schedules), with `shared` (shared memory) beside them. The pure
+//! rules live in the `qobra_sync_core` crate; `api` is the SQL face.
 
 use pgrx::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};

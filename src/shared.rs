@@ -1,5 +1,7 @@
-//! Shared memory (only when preloaded): the worker's pid, so that commits can wake it, and the
-//! progress of pushes in flight, so that any session can see them (`qobra_sync.progress`).
+//! Shared memory (only when preloaded): the worker's pid, so that commits can wake it, and
+//! whether it died connecting to its database; the progress of pushes in flight, so that any
+//! session can see them (`qobra_sync.progress`); and each push's run row until its transaction
+//! ends, so that the worker can record a run a rollback took away (see `orphans`).
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
