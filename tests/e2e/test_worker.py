@@ -9,7 +9,6 @@ spare cluster of their own (fixture `spare_cluster`), created without the extens
 import datetime as dt
 import os
 import re
-import threading
 import time
 import zoneinfo
 
@@ -18,7 +17,8 @@ import pytest
 from psycopg import sql
 
 from conftest import Cluster
-from helpers import DBNAME, QUIET_SCHEDULE, READER, WORK, Db, FakeQobra, bulk_fault, free_port, wait_for
+from helpers import (DBNAME, QUIET_SCHEDULE, READER, WORK, Db, FakeQobra, bulk_fault, free_port,
+                     sync_in_background, wait_for)
 
 WORKER_TYPE = "qobra_sync worker"
 UTC = dt.timezone.utc
@@ -445,16 +445,7 @@ def test_one_push_of_a_table_at_a_time(wdb, fake, connect):
 
     # A manual push runs; the worker is asked to push meanwhile.
     wdb.rows("UPDATE deals SET name = 'renamed once' WHERE id = 1")
-    outcome = {}
-
-    def manual():
-        """sync_now in the test's session."""
-        try:
-            outcome["run"] = wdb.sync("deals")
-        except psycopg.Error as e:
-            outcome["error"] = e
-    thread = threading.Thread(target=manual)
-    thread.start()
+    thread, outcome = sync_in_background(wdb, "deals")
     wait_for(lambda: len(fake.bulk_requests(key)) > CHUNKS or not thread.is_alive(), 10,
              what="the manual push to send its first chunk")
     assert thread.is_alive(), f"the manual push ended too early: {outcome}"
@@ -485,16 +476,7 @@ def test_a_request_waiting_behind_a_manual_push_does_not_spin(wdb, fake, connect
     key = create_deals(wdb, fake, rows=CHUNKED_ROWS)
     fake.add_faults(bulk_fault(key, {"delay_ms": 1000}, times=0))
     observer = session(connect(), wdb.schema)
-    outcome = {}
-
-    def manual():
-        """sync_now in the test's session."""
-        try:
-            outcome["run"] = wdb.sync("deals")
-        except psycopg.Error as e:
-            outcome["error"] = e
-    thread = threading.Thread(target=manual)
-    thread.start()
+    thread, outcome = sync_in_background(wdb, "deals")
     wait_for(lambda: fake.bulk_requests(key) or not thread.is_alive(), 10,
              what="the manual push to send its first chunk")
     assert thread.is_alive(), f"the manual push ended too early: {outcome}"
