@@ -171,16 +171,20 @@ wait_run() {
     echo "$status"
 }
 
-say "A deal is won today; ask the worker to push (it starts right after the commit)."
-show "UPDATE opportunities SET stage = 'Closed Won', probability = 100, close_date = current_date
+# The next deal in negotiation is won today.
+win_a_deal() {
+    show "UPDATE opportunities SET stage = 'Closed Won', probability = 100, close_date = current_date
        WHERE id = (SELECT min(id) FROM opportunities WHERE stage = 'Negotiation') RETURNING id, name, amount"
+}
+
+say "A deal is won today; ask the worker to push (it starts right after the commit)."
+win_a_deal
 show "SELECT qobra_sync.request_sync('opportunities')"
 status=$(wait_run request)
 [ "$status" = succeeded ] || { echo "the requested run did not succeed within 15 s (status: ${status:-none})"; exit 1; }
 
 say "Another deal is won; this time the schedule pushes it (every 5 seconds for the demo)."
-show "UPDATE opportunities SET stage = 'Closed Won', probability = 100, close_date = current_date
-       WHERE id = (SELECT min(id) FROM opportunities WHERE stage = 'Negotiation') RETURNING id, name, amount"
+win_a_deal
 show "SELECT qobra_sync.alter_table('opportunities', schedule => '5 seconds')"
 status=$(wait_run schedule)
 [ "$status" = succeeded ] || { echo "the scheduled run did not succeed within 15 s (status: ${status:-none})"; exit 1; }

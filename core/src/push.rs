@@ -183,8 +183,9 @@ where
         let mut started: u32 = 0;
         let mut chunk: u32 = 0;
         report.rows_sent = 0;
-        // The chunk on its way: its records, bytes, and whether it was the first (all=true).
-        let mut in_flight: Option<(K::InFlight, u64, usize, bool)> = None;
+        // The chunk on its way, with its records and bytes. It is the first of the pass (all=true)
+        // when none was accepted yet: one chunk travels at a time.
+        let mut in_flight: Option<(K::InFlight, u64, usize)> = None;
         // Whether the source said it has no more records.
         let mut read_all = false;
         loop {
@@ -195,10 +196,10 @@ where
             } else {
                 source.next_chunk(&mut out)
             };
-            if let Some((ticket, rows, len, first)) = in_flight.take() {
+            if let Some((ticket, rows, len)) = in_flight.take() {
                 match sink.finish(ticket, interrupted) {
                     Ok(posted) => {
-                        emptied |= first;
+                        emptied |= chunk == 0;
                         chunk += 1;
                         report.chunks += 1;
                         report.rows_sent += rows;
@@ -245,7 +246,7 @@ where
             let len = out.len();
             last_len = len;
             let ticket = sink.start(data_table_key, first, debounce_seconds, Bytes::from(out));
-            in_flight = Some((ticket, rows, len, first));
+            in_flight = Some((ticket, rows, len));
         }
     }
     tally(&mut report);
