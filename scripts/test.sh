@@ -4,7 +4,8 @@
 #   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
 #   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
 #   4. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults
-# Usage: scripts/test.sh            (as root or as a user with sudo)
+# Usage: scripts/test.sh [TIER...]   (as root or as a user with sudo)
+#   TIER: unit, pgrx, regress, e2e (default: all four, in that order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,20 +14,35 @@ source scripts/cluster.sh
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
+TIERS=${*:-unit pgrx regress e2e}
+wants() { [[ " $TIERS " == *" $1 "* ]]; }
 
+if wants unit; then
 echo "==> tier 1: cargo test (pure core, fake Qobra)"
 cargo test -p qobra_sync_core
 cargo test -p fake_qobra
+fi
 
+if wants pgrx; then
 echo "==> tier 2: cargo pgrx test (as the $QS_PGUSER OS user)"
 rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
 cargo pgrx test pg15 --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
+fi
 
-echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
-# cargo pgrx regress drives pg_ctl, which refuses root; so we install the extension and run the
-# same pg_regress on the same files against a cluster of our own. As a non-root user,
-# `cargo pgrx regress pg15` runs these files too.
+if wants regress || wants e2e; then
+# Both tiers run against the installed extension.
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+fi
+
+if wants regress; then
+echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
+# cargo pgrx regress drives pg_ctl, which refuses root; so we run the same pg_regress on the same
+# files against a cluster of our own. As a non-root user, `cargo pgrx regress pg15` runs these
+# files too.
+
+echo "==> the extension's SQL names every operator and function with its schema"
+python3 tests/lint/qualified_sql.py --self-test
+python3 tests/lint/qualified_sql.py
 
 echo "==> pgspot over the installed extension script"
 # pgspot (PyPI) flags unsafe SQL in extension scripts: unqualified references, search_path, …
@@ -58,8 +74,11 @@ if grep -n "SECRET" "$REGRESS_DIR/server.log"; then
     echo "a secret reached the server log"; exit 1
 fi
 cluster_stop "$REGRESS_DIR"
+fi
 
+if wants e2e; then
 echo "==> tier 4: end-to-end (preloaded cluster, fake Qobra, pytest)"
 bash scripts/e2e.sh
+fi
 
-echo "==> all tiers passed"
+echo "==> passed: $TIERS"

@@ -12,7 +12,7 @@ SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
 
 -- What \df+ and \d+ show: the same words as the README's reference.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
-  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again.';
+  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
 COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
   'Registers a table, partitioned table, view or materialized view for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
@@ -24,9 +24,10 @@ COMMENT ON FUNCTION @extschema@.column_mapping(regclass, name[], jsonb) IS
   'How each column maps to a Qobra field: Postgres type, Qobra type, allowed types, field key, synced or why not.';
 COMMENT ON FUNCTION @extschema@.validate(regclass, name, name, name[], text, text, name) IS
   'Checks every requirement for pushing a source (columns, ids, user values, filter, reader, destination) and reports each with counts and samples.';
-COMMENT ON FUNCTION @extschema@.preview(regclass, integer) IS 'The records exactly as a push would send them, ordered by id.';
-COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer) IS
-  'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push.';
+COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name) IS
+  'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default).';
+COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name) IS
+  'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default).';
 COMMENT ON FUNCTION @extschema@.reader_from_service_account(jsonb) IS
   'Cloud SQL: the IAM database user of a GCP service account (client_email without .gserviceaccount.com), to use as run_as. The private key is never kept.';
 COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean) IS

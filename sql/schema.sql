@@ -1,12 +1,13 @@
 -- qobra_sync's own tables and views. Nothing here is granted to PUBLIC: only the extension
 -- owner (a superuser) reads or changes them unless it grants access.
 
--- The destination: Qobra's API base URL and the API key. One row at most. Never shown by any
--- view or function (destination_status shows api_key_set only); not dumped by pg_dump.
+-- The destination: Qobra's API base URL and the API key. One row at most. The key is never
+-- shown by any view or function (destination_status says whether there is one and where it
+-- comes from) and not dumped by pg_dump. It is NULL when qobra_sync.api_key_file provides it.
 CREATE TABLE @extschema@.destination (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     base_url   text NOT NULL,
-    api_key    text NOT NULL,
+    api_key    text,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -42,9 +43,13 @@ SELECT source, data_table_key, id_column, name_column, user_columns, user_key, c
        next_run_at
   FROM @extschema@.registrations;
 
--- Where pushes go, without the key.
+-- Where pushes go, without the key: whether set_destination() stored one, and where pushes take
+-- it from (the file qobra_sync.api_key_file names wins over a stored key).
 CREATE VIEW @extschema@.destination_status AS
-SELECT base_url, true AS api_key_set, updated_at
+SELECT base_url, api_key IS NOT NULL AS api_key_set, updated_at,
+       CASE WHEN COALESCE(pg_catalog.current_setting('qobra_sync.api_key_file', true), '') OPERATOR(pg_catalog.<>) ''
+            THEN 'api_key_file'
+            WHEN api_key IS NOT NULL THEN 'set_destination' END AS key_source
   FROM @extschema@.destination;
 
 -- Runs: one row per attempt at a push, whatever its outcome. `source` may outlive its relation.

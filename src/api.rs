@@ -17,14 +17,14 @@ fn required<T>(value: Option<T>, argument: &str) -> Result<T> {
     value.ok_or_else(|| Error::null_argument(argument))
 }
 
-/// Sets Qobra's API key and base URL (superuser only). The key is never shown again.
+/// Sets Qobra's API key and base URL (superuser only). The key is never shown again; it may be
+/// NULL when `qobra_sync.api_key_file` provides it.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn set_destination(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
 ) {
-    let api_key = required(api_key, "api_key").or_raise();
     registry::set_destination(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
 }
 
@@ -249,25 +249,40 @@ fn validate(
     )
 }
 
-/// The exact records a push would send, up to `max_rows`, ordered by id.
+/// The exact records a push would send, up to `max_rows`, ordered by id, read as the
+/// registration's `run_as` (or the `run_as` given).
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn preview(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 10),
+    run_as: default!(Option<Name>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
     let source = required(source, "source").or_raise().0;
-    let subject = inspect::subject(source, Overrides::default()).or_raise();
+    let over = Overrides {
+        run_as: run_as.map(|n| n.0),
+        ..Default::default()
+    };
+    let subject = inspect::subject(source, over).or_raise();
     let records = inspect::preview(&subject, max_rows.unwrap_or(10)).or_raise();
     SetOfIterator::new(records.into_iter().map(JsonB))
 }
 
-/// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand.
+/// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
+/// read as the registration's `run_as` (or the `run_as` given).
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn csv_template(source: Option<RegClass>, max_rows: default!(Option<i32>, 100)) -> String {
+fn csv_template(
+    source: Option<RegClass>,
+    max_rows: default!(Option<i32>, 100),
+    run_as: default!(Option<Name>, "NULL"),
+) -> String {
     let source = required(source, "source").or_raise().0;
-    let subject = inspect::subject(source, Overrides::default()).or_raise();
+    let over = Overrides {
+        run_as: run_as.map(|n| n.0),
+        ..Default::default()
+    };
+    let subject = inspect::subject(source, over).or_raise();
     inspect::csv_template(&subject, max_rows.unwrap_or(100)).or_raise()
 }
 
@@ -276,8 +291,6 @@ fn csv_template(source: Option<RegClass>, max_rows: default!(Option<i32>, 100)) 
 #[pg_extern(immutable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
-    // The calling statement holds the private key: keep it out of the server log if we refuse.
-    unsafe { pg_sys::debug_query_string = std::ptr::null() };
     let account = required(service_account, "service_account").or_raise();
     Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
 }

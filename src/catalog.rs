@@ -1,6 +1,7 @@
 //! The catalog side: describing a source relation and checking that it can be one.
 
 use crate::error::{spi, Error, Result, SqlState};
+use crate::pinned::pinned;
 use crate::sqltypes::RegClass;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -11,25 +12,36 @@ use qobra_sync_core::mapping::Source;
 /// The query that describes a relation as one jsonb (see the file for its shape).
 const DESCRIBE_SOURCE: &str = include_str!("../sql/describe_source.sql");
 
-/// The first column of the first row of a read-only query, or None when there is no row.
+/// The first column of the first row of a read-only query, or None when there is no row. Runs
+/// under the pinned settings, like every statement of the extension.
 pub fn first_value<T: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Result<Option<T>> {
-    Spi::connect(|client| {
-        let table = client.select(sql, Some(1), args)?;
-        if table.is_empty() {
-            Ok(None)
-        } else {
-            table.first().get::<T>(1)
-        }
+    pinned(|| {
+        Spi::connect(|client| {
+            let table = client.select(sql, Some(1), args)?;
+            if table.is_empty() {
+                Ok(None)
+            } else {
+                table.first().get::<T>(1)
+            }
+        })
     })
     .map_err(spi)
 }
 
 /// Runs one statement that returns nothing useful (an INSERT, UPDATE or DELETE of our own tables).
 pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) -> Result<()> {
-    Spi::connect_mut(|client| client.update(sql, None, args).map(|_| ())).map_err(spi)
+    writing(|client| client.update(sql, None, args).map(|_| ()))
+}
+
+/// Runs `f` with an SPI client that may write (several statements of our own tables, one
+/// connection), under the pinned settings.
+pub fn writing<R>(
+    f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> std::result::Result<R, pgrx::spi::Error>,
+) -> Result<R> {
+    pinned(|| Spi::connect_mut(f)).map_err(spi)
 }
 
 /// Describes the relation with OID `oid`, or says it does not exist (any more).

@@ -25,6 +25,8 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         SqlState::InvalidTextRepresentation => ERRCODE_INVALID_TEXT_REPRESENTATION,
         SqlState::ExternalFailure => ERRCODE_SYSTEM_ERROR,
+        SqlState::QueryCanceled => ERRCODE_QUERY_CANCELED,
+        SqlState::ConfigFileError => ERRCODE_CONFIG_FILE_ERROR,
         SqlState::Internal => ERRCODE_INTERNAL_ERROR,
     }
 }

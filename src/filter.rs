@@ -36,6 +36,23 @@ const STABLE_ALLOWED: &[&str] = &[
     "isfinite",
 ];
 
+/// Stable input and output functions a constant or a cast through text may go through: the
+/// date/time ones, whose only dependency (DateStyle, TimeZone, IntervalStyle) every read pins.
+/// Any other one that is not immutable (the reg* types, aclitem, money…) depends on the catalog
+/// or on a setting a read does not pin, so the same text could mean something else next time.
+const STABLE_IO_ALLOWED: &[&str] = &[
+    "date_in",
+    "date_out",
+    "time_in",
+    "timetz_in",
+    "timestamp_in",
+    "timestamp_out",
+    "timestamptz_in",
+    "timestamptz_out",
+    "interval_in",
+    "interval_out",
+];
+
 /// Parses, checks and canonicalises `text` as a filter over `source`, as the reader role and
 /// under the reader's pinned settings (so constants deparse the same way they will be read).
 pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<String> {
@@ -207,6 +224,55 @@ unsafe fn refuse_function(funcid: pg_sys::Oid) -> Option<String> {
     }
 }
 
+/// Which of a type's text conversions a constant or cast goes through.
+#[derive(Clone, Copy)]
+enum Io {
+    /// Text to value (a literal, the target of a cast through text).
+    Input,
+    /// Value to text (the source of a cast through text).
+    Output,
+}
+
+/// Why a constant or cast (`what`) going through `typid`'s input or output function is refused:
+/// the function is neither immutable nor a date/time one ([`STABLE_IO_ALLOWED`]). Arrays and
+/// ranges are judged by their element type, whose conversion theirs calls.
+unsafe fn refuse_io(typid: pg_sys::Oid, io: Io, what: &str) -> Option<String> {
+    unsafe {
+        let mut typid = typid;
+        for _ in 0..4 {
+            let element = pg_sys::get_element_type(typid);
+            let element = if element != pg_sys::InvalidOid {
+                element
+            } else {
+                pg_sys::get_range_subtype(typid)
+            };
+            if element == pg_sys::InvalidOid {
+                break;
+            }
+            typid = element;
+        }
+        let mut function = pg_sys::InvalidOid;
+        match io {
+            Io::Input => {
+                let mut param = pg_sys::InvalidOid;
+                pg_sys::getTypeInputInfo(typid, &mut function, &mut param);
+            }
+            Io::Output => {
+                let mut varlena = false;
+                pg_sys::getTypeOutputInfo(typid, &mut function, &mut varlena);
+            }
+        }
+        let name = function_name(function);
+        match pg_sys::func_volatile(function) as u8 {
+            b'i' => None,
+            b's' if STABLE_IO_ALLOWED.contains(&name.as_str()) => None,
+            _ => Some(format!(
+                "{what} through {name}(), which is not immutable (its meaning depends on the catalog or on settings)"
+            )),
+        }
+    }
+}
+
 /// Whether a stable built-in function is date/time comparison or arithmetic (`date < timestamptz`…).
 fn is_datetime_operator_function(name: &str) -> bool {
     ["date_", "timestamp_", "timestamptz_"]
@@ -233,7 +299,10 @@ unsafe fn refuse_node(node: *mut pg_sys::Node) -> Option<String> {
             }
             NodeTag::T_Const => {
                 let c = &*(node as *mut pg_sys::Const);
-                (!builtin(c.consttype)).then(|| "a constant of a user-defined type".into())
+                if !builtin(c.consttype) {
+                    return Some("a constant of a user-defined type".into());
+                }
+                refuse_io(c.consttype, Io::Input, "a constant")
             }
             NodeTag::T_FuncExpr => refuse_function((*(node as *mut pg_sys::FuncExpr)).funcid),
             NodeTag::T_OpExpr | NodeTag::T_DistinctExpr | NodeTag::T_NullIfExpr => {
@@ -264,7 +333,12 @@ unsafe fn refuse_node(node: *mut pg_sys::Node) -> Option<String> {
             }
             NodeTag::T_CoerceViaIO => {
                 let c = &*(node as *mut pg_sys::CoerceViaIO);
-                (!builtin(c.resulttype)).then(|| "a cast to a user-defined type".into())
+                if !builtin(c.resulttype) {
+                    return Some("a cast to a user-defined type".into());
+                }
+                let from = pg_sys::exprType(c.arg.cast());
+                refuse_io(from, Io::Output, "a cast")
+                    .or_else(|| refuse_io(c.resulttype, Io::Input, "a cast"))
             }
             NodeTag::T_ArrayCoerceExpr => {
                 let c = &*(node as *mut pg_sys::ArrayCoerceExpr);

@@ -27,9 +27,15 @@ pub static RETRY_WAIT_MAX_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 /// Longest a run may take before it is stopped (0 = no limit). 30 minutes: far more than a
 /// 10M-row push needs, short enough that a stuck destination does not hold a table for hours.
 pub static RUN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30 * 60 * 1000);
-/// Statement timeout of the snapshot read. 0 = none: a big table may take long; set one to
-/// protect a busy database from a stuck read.
-pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Statement timeout of each fetch of a snapshot read (0 = none; the run's deadline applies
+/// anyway). 10 minutes: one fetch is a cursor batch, or the census's count of the whole
+/// snapshot, which takes a few minutes at 100M rows without a unique index on the id; longer
+/// than that, a read is stuck (a lock, a runaway view), not slow.
+pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10 * 60 * 1000);
+/// A file holding the API key, read at every push (so a rotated key is used at once). Empty:
+/// the key stored by `set_destination` is used. A file keeps the key out of every SQL
+/// statement, and so out of the server log; it also fits mounted secrets.
+pub static API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// A snapshot smaller than this fraction of the last successful one is blocked unless forced.
 /// 0.5: losing half the rows is more likely a broken filter or view than real deletions.
 pub static DELETION_GUARD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
@@ -125,7 +131,7 @@ pub fn register(preloaded: bool) {
     );
     GucRegistry::define_int_guc(
         c"qobra_sync.statement_timeout_ms",
-        c"Statement timeout of snapshot reads (0 = none).",
+        c"Statement timeout of each fetch of a snapshot read (0 = none).",
         c"",
         &STATEMENT_TIMEOUT_MS,
         0,
@@ -158,6 +164,14 @@ pub fn register(preloaded: bool) {
         &HISTORY_DAYS,
         1,
         36_500,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"qobra_sync.api_key_file",
+        c"File holding Qobra's API key (instead of set_destination's).",
+        c"Readable only by the server's OS user, as ssl_key_file is.",
+        &API_KEY_FILE,
         GucContext::Sighup,
         GucFlags::default(),
     );

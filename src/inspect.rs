@@ -4,7 +4,7 @@
 //! there is one. Reads go through the snapshot reader as the reader role.
 
 use crate::catalog::{self, describe_source};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::filter;
 use crate::reader::{self, as_reader, quote_ident, scan, snapshot_query};
 use crate::registry;
@@ -21,6 +21,19 @@ pub struct Subject {
     pub filter: Option<String>,
     pub reader: pg_sys::Oid,
     pub reader_name: String,
+    /// Where the reader comes from.
+    pub reader_from: ReaderFrom,
+}
+
+/// Where the reader of an inspection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderFrom {
+    /// The registration's `run_as`.
+    Registration,
+    /// The call's `run_as` argument.
+    Argument,
+    /// The calling role: the source is not registered and no `run_as` was given.
+    Caller,
 }
 
 /// The overrides an inspection call may pass; None = the registration's value.
@@ -44,11 +57,15 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
     };
     let mut columns = reg.as_ref().map(|r| r.columns.clone()).unwrap_or_default();
     let mut filter = reg.as_ref().and_then(|r| r.filter.clone());
-    let (mut reader, mut reader_name) = match &reg {
-        Some(r) => (pg_sys::Oid::from(r.run_as_oid), r.run_as.clone()),
+    let (mut reader, mut reader_name, mut reader_from) = match &reg {
+        Some(r) => (
+            pg_sys::Oid::from(r.run_as_oid),
+            r.run_as.clone(),
+            ReaderFrom::Registration,
+        ),
         None => {
             let (name, oid) = catalog::current_role()?;
-            (pg_sys::Oid::from(oid), name)
+            (pg_sys::Oid::from(oid), name, ReaderFrom::Caller)
         }
     };
     if over.id_column.is_some() {
@@ -72,6 +89,7 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
     if let Some(r) = over.run_as {
         reader = registry::role_oid(&r, "run_as")?;
         reader_name = r;
+        reader_from = ReaderFrom::Argument;
     }
     Ok(Subject {
         source,
@@ -79,6 +97,23 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
         filter,
         reader,
         reader_name,
+        reader_from,
+    })
+}
+
+/// Refuses to read rows as a role `register_table` would refuse as `run_as` (a superuser
+/// among them): nothing is read as it. The error says where the reader came from.
+pub fn check_reader(subject: &Subject) -> Result<()> {
+    let Some(why) = reader::reader_problem(subject.reader)? else {
+        return Ok(());
+    };
+    Err(match subject.reader_from {
+        ReaderFrom::Caller => Error::new(
+            SqlState::InsufficientPrivilege,
+            format!("{} is not registered, so it would be read as the calling role, and {why}", subject.source.name),
+        )
+        .hint("Pass run_as => a role that can only read the source (e.g. run_as => 'qobra_reader'), or register the source first."),
+        _ => reader::refused_reader(why),
     })
 }
 
@@ -128,6 +163,7 @@ fn skipped(rejection: qobra_sync_core::wire::Rejection) {
 
 /// The records `preview()` returns.
 pub fn preview(subject: &Subject, max_rows: i32) -> Result<Vec<serde_json::Value>> {
+    check_reader(subject)?;
     let mut out = vec![];
     let mut buf = Vec::new();
     sample(subject, max_rows, |encoder, values| {
@@ -146,6 +182,7 @@ pub fn preview(subject: &Subject, max_rows: i32) -> Result<Vec<serde_json::Value
 
 /// The CSV `csv_template()` returns: field keys as header, up to `max_rows` sample rows.
 pub fn csv_template(subject: &Subject, max_rows: i32) -> Result<String> {
+    check_reader(subject)?;
     let mut rows = vec![];
     let encoder = sample(subject, max_rows, |encoder, values| {
         match encoder.csv_row(values) {
@@ -264,6 +301,9 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
             },
         );
     }
+    // Nothing is analysed or read as a reader that would be refused as run_as.
+    let reader_problem = reader::reader_problem(subject.reader);
+    let reader_fit = matches!(reader_problem, Ok(None));
     let filter = match &subject.filter {
         None => {
             push(
@@ -272,6 +312,14 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
                 "no filter: every row is pushed".into(),
             );
             Some(None)
+        }
+        Some(_) if !reader_fit => {
+            push(
+                "filter accepted",
+                false,
+                "not checked: the reader is refused (see reader least-privileged)".into(),
+            );
+            None
         }
         Some(f) => match filter::canonical(source, f, subject.reader) {
             Ok(c) => {
@@ -290,7 +338,7 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
         .filter(|r| r.synced)
         .map(|r| r.column_name.clone())
         .collect();
-    let reader_ok = match registry::reader_problem(subject.reader) {
+    let reader_ok = match reader_problem {
         Err(e) => {
             push("reader least-privileged", false, e.message);
             false
@@ -362,9 +410,7 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
             "call qobra_sync.set_destination(api_key) before the first push".into(),
         ),
     }
-    let (Some(mapping), Some(filter), true, true) =
-        (mapping, filter, reader_ok || can_read, can_read)
-    else {
+    let (Some(mapping), Some(filter), true, true) = (mapping, filter, reader_ok, can_read) else {
         push(
             "rows",
             false,
@@ -404,9 +450,9 @@ fn data_checks(
                     format!("{null_ids} of {total} rows have a NULL id"),
                 ));
                 let dups = reader::one_row(&format!(
-                    "SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.string_agg(d.v || ' (' || d.n || ' times)', ', ' ORDER BY d.n DESC, d.v) FILTER (WHERE d.rank <= 5)
+                    "SELECT pg_catalog.count(*)::pg_catalog.text, pg_catalog.string_agg(d.v OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) d.n OPERATOR(pg_catalog.||) ' times)', ', ' ORDER BY d.n DESC, d.v) FILTER (WHERE d.rank OPERATOR(pg_catalog.<=) 5)
                        FROM (SELECT {id}::pg_catalog.text AS v, pg_catalog.count(*) AS n, pg_catalog.row_number() OVER (ORDER BY pg_catalog.count(*) DESC, {id}::pg_catalog.text) AS rank
-                               FROM {}{where_clause} GROUP BY {id} HAVING pg_catalog.count(*) > 1) d",
+                               FROM {}{where_clause} GROUP BY {id} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) d",
                     source.name
                 ))?;
                 let n = dups[0].clone().unwrap_or_default();

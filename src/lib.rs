@@ -21,11 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod api;
 mod catalog;
+mod deadline;
 mod error;
 mod filter;
 mod gucs;
 mod inspect;
+mod locks;
+mod log_filter;
 mod orphans;
+mod pinned;
 mod push;
 mod reader;
 mod registry;
@@ -48,12 +52,14 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
-/// Library entry point: registers settings and, when preloaded, the shared memory and the worker.
+/// Library entry point: registers settings and the log filter and, when preloaded, the shared
+/// memory and the worker.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     PRELOADED.store(preloading, Ordering::Relaxed);
     gucs::register(preloading);
+    log_filter::install();
     if preloading {
         shared::init();
         worker::register();

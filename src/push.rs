@@ -7,15 +7,18 @@
 //! rows in `qobra_sync.run_errors`.
 
 use crate::catalog::{self, first_value};
-use crate::error::{spi, Error, Result, SqlState};
+use crate::deadline::Deadline;
+use crate::error::{Error, Result, SqlState};
 use crate::filter;
 use crate::gucs;
-use crate::reader::{as_reader, snapshot_query};
+use crate::locks::{self, Holding};
+use crate::reader::{self, as_reader, snapshot_query};
 use crate::registry;
 use crate::snapshot::{self, Chunks, Rejections};
 use crate::sqltypes::RegClass;
 use pgrx::prelude::*;
 use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
+use qobra_sync_core::destination::read_key_file;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::map_columns;
@@ -78,7 +81,8 @@ fn cancel_pending() -> bool {
     }
 }
 
-/// The API base URL and key, or the error saying to set them.
+/// The API base URL and key, or the error saying to set them. The key comes from the file
+/// `qobra_sync.api_key_file` names when it is set, else from `set_destination`.
 fn destination() -> Result<(String, String)> {
     let json: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_build_array(base_url, api_key) FROM qobra_sync.destination",
@@ -91,13 +95,29 @@ fn destination() -> Result<(String, String)> {
         )
         .hint("Call qobra_sync.set_destination(api_key) first."));
     };
-    let text = |i: usize| {
-        v.get(i)
-            .and_then(|x| x.as_str())
-            .unwrap_or_default()
-            .to_owned()
+    let base_url = v.first().and_then(|x| x.as_str()).unwrap_or_default();
+    let key_file = gucs::text(&gucs::API_KEY_FILE);
+    let key = if !key_file.is_empty() {
+        let server_uid = unsafe { libc_geteuid() };
+        read_key_file(std::path::Path::new(&key_file), server_uid)?
+    } else {
+        match v.get(1).and_then(|x| x.as_str()) {
+            Some(key) => key.to_owned(),
+            None => return Err(Error::new(
+                SqlState::ObjectNotInPrerequisiteState,
+                "no API key is set",
+            )
+            .detail("set_destination() was called without a key and qobra_sync.api_key_file is not set.")
+            .hint("Set qobra_sync.api_key_file to the file that holds the key, or call qobra_sync.set_destination(api_key).")),
+        }
     };
-    Ok((text(0), text(1)))
+    Ok((base_url.to_owned(), key))
+}
+
+unsafe extern "C" {
+    /// The server's OS user, which must own the key file.
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
 }
 
 /// The HTTP client of a push, configured from the settings.
@@ -118,16 +138,8 @@ fn client() -> Result<QobraClient> {
 }
 
 /// Takes the push lock of a source, or says that a push of it is already running.
-fn lock(source: pg_sys::Oid, name: &str, locking: Locking) -> Result<()> {
-    let function = match locking {
-        Locking::Transaction => "pg_try_advisory_xact_lock",
-        Locking::Session => "pg_try_advisory_lock",
-    };
-    let got: Option<bool> = first_value(
-        &format!("SELECT pg_catalog.{function}(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)"),
-        &[RegClass(source).into()],
-    )?;
-    if got == Some(true) {
+fn lock(source: pg_sys::Oid, name: &str, holding: Holding) -> Result<()> {
+    if locks::try_push_lock(source, holding) {
         return Ok(());
     }
     Err(Error::new(
@@ -142,7 +154,7 @@ fn lock(source: pg_sys::Oid, name: &str, locking: Locking) -> Result<()> {
 fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
     let json: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_build_array(rows_read, snapshot_sha256) FROM qobra_sync.runs
-          WHERE source = $1 AND status = 'succeeded' ORDER BY run_id DESC LIMIT 1",
+          WHERE source OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'succeeded' ORDER BY run_id DESC LIMIT 1",
         &[RegClass(source).into()],
     )?;
     Ok(json.and_then(|pgrx::JsonB(v)| {
@@ -151,15 +163,6 @@ fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
             fingerprint: v.get(1).and_then(|f| f.as_str()).map(str::to_owned),
         })
     }))
-}
-
-/// How a run holds the push lock of its source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locking {
-    /// Until the end of the transaction (`sync_now`: the whole run is one transaction).
-    Transaction,
-    /// Until released by the caller (the worker runs in several transactions).
-    Session,
 }
 
 /// A run that has started: its row is in `qobra_sync.runs` with status `running`.
@@ -173,18 +176,18 @@ pub struct Started {
 /// Pushes a registered source now and records the run; returns the run id.
 /// Push outcomes (failed, blocked, skipped) are recorded, not raised; misuse raises.
 pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
-    let started = start(source, trigger, Locking::Transaction)?;
+    let started = start(source, trigger, Holding::Transaction)?;
     let run_id = started.run_id;
     execute(started, force)?;
     Ok(run_id)
 }
 
 /// Checks a registration, takes the push lock and records a new run as running.
-pub fn start(source: pg_sys::Oid, trigger: Trigger, locking: Locking) -> Result<Started> {
+pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
     let reg = registry::require(source)?;
     let described = catalog::check_unchanged(source, &reg.source_name)?;
     destination()?;
-    lock(source, &described.name, locking)?;
+    lock(source, &described.name, holding)?;
     let run_id = start_run(source, &reg.source_name, &reg.data_table_key, trigger)?;
     Ok(Started {
         run_id,
@@ -226,7 +229,7 @@ pub fn execute(started: Started, force: bool) -> Result<&'static str> {
             error: Some(message(&e)),
             ..Default::default()
         },
-        Ok((encoder, filter)) => run(Job {
+        Ok((encoder, filter)) => match run(Job {
             source: &described,
             reg: &reg,
             reader,
@@ -235,7 +238,17 @@ pub fn execute(started: Started, force: bool) -> Result<&'static str> {
             filter: filter.as_deref(),
             force,
             slot,
-        })?,
+        }) {
+            Ok(outcome) => outcome,
+            // A read stopped at the run's deadline: the run failed, like one that timed out
+            // waiting for Qobra.
+            Err(e) if e.state == SqlState::QueryCanceled => Outcome {
+                status: "failed",
+                error: Some(message(&e)),
+                ..Default::default()
+            },
+            Err(e) => return Err(e),
+        },
     };
     crate::orphans::ended(slot, run_id, head.record(&outcome));
     finish_run(run_id, &outcome)?;
@@ -243,51 +256,17 @@ pub fn execute(started: Started, force: bool) -> Result<&'static str> {
     Ok(outcome.status)
 }
 
-/// Releases the session-level push lock taken by [`start`] with [`Locking::Session`].
-pub fn unlock(source: pg_sys::Oid) -> Result<()> {
-    first_value::<bool>(
-        "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('qobra_sync'), $1::pg_catalog.oid::pg_catalog.int4)",
-        &[RegClass(source).into()],
-    )?;
-    Ok(())
+/// Releases the session-level push lock taken by [`start`] with [`Holding::Session`].
+pub fn unlock(source: pg_sys::Oid) {
+    locks::release_push_lock(source);
 }
 
 /// Records a run that could not run to its end (an error raised while it ran).
 pub fn fail(run_id: i64, error: &str) -> Result<()> {
     catalog::execute(
-        "UPDATE qobra_sync.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE run_id = $1 AND status = 'running'",
+        "UPDATE qobra_sync.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE run_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'running'",
         &[run_id.into(), error.into()],
     )
-}
-
-/// The run deadline of this backend (`qobra_sync.run_timeout_ms`), cleared when dropped.
-struct Deadline;
-
-thread_local! {
-    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
-}
-
-impl Deadline {
-    /// Starts the deadline of a run (none when `ms` is 0).
-    fn set(ms: i32) -> Deadline {
-        let at = (ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(ms as u64));
-        DEADLINE.with(|d| d.set(at));
-        Deadline
-    }
-
-    /// Whether the current run is past its deadline.
-    fn passed() -> bool {
-        DEADLINE
-            .with(|d| d.get())
-            .is_some_and(|at| std::time::Instant::now() >= at)
-    }
-}
-
-impl Drop for Deadline {
-    /// Clears the deadline.
-    fn drop(&mut self) {
-        DEADLINE.with(|d| d.set(None));
-    }
 }
 
 /// Re-checks a registration before its run: mapping, filter (re-analysed) and reader.
@@ -297,11 +276,8 @@ fn prepare(
     reader: pg_sys::Oid,
 ) -> Result<(RecordEncoder, Option<String>)> {
     let mapping = map_columns(source, &reg.columns)?;
-    if let Some(why) = registry::reader_problem(reader)? {
-        return Err(Error::new(
-            SqlState::InsufficientPrivilege,
-            format!("run_as refused: {why}"),
-        ));
+    if let Some(why) = reader::reader_problem(reader)? {
+        return Err(reader::refused_reader(why));
     }
     let filter = reg
         .filter
@@ -442,7 +418,7 @@ fn run(job: Job<'_>) -> Result<Outcome> {
                 outcome.status = "failed";
                 outcome.possibly_partial = failure.possibly_partial;
                 outcome.error = Some(if failure.interrupted && Deadline::passed() {
-                    format!("the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped", gucs::RUN_TIMEOUT_MS.get())
+                    message(&reader::deadline_error())
                 } else {
                     message(&failure.error)
                 });
@@ -545,7 +521,7 @@ impl RunHead<'_> {
 
 /// Records a new run as running and returns its id.
 fn start_run(source: pg_sys::Oid, name: &str, key: &str, trigger: Trigger) -> Result<i64> {
-    Spi::connect_mut(|c| {
+    catalog::writing(|c| {
         c.update(
             "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status)
              VALUES ($1, $2, $3, $4, 'running') RETURNING run_id",
@@ -559,8 +535,7 @@ fn start_run(source: pg_sys::Oid, name: &str, key: &str, trigger: Trigger) -> Re
         )?
         .first()
         .get::<i64>(1)
-    })
-    .map_err(spi)?
+    })?
     .ok_or_else(|| Error::internal("no run id"))
 }
 
@@ -571,12 +546,12 @@ fn finish_run(run_id: i64, o: &Outcome) -> Result<()> {
     } else {
         Some("pending")
     };
-    Spi::connect_mut(|c| -> std::result::Result<(), pgrx::spi::Error> {
+    catalog::writing(|c| -> std::result::Result<(), pgrx::spi::Error> {
         c.update(
             "UPDATE qobra_sync.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), rows_read = $3,
                     rows_sent = $4, rows_rejected = $5, bytes_sent = $6, requests = $7, retries = $8, restarts = $9,
                     import_ids = $10, import_status = $11, snapshot_sha256 = $12, possibly_partial = $13, error = $14
-              WHERE run_id = $1",
+              WHERE run_id OPERATOR(pg_catalog.=) $1",
             None,
             &[
                 run_id.into(),
@@ -604,7 +579,6 @@ fn finish_run(run_id: i64, o: &Outcome) -> Result<()> {
         }
         Ok(())
     })
-    .map_err(spi)
 }
 
 /// Tells the caller how the run went: a NOTICE on success, a WARNING otherwise.
@@ -638,8 +612,8 @@ fn message(e: &Error) -> String {
 pub fn poll_imports() -> Result<i64> {
     let pending: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(run_id, import_ids) ORDER BY run_id)
-           FROM qobra_sync.runs WHERE import_status = 'pending'
-            AND started_at > pg_catalog.now() - pg_catalog.make_interval(days => 2)",
+           FROM qobra_sync.runs WHERE import_status OPERATOR(pg_catalog.=) 'pending'
+            AND started_at OPERATOR(pg_catalog.>) pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 2)",
         &[],
     )?;
     let Some(pgrx::JsonB(serde_json::Value::Array(pending))) = pending else {
@@ -706,7 +680,7 @@ pub fn poll_imports() -> Result<i64> {
         if !all_finished {
             continue;
         }
-        Spi::connect_mut(|c| -> std::result::Result<(), pgrx::spi::Error> {
+        catalog::writing(|c| -> std::result::Result<(), pgrx::spi::Error> {
             for (line, row, details) in &errors {
                 c.update(
                     "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'import', $2, $3, $4)",
@@ -715,13 +689,12 @@ pub fn poll_imports() -> Result<i64> {
                 )?;
             }
             c.update(
-                "UPDATE qobra_sync.runs SET import_status = $2 WHERE run_id = $1",
+                "UPDATE qobra_sync.runs SET import_status = $2 WHERE run_id OPERATOR(pg_catalog.=) $1",
                 None,
                 &[run_id.into(), (if errors.is_empty() { "finished" } else { "failed" }).into()],
             )?;
             Ok(())
-        })
-        .map_err(spi)?;
+        })?;
         settled += 1;
     }
     Ok(settled)

@@ -1,66 +1,167 @@
 //! The snapshot reader: reads a source's rows as the reader role, as text, batch by batch.
 //!
-//! Every read (validate, preview, csv_template, push) goes through [`as_reader`]: the user id is
-//! switched to the registration's reader in a security-restricted context (as ANALYZE does for a
-//! table's owner), the transaction is read-only for the duration, and the settings that shape
-//! value text are pinned (`DateStyle = ISO`, `TimeZone = UTC`, `extra_float_digits = 1`,
-//! `search_path = pg_catalog, pg_temp`, `lock_timeout`, `jit = off`) and restored afterwards.
-//! Each fetch of a snapshot cursor is bounded by `qobra_sync.statement_timeout_ms` (unless the
-//! session's own statement timeout is already running).
+//! Every read (validate, preview, csv_template, push) goes through [`as_reader`], which runs it
+//! in a sandbox that nothing the source's own code does can outlive:
+//! - the user id is switched to the reader in a security-restricted operation (as ANALYZE,
+//!   REINDEX and REFRESH MATERIALIZED VIEW run a table owner's code: no PREPARE, DEALLOCATE,
+//!   LISTEN, CLOSE, DISCARD, WITH HOLD cursors, temporary tables, SET ROLE), the transaction
+//!   read-only;
+//! - the read runs in a subtransaction that is always rolled back, so every setting the
+//!   source's code changed (even with `set_config(…, false)`, which the nest level of a
+//!   function's SET clause would keep), every cursor and transaction lock it opened, is undone;
+//! - the session's advisory locks, which no rollback undoes, are put back as they were
+//!   ([`AdvisoryLocks`]);
+//! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
+//!   roles, `pg_read_all_data`) is refused before anything runs ([`reader_problem`]).
+//!
+//! Every statement the extension runs — its own bookkeeping as well as the reads — is parsed and
+//! executed in a GUC nest level of its own with pinned settings ([`pinned`]): at least
+//! `search_path = pg_catalog, pg_temp`, so that no operator or function can be re-resolved to
+//! another schema's; while reading, also the settings that shape value text (`DateStyle = ISO`,
+//! `TimeZone = UTC`, `extra_float_digits = 1`), `lock_timeout` and `jit = off`. Each fetch of a
+//! snapshot cursor is bounded by `qobra_sync.statement_timeout_ms` and by what is left of the
+//! run's deadline (`qobra_sync.run_timeout_ms`), whichever comes first.
 
-use crate::error::{Error, Result};
+use crate::deadline::Deadline;
+use crate::error::{Error, Result, SqlState};
+use crate::locks::AdvisoryLocks;
+use crate::pinned::{self, pinned};
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
+use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::Source;
 use qobra_sync_core::types::PgType;
 use qobra_sync_core::wire::RecordEncoder;
 use std::ffi::CString;
 
-/// Runs `f` as `reader` in a security-restricted, read-only context with pinned settings.
+/// The roles whose members may not be readers: each reads or runs more than a reader should.
+const UNFIT_GROUPS: &[&str] = &[
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_signal_backend",
+];
+
+/// Runs `f` as `reader` in the sandbox described above; returns what `f` returns. A Postgres
+/// error inside `f` is raised again once the sandbox is undone, except a statement timeout at
+/// the run's deadline, which becomes the run's own error ([`deadline_error`]).
 pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    let settings: [(&str, &str); 6] = [
-        ("DateStyle", "ISO, YMD"),
-        ("TimeZone", "UTC"),
-        ("extra_float_digits", "1"),
-        ("search_path", "pg_catalog, pg_temp"),
-        ("lock_timeout", "10000"),
-        // JIT buys nothing on a plain scan and costs ~60 MB of LLVM per backend.
-        ("jit", "off"),
-    ];
-    unsafe {
-        let mut saved_user = pg_sys::Oid::INVALID;
-        let mut saved_context: i32 = 0;
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        let saved_read_only = pg_sys::XactReadOnly;
-        let nest_level = pg_sys::NewGUCNestLevel();
-        for (name, value) in settings {
-            let name = CString::new(name).expect("no NUL in setting names");
-            let value = CString::new(value).expect("no NUL in setting values");
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        pg_sys::SetUserIdAndSecContext(
-            reader,
-            saved_context
-                | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
-                    as i32,
-        );
-        pg_sys::XactReadOnly = true;
-        // An ERROR inside `f` aborts the transaction, which restores all three by itself.
-        let result = f();
-        pg_sys::XactReadOnly = saved_read_only;
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
-        pg_sys::AtEOXact_GUC(true, nest_level);
-        result
+    if let Some(why) = reader_problem(reader)? {
+        return Err(refused_reader(why));
     }
+    let locks = AdvisoryLocks::held();
+    let outcome = crate::subxact::rolled_back(|| {
+        let _reader = ReaderIdentity::assume(reader);
+        pinned(f)
+    });
+    locks.restore()?;
+    match outcome {
+        Ok(result) => result,
+        Err(caught) if is_cancel(&caught) && Deadline::passed() => Err(deadline_error()),
+        Err(caught) => caught.rethrow(),
+    }
+}
+
+/// The reader's identity for the length of a read: its user id in a security-restricted
+/// operation, a read-only transaction. Dropping it restores the caller's.
+struct ReaderIdentity {
+    user: pg_sys::Oid,
+    context: i32,
+    read_only: bool,
+}
+
+impl ReaderIdentity {
+    /// Becomes `reader`.
+    fn assume(reader: pg_sys::Oid) -> ReaderIdentity {
+        let mut saved = ReaderIdentity {
+            user: pg_sys::Oid::INVALID,
+            context: 0,
+            read_only: unsafe { pg_sys::XactReadOnly },
+        };
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
+            pg_sys::SetUserIdAndSecContext(
+                reader,
+                saved.context
+                    | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
+                        as i32,
+            );
+            pg_sys::XactReadOnly = true;
+        }
+        pinned::set_reading(true);
+        saved
+    }
+}
+
+impl Drop for ReaderIdentity {
+    /// Becomes the caller again.
+    fn drop(&mut self) {
+        pinned::set_reading(false);
+        unsafe {
+            pg_sys::XactReadOnly = self.read_only;
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        }
+    }
+}
+
+/// Whether a caught error is a query cancel (a statement timeout among them).
+fn is_cancel(caught: &CaughtError) -> bool {
+    let report = match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+}
+
+/// The error of a run stopped at its deadline.
+pub fn deadline_error() -> Error {
+    Error::new(
+        SqlState::QueryCanceled,
+        format!(
+            "the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped",
+            crate::gucs::RUN_TIMEOUT_MS.get()
+        ),
+    )
+    .hint("Raise qobra_sync.run_timeout_ms, or make the source faster to read (an index for its filter, a simpler view).")
+}
+
+/// What makes a role unfit to read for qobra_sync, if anything: a superuser, a role that
+/// bypasses row-level security, or a member of one of [`UNFIT_GROUPS`].
+pub fn reader_problem(role: pg_sys::Oid) -> Result<Option<String>> {
+    let groups = UNFIT_GROUPS
+        .iter()
+        .map(|g| format!("'{g}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = one_row(&format!(
+        "SELECT r.rolname::pg_catalog.text, r.rolsuper::pg_catalog.text, r.rolbypassrls::pg_catalog.text,
+                (SELECT pg_catalog.string_agg(g, ', ' ORDER BY g) FROM pg_catalog.unnest(ARRAY[{groups}]) AS g
+                  WHERE pg_catalog.pg_has_role(r.oid, g::pg_catalog.name, 'MEMBER'))
+           FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) {}::pg_catalog.oid",
+        role.to_u32()
+    ))?;
+    let name = row[0].clone().unwrap_or_default();
+    Ok(if row[1].as_deref() == Some("true") {
+        Some(format!("role {} is a superuser", quoted(&name)))
+    } else if row[2].as_deref() == Some("true") {
+        Some(format!(
+            "role {} bypasses row-level security",
+            quoted(&name)
+        ))
+    } else {
+        row[3]
+            .as_ref()
+            .map(|groups| format!("role {} is a member of {groups}", quoted(&name)))
+    })
+}
+
+/// The error for reading as an unfit role.
+pub fn refused_reader(why: String) -> Error {
+    Error::new(SqlState::InsufficientPrivilege, format!("run_as refused: {why}"))
+        .hint("Pass run_as => a role that can only read the source (see \"Security model\" in the README).")
 }
 
 /// Postgres' own quoting of an identifier.
@@ -203,7 +304,8 @@ impl Cursor {
     /// Opens a read-only cursor over `query`.
     pub fn open(query: &str) -> Result<Cursor> {
         let sql = CString::new(query).map_err(|_| Error::internal("query text contains NUL"))?;
-        let portal = unsafe {
+        // Parsed, planned and started under the pinned settings: what it means is fixed here.
+        let portal = pinned(|| unsafe {
             pg_sys::SPI_cursor_open_with_args(
                 std::ptr::null(),
                 sql.as_ptr(),
@@ -214,7 +316,7 @@ impl Cursor {
                 true,
                 0,
             )
-        };
+        });
         let columns: Vec<ColumnText> = unsafe {
             let desc = (*portal).tupDesc;
             (0..(*desc).natts as usize)
@@ -241,10 +343,10 @@ impl Cursor {
     ) -> Result<usize> {
         pgrx::check_for_interrupts!();
         unsafe {
-            {
+            pinned(|| {
                 let _timeout = FetchTimeout::arm();
                 pg_sys::SPI_cursor_fetch(self.portal, true, batch as std::ffi::c_long);
-            }
+            });
             let tuptable = pg_sys::SPI_tuptable;
             let n = pg_sys::SPI_processed as usize;
             if tuptable.is_null() || n == 0 {
@@ -295,38 +397,70 @@ const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
 
 unsafe extern "C-unwind" {
     fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn enable_timeout_at(id: std::ffi::c_int, fin_time: pg_sys::TimestampTz);
     fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
     fn get_timeout_active(id: std::ffi::c_int) -> bool;
+    fn get_timeout_finish_time(id: std::ffi::c_int) -> pg_sys::TimestampTz;
 }
 
-/// The statement timeout of one cursor fetch (`qobra_sync.statement_timeout_ms`), disarmed when
-/// dropped. Not armed when the session's own statement timeout is already running.
-struct FetchTimeout(bool);
+/// The statement timeout of one cursor fetch: `qobra_sync.statement_timeout_ms` or what is left
+/// of the run's deadline, whichever is sooner. The session's own statement timeout, when it
+/// runs and comes sooner still, is left alone; when ours comes first, the session's is put back
+/// afterwards.
+struct FetchTimeout {
+    armed: bool,
+    /// The session's own timeout, to put back: when it would have fired.
+    session: Option<pg_sys::TimestampTz>,
+}
 
 impl FetchTimeout {
-    /// Arms the timeout, if one is set and none is running.
+    /// Arms the timeout of a fetch, if there is one to arm.
     fn arm() -> FetchTimeout {
-        let ms = crate::gucs::STATEMENT_TIMEOUT_MS.get();
-        if ms <= 0 {
-            return FetchTimeout(false);
-        }
+        let none = FetchTimeout {
+            armed: false,
+            session: None,
+        };
+        let setting = crate::gucs::STATEMENT_TIMEOUT_MS.get();
+        let setting = (setting > 0).then_some(setting as i64);
+        let left = Deadline::remaining().map(|d| (d.as_millis() as i64).max(1));
+        let Some(ms) = [setting, left].into_iter().flatten().min() else {
+            return none;
+        };
+        let ms = ms.min(i32::MAX as i64) as std::ffi::c_int;
         unsafe {
-            if pg_sys::ffi::pg_guard_ffi_boundary(|| get_timeout_active(STATEMENT_TIMEOUT)) {
-                return FetchTimeout(false);
+            let active =
+                pg_sys::ffi::pg_guard_ffi_boundary(|| get_timeout_active(STATEMENT_TIMEOUT));
+            let session = active.then(|| {
+                pg_sys::ffi::pg_guard_ffi_boundary(|| get_timeout_finish_time(STATEMENT_TIMEOUT))
+            });
+            let ours = pg_sys::GetCurrentTimestamp() + ms as i64 * 1000;
+            if session.is_some_and(|at| at <= ours) {
+                return none;
             }
             pg_sys::ffi::pg_guard_ffi_boundary(|| enable_timeout_after(STATEMENT_TIMEOUT, ms));
+            FetchTimeout {
+                armed: true,
+                session,
+            }
         }
-        FetchTimeout(true)
     }
 }
 
 impl Drop for FetchTimeout {
-    /// Disarms the timeout it armed.
+    /// Disarms the timeout it armed, putting the session's own back.
     fn drop(&mut self) {
-        if self.0 {
-            unsafe {
-                pg_sys::ffi::pg_guard_ffi_boundary(|| disable_timeout(STATEMENT_TIMEOUT, false))
-            };
+        if !self.armed {
+            return;
+        }
+        unsafe {
+            match self.session {
+                Some(at) => {
+                    pg_sys::ffi::pg_guard_ffi_boundary(|| enable_timeout_at(STATEMENT_TIMEOUT, at))
+                }
+                None => {
+                    pg_sys::ffi::pg_guard_ffi_boundary(|| disable_timeout(STATEMENT_TIMEOUT, false))
+                }
+            }
         }
     }
 }

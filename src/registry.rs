@@ -1,14 +1,14 @@
 //! Registrations: storing, changing and reading back what is registered, and the destination.
 
 use crate::catalog::{self, describe_source, execute, first_value};
-use crate::error::{spi, Error, Result, SqlState};
+use crate::error::{Error, Result, SqlState};
 use crate::filter;
 use crate::gucs;
 use crate::reader;
 use crate::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use qobra_sync_core::destination::check_base_url;
+use qobra_sync_core::destination::{check_api_key, check_base_url};
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::{ColumnOptions, Source};
 use qobra_sync_core::registration::{self as rules, Registration};
@@ -41,7 +41,7 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'run_as', r.run_as::pg_catalog.text,
                  'run_as_oid', r.run_as::pg_catalog.oid::pg_catalog.int8,
                  'paused', r.paused)
-               FROM qobra_sync.registrations r WHERE r.source = $1",
+               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
     )?;
     json.map(|JsonB(v)| {
@@ -72,48 +72,14 @@ pub fn not_registered(source: pg_sys::Oid) -> Error {
 
 /// A role's OID by name, or an error naming the argument.
 pub fn role_oid(name: &str, argument: &str) -> Result<pg_sys::Oid> {
-    let oid: Option<pg_sys::Oid> = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1",
-            Some(1),
-            &[name.into()],
-        )?;
-        if t.is_empty() {
-            Ok(None)
-        } else {
-            t.first().get::<pg_sys::Oid>(1)
-        }
-    })
-    .map_err(spi)?;
+    let oid: Option<pg_sys::Oid> = first_value(
+        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
+        &[name.into()],
+    )?;
     oid.ok_or_else(|| {
         Error::new(SqlState::UndefinedObject, format!("role {} does not exist", quoted(name)))
             .detail(format!("It is named in {argument}."))
             .hint("Create a role that can only read the source, e.g. CREATE ROLE qobra_reader; GRANT SELECT ON … TO qobra_reader;")
-    })
-}
-
-/// What makes a role unfit to read for qobra_sync, if anything (SPEC §6).
-pub fn reader_problem(role: pg_sys::Oid) -> Result<Option<String>> {
-    let row = reader::one_row(&format!(
-        "SELECT r.rolname::pg_catalog.text, r.rolsuper::pg_catalog.text, r.rolbypassrls::pg_catalog.text,
-                (SELECT pg_catalog.string_agg(g, ', ' ORDER BY g) FROM pg_catalog.unnest(ARRAY[
-                    'pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program',
-                    'pg_signal_backend']) AS g WHERE pg_catalog.pg_has_role(r.oid, g, 'MEMBER'))
-           FROM pg_catalog.pg_roles r WHERE r.oid = {}",
-        role.to_u32()
-    ))?;
-    let name = row[0].clone().unwrap_or_default();
-    Ok(if row[1].as_deref() == Some("true") {
-        Some(format!("role {} is a superuser", quoted(&name)))
-    } else if row[2].as_deref() == Some("true") {
-        Some(format!(
-            "role {} bypasses row-level security",
-            quoted(&name)
-        ))
-    } else {
-        row[3]
-            .as_ref()
-            .map(|groups| format!("role {} is a member of {groups}", quoted(&name)))
     })
 }
 
@@ -160,15 +126,11 @@ pub fn literal(value: &str) -> String {
 
 /// Refuses a reader that is unfit or cannot read the columns a push reads.
 fn check_reader(role: pg_sys::Oid, source: &Source, columns: &[String]) -> Result<()> {
-    let refuse = |why: String| {
-        Error::new(SqlState::InsufficientPrivilege, format!("run_as refused: {why}"))
-            .hint("Pass run_as => a role that can only read the source (see \"Security model\" in the README).")
-    };
-    if let Some(why) = reader_problem(role)? {
-        return Err(refuse(why));
+    if let Some(why) = reader::reader_problem(role)? {
+        return Err(reader::refused_reader(why));
     }
     if let Some(why) = reader_can_select(role, source, columns)? {
-        return Err(refuse(why).hint(format!(
+        return Err(reader::refused_reader(why).hint(format!(
             "GRANT SELECT ON {} TO the run_as role.",
             source.name
         )));
@@ -225,7 +187,7 @@ fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid,
 /// Refuses a data table key another registration already pushes to.
 fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
     let other: Option<String> = first_value(
-        "SELECT source::pg_catalog.text FROM qobra_sync.registrations WHERE data_table_key = $1 AND source <> $2",
+        "SELECT source::pg_catalog.text FROM qobra_sync.registrations WHERE data_table_key OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.<>) $2",
         &[key.into(), RegClass(except).into()],
     )?;
     match other {
@@ -274,7 +236,7 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
              name_column = $5::pg_catalog.name, user_columns = $6::pg_catalog.name[], user_key = $7, column_types = $8,
              field_keys = $9, exclude_columns = $10::pg_catalog.name[], filter = $11, schedule = $12,
              run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, updated_at = pg_catalog.now()
-         WHERE source = $1",
+         WHERE source OPERATOR(pg_catalog.=) $1",
         &source,
         &spec,
         filter,
@@ -298,7 +260,7 @@ fn store(
     let to_json = |m: &std::collections::BTreeMap<String, String>| {
         JsonB(serde_json::to_value(m).expect("a map of strings serialises"))
     };
-    Spi::connect_mut(|client| {
+    catalog::writing(|client| {
         client
             .update(
                 sql,
@@ -322,7 +284,6 @@ fn store(
             )
             .map(|_| ())
     })
-    .map_err(spi)
 }
 
 /// Deletes a registration.
@@ -330,7 +291,7 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require(source)?;
     crate::shared::wake_worker_at_commit();
     execute(
-        "DELETE FROM qobra_sync.registrations WHERE source = $1",
+        "DELETE FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
     )
 }
@@ -345,7 +306,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
         next_run(&reg.schedule)?
     };
     execute(
-        "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source = $1",
+        "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into(), paused.into(), next.into()],
     )
 }
@@ -363,15 +324,15 @@ pub fn request(source: pg_sys::Oid) -> Result<()> {
     }
     crate::shared::wake_worker_at_commit();
     execute(
-        "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source = $1",
+        "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
     )
 }
 
-/// Stores the destination (superuser only). Errors never echo the statement, which holds the key.
-pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
-    // The calling statement contains the key: keep it out of the server log if we refuse.
-    unsafe { pg_sys::debug_query_string = std::ptr::null() };
+/// Stores the destination (superuser only). The key may be NULL when `qobra_sync.api_key_file`
+/// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
+/// server log by `log_filter`.
+pub fn set_destination(api_key: Option<&str>, base_url: &str) -> Result<()> {
     if !catalog::is_superuser() {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -380,13 +341,14 @@ pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
         .detail("The API key gives write access to your Qobra data tables.")
         .hint("Call qobra_sync.set_destination() as a superuser."));
     }
-    if api_key.is_empty() || api_key.len() > 4096 || !api_key.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(
-            Error::new(SqlState::InvalidParameterValue, "invalid API key")
-                .detail("An API key is 1 to 4096 visible ASCII characters, without spaces.")
-                .hint("Copy the key from Qobra's global settings."),
-        );
+    match api_key {
+        Some(key) => check_api_key(key)?,
+        None if gucs::text(&gucs::API_KEY_FILE).is_empty() => {
+            return Err(Error::null_argument("api_key").hint(
+                "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
+            ))
+        }
+        None => {}
     }
     let base_url = check_base_url(base_url)?;
     execute(
@@ -398,9 +360,5 @@ pub fn set_destination(api_key: &str, base_url: &str) -> Result<()> {
 
 /// Whether a destination is set.
 pub fn destination_set() -> Result<bool> {
-    Spi::connect(|c| {
-        c.select("SELECT 1 FROM qobra_sync.destination", Some(1), &[])
-            .map(|t| !t.is_empty())
-    })
-    .map_err(spi)
+    Ok(first_value::<bool>("SELECT true FROM qobra_sync.destination", &[])?.is_some())
 }

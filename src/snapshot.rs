@@ -80,10 +80,10 @@ pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
 pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
     let row = reader::one_row(&format!(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                         WHERE i.indrelid = {} AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) {}::pg_catalog.oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
                            AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attnotnull
-                           AND a.attname = {})::pg_catalog.text",
+                           AND a.attname OPERATOR(pg_catalog.=) {}::pg_catalog.name)::pg_catalog.text",
         oid.to_u32(),
         crate::registry::literal(column)
     ))?;

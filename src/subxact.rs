@@ -1,10 +1,13 @@
-//! Running a step in its own subtransaction, so that a Postgres ERROR inside it becomes a value.
+//! Running a step in a subtransaction of its own.
 //!
-//! Used where an error is an answer, not a failure: a filter that does not parse, a check of
-//! `validate()` that cannot run. The subtransaction is rolled back on error, releasing whatever
-//! the step held, exactly as a PL/pgSQL `EXCEPTION` block does.
+//! [`attempt`] is for steps whose error is an answer, not a failure (a filter that does not
+//! parse, a check of `validate()` that cannot run): the subtransaction is kept on success and
+//! rolled back on error, releasing whatever the step held, exactly as a PL/pgSQL `EXCEPTION`
+//! block does. [`rolled_back`] is for reads as the reader: the subtransaction is rolled back
+//! whatever happens, so nothing the read did is kept.
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
 
@@ -18,6 +21,29 @@ pub struct Caught {
 
 /// Runs `f` in a subtransaction; a Postgres error inside it is returned as [`Caught`].
 pub fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
+    in_subtransaction(f, true).map_err(|e| {
+        let report = match &e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+            CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        Caught {
+            message: report.message().to_owned(),
+            detail: report.detail().map(str::to_owned),
+            hint: report.hint().map(str::to_owned),
+        }
+    })
+}
+
+/// Runs `f` in a subtransaction that is rolled back when `f` returns as when it fails; a
+/// Postgres error inside it is returned, to be raised again (`CaughtError::rethrow`) once the
+/// caller has cleaned up.
+pub fn rolled_back<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
+    in_subtransaction(f, false)
+}
+
+/// Runs `f` in a subtransaction, released on success when `keep`, rolled back otherwise. The
+/// caller's memory context and resource owner are current again afterwards.
+fn in_subtransaction<T>(f: impl FnOnce() -> T, keep: bool) -> Result<T, CaughtError> {
     unsafe {
         let memory = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -29,23 +55,18 @@ pub fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
         };
         PgTryBuilder::new(AssertUnwindSafe(|| {
             let value = f();
-            pg_sys::ReleaseCurrentSubTransaction();
+            if keep {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
             restore();
             Ok(value)
         }))
         .catch_others(|e| {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             restore();
-            let report = match &e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r) => r,
-                pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
-            };
-            Err(Caught {
-                message: report.message().to_owned(),
-                detail: report.detail().map(str::to_owned),
-                hint: report.hint().map(str::to_owned),
-            })
+            Err(e)
         })
         .execute()
     }

@@ -13,7 +13,8 @@
 use crate::catalog::{execute, first_value};
 use crate::error::{Error, Result};
 use crate::gucs;
-use crate::push::{self, Locking, Trigger};
+use crate::locks::Holding;
+use crate::push::{self, Trigger};
 use crate::sqltypes::RegClass;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -59,6 +60,15 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
     }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     crate::shared::set_connecting(false);
+    // Every statement pins its own search_path (see `pinned`); the worker's session does too.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
     crate::shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
     let mut state = State {
         started: false,
@@ -121,7 +131,7 @@ struct Due {
 fn tick(state: &mut State) -> Option<Duration> {
     let ready = in_transaction(|| {
         if first_value::<bool>(
-            "SELECT true FROM pg_catalog.pg_extension WHERE extname = 'qobra_sync'",
+            "SELECT true FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'qobra_sync'",
             &[],
         )?
         .is_none()
@@ -211,7 +221,7 @@ fn mark_interrupted() -> Result<()> {
         "UPDATE qobra_sync.runs SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
                     error = 'the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again',
                     possibly_partial = true
-              WHERE status = 'running'",
+              WHERE status OPERATOR(pg_catalog.=) 'running'",
         &[],
     )
 }
@@ -236,23 +246,21 @@ fn record_orphans() {
 /// Deletes run history older than `qobra_sync.history_days`.
 fn purge() -> Result<()> {
     execute(
-        "DELETE FROM qobra_sync.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+        "DELETE FROM qobra_sync.runs WHERE started_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
         &[gucs::HISTORY_DAYS.get().into()],
     )
 }
 
 /// The registration to push now, if any: requests first, then the most overdue schedule.
 fn next_due() -> Result<Option<Due>> {
+    let busy = crate::locks::push_lock_held_sql("source");
     let row: Option<pgrx::JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_array(source::pg_catalog.oid::pg_catalog.int8,
+        &format!("SELECT pg_catalog.jsonb_build_array(source::pg_catalog.oid::pg_catalog.int8,
                     requested_at IS NOT NULL, pg_catalog.to_char(COALESCE(requested_at, next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
            FROM qobra_sync.registrations
-          WHERE (requested_at IS NOT NULL OR ($1 AND NOT paused AND next_run_at <= pg_catalog.clock_timestamp()))
-            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l   -- a push of it is running elsewhere
-                             WHERE l.locktype = 'advisory' AND l.granted
-                               AND l.classid = pg_catalog.oid(pg_catalog.hashtext('qobra_sync'))
-                               AND l.objid = source::pg_catalog.oid AND l.objsubid = 2)
-          ORDER BY requested_at IS NULL, COALESCE(requested_at, next_run_at) LIMIT 1",
+          WHERE (requested_at IS NOT NULL OR ($1 AND NOT paused AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()))
+            AND NOT {busy}   -- a push of it is running elsewhere
+          ORDER BY requested_at IS NULL, COALESCE(requested_at, next_run_at) LIMIT 1"),
         &[gucs::ENABLED.get().into()],
     )?;
     Ok(row.and_then(|pgrx::JsonB(v)| {
@@ -287,7 +295,7 @@ fn sleep_time() -> Result<Duration> {
         return Ok(MAX_SLEEP);
     }
     let ms: Option<i64> = first_value(
-        "SELECT GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.min(next_run_at) OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) * 1000)::pg_catalog.int8
+        "SELECT GREATEST(0, pg_catalog.date_part('epoch', pg_catalog.min(next_run_at) OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8
            FROM qobra_sync.registrations WHERE NOT paused",
         &[],
     )?;
@@ -307,7 +315,7 @@ fn run(due: Due) {
     );
     let run_started = chrono::Utc::now();
     let started = in_transaction(
-        || match push::start(due.source, due.trigger, Locking::Session) {
+        || match push::start(due.source, due.trigger, Holding::Session) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.message.contains("already running") => Ok(None),
             Err(e) => {
@@ -325,10 +333,11 @@ fn run(due: Due) {
                     push::fail(run_id, "the run stopped on an error; see the server log")
                 });
             }
-            in_transaction(|| push::unlock(due.source));
         }
         None => busy = true,
     }
+    // Whatever happened after the lock was taken (an error included), it is let go here.
+    push::unlock(due.source);
     in_transaction(|| reschedule(&due, run_started, busy));
 }
 
@@ -348,7 +357,7 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
     // Lock the row before reading the schedule: an alter_table() committing in between would
     // otherwise be overwritten with a time computed from the old schedule.
     execute(
-        "SELECT 1 FROM qobra_sync.registrations WHERE source = $1 FOR UPDATE",
+        "SELECT 1 FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1 FOR UPDATE",
         &[RegClass(due.source).into()],
     )?;
     let Some(reg) = crate::registry::load(due.source)? else {
@@ -374,8 +383,8 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
     };
     execute(
         "UPDATE qobra_sync.registrations SET next_run_at = $2::pg_catalog.timestamptz,
-                    requested_at = CASE WHEN requested_at <= $3::pg_catalog.timestamptz THEN NULL ELSE requested_at END
-              WHERE source = $1",
+                    requested_at = CASE WHEN requested_at OPERATOR(pg_catalog.<=) $3::pg_catalog.timestamptz THEN NULL ELSE requested_at END
+              WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(due.source).into(), next.to_rfc3339().into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
     )
 }

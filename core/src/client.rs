@@ -17,6 +17,7 @@ use crate::destination::check_base_url;
 use crate::error::{Error, SqlState};
 use crate::imports::{parse_import_id, parse_import_status, ImportStatus};
 use crate::retry::{classify_status, RetryPolicy, StatusClass, TransportKind};
+pub use crate::secret::ApiKey;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder};
@@ -38,42 +39,6 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const SUCCESS_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// Longest excerpt of an answer quoted in an error.
 const EXCERPT_CHARS: usize = 300;
-/// What replaces the API key wherever it shows up in text from the network.
-const REDACTED: &str = "[redacted]";
-
-/// A Qobra API key. Its `Debug` never shows it and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> ApiKey {
-        ApiKey(key.into())
-    }
-
-    /// The key itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `text` with every occurrence of the key replaced. Keys shorter than 4 characters are too
-    /// likely to occur by chance to be replaced meaningfully (and no real key is that short).
-    pub fn scrub(&self, text: &str) -> String {
-        if self.0.len() >= 4 {
-            text.replace(&self.0, REDACTED)
-        } else {
-            text.to_owned()
-        }
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    /// Prints `ApiKey([redacted])`, never the key.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKey({REDACTED})")
-    }
-}
-
 /// How the client of a push is set up.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -504,7 +469,12 @@ impl QobraClient {
     ) -> Result<ImportStatus, PushError> {
         let url = self.shared.endpoint(&["v1", "imports", import_id], &[]);
         let (answer, _) = self.wait(self.shared.send(Method::GET, url, None), interrupted)??;
-        parse_import_status(&answer.body).map_err(|e| PushError::Protocol {
+        // Parsing errors quote rows and details back: none of it may carry the key.
+        let body = self
+            .shared
+            .key
+            .scrub(&String::from_utf8_lossy(&answer.body));
+        parse_import_status(body.as_bytes()).map_err(|e| PushError::Protocol {
             request: format!("GET {}", answer.path),
             message: self.shared.key.scrub(&format!(
                 "not an import status ({e}): {}",

@@ -1,21 +1,27 @@
-//! The destination: where pushes go (Qobra's API base URL) and the checks on it.
+//! The destination: where pushes go (Qobra's API base URL), the API key, and the checks on both.
 
 use crate::error::{quoted, Error, Result, SqlState};
 use std::net::IpAddr;
+use std::path::Path;
 use url::{Host, Url};
 
 /// Qobra's production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.qobra.co";
 
+/// The longest API key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+
 /// Checks a base URL and returns it normalised (no trailing slash).
 ///
 /// `https://` is required; plain `http://` only for loopback hosts (tests, the demo). User names,
 /// passwords, queries and fragments are refused: the key travels in a header, nowhere else.
+/// Errors show the URL without its credentials, query and fragment ([`shown_url`]).
 pub fn check_base_url(text: &str) -> Result<String> {
+    let shown = shown_url(text);
     let invalid = |why: &str| {
         Error::new(
             SqlState::InvalidParameterValue,
-            format!("invalid base_url {}", quoted(text)),
+            format!("invalid base_url {shown}"),
         )
         .detail(why.to_owned())
         .hint(format!("Use Qobra's API address, {DEFAULT_BASE_URL}."))
@@ -37,7 +43,7 @@ pub fn check_base_url(text: &str) -> Result<String> {
         "http" => {
             return Err(Error::new(
                 SqlState::InvalidParameterValue,
-                format!("base_url {} is not https", quoted(text)),
+                format!("base_url {shown} is not https"),
             )
             .detail("Plain http is only allowed to a loopback host (127.0.0.0/8, ::1, localhost).")
             .hint("Use https:// so that the API key and your data are encrypted in transit."))
@@ -45,6 +51,90 @@ pub fn check_base_url(text: &str) -> Result<String> {
         _ => return Err(invalid("Only https:// URLs are accepted.")),
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A URL as messages may show it: quoted, without user name, password, query or fragment
+/// (any of which may hold a secret); a text that does not parse as a URL is not shown at all.
+pub fn shown_url(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        return "(not shown: it does not parse as a URL)".into();
+    };
+    let hidden = !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some();
+    // Clearing the user info fails only for URLs that cannot have any (then there is none).
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    let text = url.as_str().trim_end_matches('/').to_owned();
+    if hidden {
+        format!(
+            "{} (credentials, query and fragment not shown)",
+            quoted(&text)
+        )
+    } else {
+        quoted(&text)
+    }
+}
+
+/// Checks an API key as given to `set_destination` or read from `qobra_sync.api_key_file`:
+/// 1 to [`MAX_KEY_BYTES`] visible ASCII characters, no spaces.
+pub fn check_api_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            Error::new(SqlState::InvalidParameterValue, "invalid API key")
+                .detail(format!(
+                    "An API key is 1 to {MAX_KEY_BYTES} visible ASCII characters, without spaces."
+                ))
+                .hint("Copy the key from Qobra's global settings."),
+        );
+    }
+    Ok(())
+}
+
+/// Reads the API key from the file `qobra_sync.api_key_file` names, checked as PostgreSQL
+/// checks `ssl_key_file`: a regular file, owned by the server's OS user (`server_uid`) with no
+/// group or world access (0600 or less), or owned by root with at most group read (0640 or
+/// less). Its content, without trailing white space, must be a valid key.
+pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let name = quoted(&path.display().to_string());
+    let refuse = |why: String| {
+        Error::new(
+            SqlState::ConfigFileError,
+            format!("qobra_sync.api_key_file {name} cannot be used: {why}"),
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    let mode = meta.mode();
+    let (owner_ok, too_open) = match meta.uid() {
+        uid if uid == server_uid => (true, mode & 0o077 != 0),
+        0 => (true, mode & 0o037 != 0),
+        _ => (false, false),
+    };
+    if !owner_ok {
+        return Err(
+            refuse("it must be owned by the database server's OS user or root".into())
+                .hint("chown it to the user the server runs as."),
+        );
+    }
+    if too_open {
+        return Err(refuse("it has group or world access".into()).hint(
+            "Give it permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| refuse(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8 text".into()))?;
+    let key = text.trim_end();
+    check_api_key(key).map_err(|e| {
+        refuse("it does not hold a valid API key".into()).detail(e.detail.unwrap_or_default())
+    })?;
+    Ok(key.to_owned())
 }
 
 /// Whether the host is this machine.
@@ -98,5 +188,96 @@ mod tests {
             .hint
             .unwrap()
             .contains("https"));
+    }
+
+    #[test]
+    fn errors_never_show_credentials_query_or_fragment() {
+        for bad in [
+            "https://user:SECRETpw@api.qobra.co",
+            "https://SECRETuser@api.qobra.co/",
+            "https://api.qobra.co/x?token=SECRET",
+            "https://api.qobra.co/#SECRET",
+            "http://SECRET@10.0.0.1/?SECRET#SECRET",
+            "ftp://u:SECRET@x?SECRET",
+            "SECRET not a url",
+            "http://[SECRET",
+        ] {
+            let e = check_base_url(bad).unwrap_err();
+            let text = format!("{} {:?} {:?}", e.message, e.detail, e.hint);
+            assert!(!text.contains("SECRET"), "{bad}: {text}");
+        }
+        assert_eq!(
+            shown_url("https://u:p@api.qobra.co/v1?k=1#f"),
+            "\"https://api.qobra.co/v1\" (credentials, query and fragment not shown)"
+        );
+        assert_eq!(
+            shown_url("https://api.qobra.co"),
+            "\"https://api.qobra.co/\""
+        );
+    }
+
+    #[test]
+    fn api_keys_are_visible_ascii() {
+        assert!(check_api_key("qk_live_abc123").is_ok());
+        for bad in [
+            "",
+            "has space",
+            "tab\tkey",
+            "é",
+            &"k".repeat(MAX_KEY_BYTES + 1),
+        ] {
+            assert_eq!(
+                check_api_key(bad).unwrap_err().state,
+                SqlState::InvalidParameterValue
+            );
+        }
+    }
+
+    /// A key file in a fresh directory, with the given mode.
+    fn key_file(content: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "qs-key-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn key_files_are_checked_like_ssl_key_files() {
+        use std::os::unix::fs::MetadataExt;
+        let path = key_file("qk_file_0123456789\n", 0o600);
+        let me = std::fs::metadata(&path).unwrap().uid();
+        assert_eq!(read_key_file(&path, me).unwrap(), "qk_file_0123456789");
+        // Readable by the group or the world: refused, without reading the key.
+        for mode in [0o640, 0o604, 0o644] {
+            let open = key_file("qk_file_0123456789", mode);
+            let e = read_key_file(&open, me).unwrap_err();
+            assert_eq!(e.state, SqlState::ConfigFileError);
+            assert!(e.message.contains("group or world access"), "{}", e.message);
+            assert!(!format!("{e:?}").contains("0123456789"));
+        }
+        // Owned by someone else than the server's user: refused, unless that someone is root.
+        let other = read_key_file(&path, me.wrapping_add(1));
+        if me == 0 {
+            assert!(other.is_ok(), "a root-owned 0600 file is accepted");
+        } else {
+            assert!(other.unwrap_err().message.contains("owned by"));
+        }
+        // Missing, a directory, not a key.
+        assert!(read_key_file(Path::new("/nonexistent/qs-key"), me).is_err());
+        assert!(read_key_file(path.parent().unwrap(), me)
+            .unwrap_err()
+            .message
+            .contains("not a regular file"));
+        let bad = key_file("two words", 0o600);
+        let e = read_key_file(&bad, me).unwrap_err();
+        assert!(e.message.contains("does not hold a valid API key"));
+        assert!(!format!("{e:?}").contains("two words"));
     }
 }

@@ -35,6 +35,10 @@ pub enum SqlState {
     InvalidTextRepresentation,
     /// 58000 system_error: talking to the destination failed.
     ExternalFailure,
+    /// 57014 query_canceled: a run stopped at its deadline.
+    QueryCanceled,
+    /// F0000 config_file_error: a file a setting names cannot be used.
+    ConfigFileError,
     /// XX000 internal_error: a bug of ours.
     Internal,
 }

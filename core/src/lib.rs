@@ -22,6 +22,7 @@ pub mod registration;
 pub mod requirements;
 pub mod retry;
 pub mod schedule;
+pub mod secret;
 pub mod types;
 pub mod wire;
 

@@ -1,4 +1,4 @@
--- Filters: 20+ realistic ones accepted with exactly the right rows, 60+ hostile ones refused,
+-- Filters: 20+ realistic ones accepted with exactly the right rows, 90 hostile ones refused,
 -- and proof that none of the refused ones did anything.
 CREATE TABLE opportunities AS
 SELECT g AS id,
@@ -127,6 +127,21 @@ SELECT left(f, 70) AS hostile_filter, refuses(f) FROM (VALUES
   ($$name COLLATE public.evil = 'x'$$),
   ($$'happy'::public.mood IS NOT NULL$$),
   ($$amount::public.positive_amount > 0$$),
+  ($$'pg_sleep'::regproc IS NOT NULL$$),
+  ($$stage_name::regproc IS NOT NULL$$),
+  ($$'public.opportunities'::regclass IS NOT NULL$$),
+  ($$'int4'::regtype IS NOT NULL$$),
+  ($$stage_name::regtype IS NOT NULL$$),
+  ($$'public'::regnamespace IS NOT NULL$$),
+  ($$'english'::regconfig IS NOT NULL$$),
+  ($$region::regconfig IS NOT NULL$$),
+  ($$'postgres'::regrole IS NOT NULL$$),
+  ($$'=(int4,int4)'::regoperator IS NOT NULL$$),
+  ($$'postgres=r/postgres'::aclitem IS NOT NULL$$),
+  ($$(owner_email || '=r/postgres')::aclitem IS NOT NULL$$),
+  ($$ARRAY['pg_sleep']::regproc[] IS NOT NULL$$),
+  ($$'{pg_sleep}'::regproc[] IS NOT NULL$$),
+  ($$'1.00'::money > '0'::money$$),
   ($$ctid IS NOT NULL$$),
   ($$xmin::text <> ''$$),
   ($$tableoid > 0$$),
@@ -155,12 +170,19 @@ SELECT count(*) AS opportunities_rows, (SELECT last_value FROM opp_seq) AS seq_v
        current_setting('search_path') AS search_path
   FROM opportunities;
 SELECT filter FROM qobra_sync.tables WHERE source = 'opportunities'::regclass;
--- Harmless tricks are accepted as the plain conditions they are.
+-- Harmless tricks are accepted as the plain conditions they are, and so are constants and casts
+-- whose text conversion is immutable (or a date/time one, under the settings every read pins).
 SELECT f AS trick, accepts(f) FROM (VALUES
   ($$true -- ; DROP TABLE opportunities$$),
   ($q$name <> $x$; DROP TABLE opportunities; $x$$q$),
   ($$name <> E'\x27; DROP TABLE opportunities; --'$$),
-  ($$/* ; DROP TABLE opportunities */ amount > 100$$)
+  ($$/* ; DROP TABLE opportunities */ amount > 100$$),
+  ($$name::jsonb IS NULL OR true$$),
+  ($$'$.a'::jsonpath IS NOT NULL$$),
+  ($$'10:20:10,14,15'::txid_snapshot IS NOT NULL$$),
+  ($$region = ANY ('{EMEA,NA}'::text[])$$),
+  ($$probability = ANY ('{1,2,3}')$$),
+  ($$'[1,50)'::int4range @> probability$$)
 ) AS t(f);
 SELECT count(*) AS still_there FROM opportunities;
 SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;

@@ -17,8 +17,16 @@ SELECT qobra_sync.csv_template('deals');
 SELECT qobra_sync.alter_table('deals', filter => $$stage = 'Closed Won'$$);
 SELECT p->>'id' AS id FROM qobra_sync.preview('deals') AS p;
 SELECT * FROM qobra_sync.validate('deals');
--- Other kinds of sources.
+-- Other kinds of sources, before registering: read as the run_as given.
+SELECT * FROM qobra_sync.preview('won_deals', 2, run_as => 'qobra_reader');
+SELECT qobra_sync.csv_template('deal_totals', run_as => 'qobra_reader');
+-- Nothing is ever read as a role register_table would refuse as run_as: not as the calling
+-- superuser (the source is not registered and no run_as is given), not as another one.
 SELECT * FROM qobra_sync.preview('won_deals', 2);
 SELECT qobra_sync.csv_template('deal_totals');
+SELECT * FROM qobra_sync.preview('won_deals', run_as => 'qobra_super');
+SELECT qobra_sync.csv_template('deal_totals', run_as => 'qobra_file_reader');
+SELECT check_name, ok, detail FROM qobra_sync.validate('won_deals', 'id', 'title', filter => 'id > 0', run_as => 'qobra_file_reader')
+ WHERE check_name IN ('filter accepted', 'reader least-privileged', 'rows');
 -- Leave no registration behind for the next file.
 SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;

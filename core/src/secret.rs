@@ -1,0 +1,355 @@
+//! The API key as a secret: it is never printed, and any echo of it found in text that came
+//! from the network is redacted before that text is kept or shown.
+//!
+//! An echo may not be byte-for-byte: a server can quote a key in another case, URL-encoded (a
+//! `Location` header, a query string) or base64-encoded (a `Basic` credential, a token). Each of
+//! these forms is searched for; base64 is searched at the three alignments a key can have inside
+//! a longer encoded text.
+
+use base64::Engine;
+use std::fmt;
+
+/// What replaces the API key wherever it shows up in text from the network.
+pub const REDACTED: &str = "[redacted]";
+
+/// Keys shorter than this are too likely to occur by chance to be redacted meaningfully (and no
+/// real key is that short).
+const MIN_SCRUBBED_BYTES: usize = 4;
+
+/// Shortest base64 form searched for: shorter ones could match ordinary text.
+const MIN_BASE64_CHARS: usize = 8;
+
+/// A Qobra API key. Its `Debug` never shows it and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every echo of the key replaced by [`REDACTED`]: the key itself or
+    /// URL-encoded, in any letter case, and its base64 forms.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.len() < MIN_SCRUBBED_BYTES {
+            return text.to_owned();
+        }
+        let mut out = text.to_owned();
+        for form in self.case_free_forms() {
+            out = replace_ignoring_case(&out, &form);
+        }
+        for form in self.base64_forms() {
+            out = out.replace(&form, REDACTED);
+        }
+        out
+    }
+
+    /// The forms found whatever their letter case: the key, and the key URL-encoded (reserved
+    /// bytes only, as URLs carry it, or every byte).
+    fn case_free_forms(&self) -> Vec<String> {
+        let key = self.0.as_bytes();
+        let reserved: String = key
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let every: String = key.iter().map(|b| format!("%{b:02X}")).collect();
+        vec![self.0.clone(), reserved, every]
+    }
+
+    /// The base64 forms (standard and URL-safe alphabets) of the key at each of the three
+    /// alignments it can have in a longer encoded text: only the characters that depend on the
+    /// key's bytes alone.
+    fn base64_forms(&self) -> Vec<String> {
+        let key = self.0.as_bytes();
+        let mut forms = vec![];
+        for offset in 0..3usize {
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(key);
+            let first = (offset * 8).div_ceil(6);
+            let last = (offset + key.len()) * 8 / 6;
+            for engine in [
+                &base64::engine::general_purpose::STANDARD_NO_PAD,
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                let encoded = engine.encode(&padded);
+                if let Some(core) = encoded.get(first..last.min(encoded.len())) {
+                    if core.len() >= MIN_BASE64_CHARS && !forms.iter().any(|f| f == core) {
+                        forms.push(core.to_owned());
+                    }
+                }
+            }
+        }
+        forms
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    /// Prints `ApiKey([redacted])`, never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({REDACTED})")
+    }
+}
+
+/// `text` with every occurrence of the ASCII `needle` replaced by [`REDACTED`], ignoring ASCII
+/// letter case.
+fn replace_ignoring_case(text: &str, needle: &str) -> String {
+    if needle.is_empty() {
+        return text.to_owned();
+    }
+    // ASCII lower-casing keeps every byte where it is, so positions found in the lowered copy
+    // are positions in `text`; the needle is ASCII, so matches start and end on char boundaries.
+    let lowered = text.to_ascii_lowercase();
+    let needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(at) = lowered[from..].find(&needle) {
+        out.push_str(&text[from..from + at]);
+        out.push_str(REDACTED);
+        from += at + needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
+/// The SQL functions whose arguments are secret, as a statement names them (any case).
+pub const SECRET_FUNCTIONS: &[&str] = &["set_destination", "reader_from_service_account"];
+
+/// Words of a statement that are never secret, so messages may show them.
+const PLAIN_WORDS: &[&str] = &[
+    "qobra_sync",
+    "set_destination",
+    "reader_from_service_account",
+    "api_key",
+    "base_url",
+    "service_account",
+];
+
+/// The shortest bare word of a statement redacted from messages.
+const MIN_WORD: usize = 8;
+/// The shortest string literal of a statement redacted from messages.
+const MIN_LITERAL: usize = 4;
+
+/// Whether SQL text mentions one of [`SECRET_FUNCTIONS`], in any letter case (a statement that
+/// calls one holds a secret).
+pub fn calls_secret_function(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    SECRET_FUNCTIONS.iter().any(|f| {
+        bytes
+            .windows(f.len())
+            .any(|w| w.eq_ignore_ascii_case(f.as_bytes()))
+    })
+}
+
+/// `text` with every one of `secrets` replaced, longest first.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        out = out.replace(s.as_str(), "[redacted]");
+    }
+    out
+}
+
+/// What a message must not quote back of a statement: its string literals and its long bare
+/// words (but for [`PLAIN_WORDS`]), longest first.
+pub fn secret_words(statement: &str) -> Vec<String> {
+    let mut out: Vec<String> = literals(statement)
+        .into_iter()
+        .filter(|l| l.len() >= MIN_LITERAL)
+        .collect();
+    let words = statement
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "_-+/=.~:@".contains(c)))
+        .filter(|w| w.len() >= MIN_WORD)
+        .filter(|w| {
+            !w.split('.')
+                .all(|part| PLAIN_WORDS.iter().any(|p| p.eq_ignore_ascii_case(part)))
+        });
+    out.extend(words.map(str::to_owned));
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// The contents of the string literals of `sql`: `'…'` (with `''` inside), `E'…'` and
+/// `$tag$…$tag$`.
+pub fn literals(sql: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut rest = sql;
+    while let Some(at) = rest.find(['\'', '$']) {
+        let tail = &rest[at..];
+        if let Some(body) = tail.strip_prefix('\'') {
+            let (content, after) = quoted_literal(body);
+            out.push(content);
+            rest = after;
+        } else if let Some((tag, content, after)) = dollar_literal(tail) {
+            let _ = tag;
+            out.push(content.to_owned());
+            rest = after;
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    out
+}
+
+/// The content of a `'…'` literal whose opening quote was just read, and what follows it.
+fn quoted_literal(body: &str) -> (String, &str) {
+    let mut content = String::new();
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if matches!(chars.peek(), Some((_, '\''))) {
+                chars.next();
+                content.push('\'');
+                continue;
+            }
+            return (content, &body[i + 1..]);
+        }
+        content.push(c);
+    }
+    (content, "")
+}
+
+/// A `$tag$…$tag$` literal at the start of `text`: its tag, content and what follows it.
+fn dollar_literal(text: &str) -> Option<(&str, &str, &str)> {
+    let body = text.strip_prefix('$')?;
+    let end = body.find('$')?;
+    let tag = &body[..end];
+    if !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || tag.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let delimiter = format!("${tag}$");
+    let content_start = 1 + end + 1;
+    let content_len = text[content_start..].find(&delimiter)?;
+    let content = &text[content_start..content_start + content_len];
+    Some((
+        tag,
+        content,
+        &text[content_start + content_len + delimiter.len()..],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+
+    const KEY: &str = "qk_live_Ab/9+z=Q-7";
+
+    #[test]
+    fn the_key_is_redacted_in_every_case() {
+        let key = ApiKey::new(KEY);
+        for text in [KEY.to_owned(), KEY.to_uppercase(), KEY.to_lowercase()] {
+            assert_eq!(key.scrub(&format!("key {text}!")), "key [redacted]!");
+        }
+    }
+
+    #[test]
+    fn url_encoded_echoes_are_redacted() {
+        let key = ApiKey::new(KEY);
+        let reserved = "qk_live_Ab%2F9%2Bz%3DQ-7";
+        for text in [
+            reserved.to_owned(),
+            reserved.to_lowercase(),
+            KEY.bytes().map(|b| format!("%{b:02x}")).collect::<String>(),
+        ] {
+            let location = format!("https://evil.example/next?token={text}&x=1");
+            assert_eq!(
+                key.scrub(&location),
+                "https://evil.example/next?token=[redacted]&x=1",
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn base64_echoes_are_redacted_at_any_alignment() {
+        let key = ApiKey::new(KEY);
+        for prefix in ["", "u", "us", "user:", "Authorization: "] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let encoded = engine.encode(format!("{prefix}{KEY}"));
+                let scrubbed = key.scrub(&format!("Basic {encoded}"));
+                assert!(scrubbed.contains(REDACTED), "{prefix:?}: {scrubbed}");
+                // What is left around the redaction cannot be decoded back to the key.
+                assert!(scrubbed.len() < encoded.len(), "{scrubbed}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_without_the_key_is_unchanged() {
+        let key = ApiKey::new(KEY);
+        let text = "Qobra said: 500 Internal Server Error — ünïcode stays, QK_LIVE alone too";
+        assert_eq!(key.scrub(text), text);
+        assert_eq!(ApiKey::new("abc").scrub("abc"), "abc", "too short to scrub");
+        assert_eq!(format!("{key:?}"), "ApiKey([redacted])");
+    }
+
+    #[test]
+    fn statements_calling_secret_functions_are_recognised() {
+        assert!(calls_secret_function(
+            "SELECT qobra_sync.set_destination('k')"
+        ));
+        assert!(calls_secret_function(
+            "select QOBRA_SYNC.SET_DESTINATION($1)"
+        ));
+        assert!(calls_secret_function(
+            "SELECT qobra_sync.\"reader_from_service_account\"('{}')"
+        ));
+        assert!(!calls_secret_function("SELECT qobra_sync.sync_now('t')"));
+    }
+
+    #[test]
+    fn literals_of_every_kind_are_found() {
+        assert_eq!(
+            literals("SELECT f('a''b', E'c\\n', $$d$e$$, $k$x'y$k$, $1, 'tail"),
+            ["a'b", "c\\n", "d$e", "x'y", "tail"]
+        );
+    }
+
+    #[test]
+    fn secret_words_are_the_literals_and_long_words() {
+        let words = secret_words(
+            "SELECT qobra_sync.set_destination(qk_live_SECRET1, base_url => 'https://h/x')",
+        );
+        assert!(words.contains(&"qk_live_SECRET1".to_owned()), "{words:?}");
+        assert!(words.contains(&"https://h/x".to_owned()));
+        assert!(!words
+            .iter()
+            .any(|w| w == "qobra_sync" || w == "set_destination"));
+        assert_eq!(
+            redact("column \"qk_live_SECRET1\" does not exist", &words),
+            "column \"[redacted]\" does not exist"
+        );
+        // A literal, even short, is redacted; longest first so no fragment remains.
+        let words = secret_words("SELECT qobra_sync.set_destination('abcd1234'::int)");
+        assert_eq!(
+            redact(
+                "invalid input syntax for type integer: \"abcd1234\"",
+                &words
+            ),
+            "invalid input syntax for type integer: \"[redacted]\""
+        );
+    }
+
+    #[test]
+    fn case_free_replacement_keeps_non_ascii_text_intact() {
+        assert_eq!(
+            replace_ignoring_case("é KEY ü key", "key"),
+            "é [redacted] ü [redacted]"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Locks: the push lock of a source, and the advisory locks a read must leave as it found them.
+//!
+//! **The push lock** makes one push of a source run at a time, whoever starts it. It is a
+//! PostgreSQL object lock (`pg_locks.locktype = 'object'`) whose class is [`PUSH_LOCK_CLASS`],
+//! a number no catalog has as its OID, on the source's OID. SQL cannot take or release such a
+//! lock (advisory-lock functions, `pg_advisory_unlock_all()` included, only reach advisory
+//! locks), so code the source runs while it is read cannot free it.
+//!
+//! **Advisory locks** are session state that outlives a rolled-back subtransaction: a session
+//! lock the source's code takes while it is read would stay with the caller's session (or the
+//! worker) for good, and a lock it releases would be gone. [`AdvisoryLocks`] records how many
+//! times each advisory lock is held at session level before a read and puts that back after.
+
+use crate::error::{Error, Result, SqlState};
+use pgrx::pg_sys;
+
+/// The class of push locks: `hashtext('qobra_sync')`, far above every catalog's OID.
+pub const PUSH_LOCK_CLASS: u32 = 520_169_983;
+
+/// SQL that is true when some session holds the push lock of `source` (a column or expression
+/// of type regclass named by `source`) in this database: for queries that skip busy sources.
+pub fn push_lock_held_sql(source: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                  WHERE l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted
+                    AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                                            WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                    AND l.classid OPERATOR(pg_catalog.=) {PUSH_LOCK_CLASS}::pg_catalog.oid
+                    AND l.objid OPERATOR(pg_catalog.=) ({source})::pg_catalog.oid)"
+    )
+}
+
+/// How long a run holds the push lock of its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// Until the end of the transaction (`sync_now`: the whole run is one transaction).
+    Transaction,
+    /// Until [`release_push_lock`] (the worker runs a push in several transactions).
+    Session,
+}
+
+/// The lock tag of `source`'s push lock.
+fn push_tag(source: pg_sys::Oid) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: PUSH_LOCK_CLASS,
+        locktag_field3: source.to_u32(),
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    }
+}
+
+/// Takes the push lock of `source` without waiting; false when another session holds it.
+pub fn try_push_lock(source: pg_sys::Oid, holding: Holding) -> bool {
+    let tag = push_tag(source);
+    let session = holding == Holding::Session;
+    let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, session, true) };
+    got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+/// Releases a push lock taken with [`Holding::Session`], if this session holds it.
+pub fn release_push_lock(source: pg_sys::Oid) {
+    let tag = push_tag(source);
+    let mode = pg_sys::ExclusiveLock as i32;
+    unsafe {
+        if pg_sys::LockHeldByMe(&tag, mode) {
+            pg_sys::LockRelease(&tag, mode, true);
+        }
+    }
+}
+
+/// One advisory lock in one mode, and how many times this session holds it at session level.
+#[derive(Clone, Copy)]
+struct Held {
+    tag: pg_sys::LOCKTAG,
+    mode: pg_sys::LOCKMODE,
+    session_holds: i64,
+}
+
+/// The advisory locks this session holds at session level, as recorded before a read.
+pub struct AdvisoryLocks(Vec<Held>);
+
+impl AdvisoryLocks {
+    /// The advisory locks held now, with their session-level counts.
+    pub fn held() -> AdvisoryLocks {
+        AdvisoryLocks(held_now())
+    }
+
+    /// Puts the session's advisory locks back as they were recorded: session holds taken since
+    /// are released, holds released since are taken again. Fails, naming the lock, when one
+    /// that was released has been taken by another session meanwhile.
+    pub fn restore(&self) -> Result<()> {
+        let now = held_now();
+        for h in &now {
+            let before = self.count(&h.tag, h.mode);
+            for _ in before..h.session_holds {
+                unsafe { pg_sys::LockRelease(&h.tag, h.mode, true) };
+            }
+        }
+        for h in &self.0 {
+            let after = now
+                .iter()
+                .find(|n| same(&n.tag, &h.tag) && n.mode == h.mode)
+                .map_or(0, |n| n.session_holds);
+            for _ in after..h.session_holds {
+                let got = unsafe { pg_sys::LockAcquire(&h.tag, h.mode, true, true) };
+                if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+                    return Err(lost(&h.tag));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many session holds of (`tag`, `mode`) were recorded.
+    fn count(&self, tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
+        self.0
+            .iter()
+            .find(|h| same(&h.tag, tag) && h.mode == mode)
+            .map_or(0, |h| h.session_holds)
+    }
+}
+
+/// Whether two lock tags name the same lock.
+fn same(a: &pg_sys::LOCKTAG, b: &pg_sys::LOCKTAG) -> bool {
+    (
+        a.locktag_field1,
+        a.locktag_field2,
+        a.locktag_field3,
+        a.locktag_field4,
+        a.locktag_type,
+    ) == (
+        b.locktag_field1,
+        b.locktag_field2,
+        b.locktag_field3,
+        b.locktag_field4,
+        b.locktag_type,
+    )
+}
+
+/// The error for a session advisory lock the source's code released and another session took.
+fn lost(tag: &pg_sys::LOCKTAG) -> Error {
+    Error::new(
+        SqlState::ObjectNotInPrerequisiteState,
+        format!(
+            "the source's code released this session's advisory lock ({}, {}) while it was read, and another session holds it now",
+            tag.locktag_field2, tag.locktag_field3
+        ),
+    )
+    .detail("A read as the reader leaves the session's locks as it found them; this one could not be taken back.")
+    .hint("Find what the source (its view, policies or functions) does with advisory locks, and remove it.")
+}
+
+/// Every advisory lock this backend holds, in each mode, with its session-level count.
+fn held_now() -> Vec<Held> {
+    let mut out = vec![];
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let me = pg_sys::MyProcPid;
+        for i in 0..(*data).nelements as usize {
+            let lock = &*(*data).locks.add(i);
+            if lock.pid != me
+                || lock.locktag.locktag_type != pg_sys::LockTagType::LOCKTAG_ADVISORY as u8
+            {
+                continue;
+            }
+            for mode in 1..=pg_sys::MaxLockMode as i32 {
+                if lock.holdMask & (1 << mode) != 0 {
+                    out.push(Held {
+                        tag: lock.locktag,
+                        mode,
+                        session_holds: session_holds(&lock.locktag, mode),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many times this session holds (`tag`, `mode`) at session level (not for a transaction).
+///
+/// The count is in the backend's local lock table, which PostgreSQL only hands out through
+/// `LockAcquireExtended`: take the lock once more for the current transaction (it is ours, so
+/// this never waits), read the count of the session's holds, and release that extra hold.
+fn session_holds(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
+    unsafe {
+        let mut local: *mut pg_sys::LOCALLOCK = std::ptr::null_mut();
+        let got = pg_sys::LockAcquireExtended(tag, mode, false, true, true, &mut local);
+        if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL || local.is_null() {
+            return 0;
+        }
+        let owners =
+            std::slice::from_raw_parts((*local).lockOwners, (*local).numLockOwners as usize);
+        let count = owners
+            .iter()
+            .filter(|o| o.owner.is_null())
+            .map(|o| o.nLocks)
+            .sum();
+        pg_sys::LockRelease(tag, mode, false);
+        count
+    }
+}

@@ -1,0 +1,104 @@
+//! Keeps the secrets passed to qobra_sync out of the server log.
+//!
+//! `set_destination(api_key, …)` and `reader_from_service_account(service_account)` take a
+//! secret as an argument, so the statement that calls them holds it. PostgreSQL logs statement
+//! text in several ways: the `STATEMENT:` line of an error (`log_min_error_statement`, even for
+//! an error raised before the function runs: a missing privilege, a wrong argument type, an
+//! error elsewhere in the statement), `log_statement`, `log_min_duration_statement`, the
+//! parameters of an extended-protocol call in a DETAIL or CONTEXT line. While the statement being
+//! run calls one of those functions, every message on its way to the server log goes through
+//! [`filter`] (PostgreSQL's `emit_log_hook`), which:
+//! - drops the `STATEMENT:` and `CONTEXT:` lines, and the DETAIL line (replaced by a note);
+//! - replaces a message that quotes the statement (log_statement, durations) with a note;
+//! - redacts from PostgreSQL's own messages and hints every string literal of the statement and
+//!   every long word of it (a key passed without quotes comes back as an identifier), since
+//!   messages such as `invalid input syntax for type integer: "…"` quote them back.
+//!
+//! Messages qobra_sync raises itself are written never to hold a secret and are kept as they are.
+//! The hook is in place in every backend when the library is preloaded; otherwise only from the
+//! first call of a qobra_sync function in a session (see the README).
+
+use pgrx::pg_sys;
+use qobra_sync_core::secret::{calls_secret_function, redact, secret_words};
+use std::ffi::{CStr, CString};
+
+/// The `funcname` of every error qobra_sync raises (see `error::raise`).
+const OUR_FUNCNAME: &str = "qobra_sync";
+
+/// What replaces a message that quotes the statement.
+const STATEMENT_NOTE: &str = "statement not logged: it passes a secret to qobra_sync (set_destination or reader_from_service_account)";
+/// What the server log shows instead of the DETAIL line.
+const DETAIL_NOTE: &str = "(detail not logged: the statement passes a secret to qobra_sync)";
+
+static mut PREVIOUS: pg_sys::emit_log_hook_type = None;
+
+/// Puts the filter in front of PostgreSQL's log output (from `_PG_init`, once per process).
+pub fn install() {
+    unsafe {
+        PREVIOUS = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(filter);
+    }
+}
+
+/// The hook: hides what the statement holds, then hands the message to the previous hook.
+unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
+    // Never unwind into PostgreSQL's error machinery: a failure here leaves the message alone.
+    let _ = std::panic::catch_unwind(|| unsafe {
+        if let Some(statement) = secret_statement() {
+            hide(&mut *edata, &statement);
+        }
+    });
+    unsafe {
+        if let Some(previous) = PREVIOUS {
+            previous(edata);
+        }
+    }
+}
+
+/// The statement being run, when it calls a function whose arguments are secret.
+fn secret_statement() -> Option<String> {
+    let query = unsafe { pg_sys::debug_query_string };
+    if query.is_null() {
+        return None;
+    }
+    let text = unsafe { CStr::from_ptr(query) }.to_string_lossy();
+    calls_secret_function(&text).then(|| text.into_owned())
+}
+
+/// Hides from the server log what `edata` may carry of `statement`.
+unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
+    unsafe {
+        edata.hide_stmt = true;
+        edata.hide_ctx = true;
+        if !edata.detail.is_null() || !edata.detail_log.is_null() {
+            edata.detail_log = copy(edata.assoc_context, DETAIL_NOTE);
+        }
+        let ours = !edata.funcname.is_null()
+            && CStr::from_ptr(edata.funcname).to_bytes() == OUR_FUNCNAME.as_bytes();
+        if ours {
+            return;
+        }
+        let secrets = secret_words(statement);
+        let context = edata.assoc_context;
+        for field in [&mut edata.message, &mut edata.hint] {
+            if field.is_null() {
+                continue;
+            }
+            let text = CStr::from_ptr(*field).to_string_lossy().into_owned();
+            let replaced = if calls_secret_function(&text) {
+                STATEMENT_NOTE.to_owned()
+            } else {
+                redact(&text, &secrets)
+            };
+            if replaced != text {
+                *field = copy(context, &replaced);
+            }
+        }
+    }
+}
+
+/// A copy of `text` in `context` (the error's own memory context).
+unsafe fn copy(context: pg_sys::MemoryContext, text: &str) -> *mut std::ffi::c_char {
+    let c = CString::new(text.replace('\0', "")).unwrap_or_default();
+    unsafe { pg_sys::MemoryContextStrdup(context, c.as_ptr()) }
+}
