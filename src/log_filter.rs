@@ -8,13 +8,14 @@
 //! parameters of an extended-protocol call in a DETAIL or CONTEXT line. While the statement being
 //! run calls one of those functions, every message on its way to the server log goes through
 //! [`filter`] (PostgreSQL's `emit_log_hook`), which:
-//! - drops the `STATEMENT:` and `CONTEXT:` lines, and the DETAIL line (replaced by a note);
-//! - replaces a message that quotes the statement (log_statement, durations) with a note;
-//! - redacts from PostgreSQL's own messages and hints every string literal of the statement and
-//!   every long word of it (a key passed without quotes comes back as an identifier), since
-//!   messages such as `invalid input syntax for type integer: "…"` quote them back.
+//! - drops the `STATEMENT:` and `CONTEXT:` lines;
+//! - for PostgreSQL's own messages: drops the DETAIL line (a note says so), replaces a message
+//!   that quotes the statement (log_statement, durations) with a note, and redacts from the
+//!   message and hint every string literal of the statement and every long word of it (a key
+//!   passed without quotes comes back as an identifier), since messages such as
+//!   `invalid input syntax for type integer: "…"` quote them back — to the caller too.
 //!
-//! Messages qobra_sync raises itself are written never to hold a secret and are kept as they are.
+//! Messages qobra_sync raises itself are written never to hold a secret and are kept whole.
 //! The hook is in place in every backend when the library is preloaded; otherwise only from the
 //! first call of a qobra_sync function in a session (see the README).
 
@@ -70,13 +71,13 @@ unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
     unsafe {
         edata.hide_stmt = true;
         edata.hide_ctx = true;
-        if !edata.detail.is_null() || !edata.detail_log.is_null() {
-            edata.detail_log = copy(edata.assoc_context, DETAIL_NOTE);
-        }
         let ours = !edata.funcname.is_null()
             && CStr::from_ptr(edata.funcname).to_bytes() == OUR_FUNCNAME.as_bytes();
         if ours {
             return;
+        }
+        if !edata.detail.is_null() || !edata.detail_log.is_null() {
+            edata.detail_log = copy(edata.assoc_context, DETAIL_NOTE);
         }
         let secrets = secret_words(statement);
         let context = edata.assoc_context;
@@ -85,7 +86,7 @@ unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
                 continue;
             }
             let text = CStr::from_ptr(*field).to_string_lossy().into_owned();
-            let replaced = if calls_secret_function(&text) {
+            let replaced = if text.contains(statement.trim()) {
                 STATEMENT_NOTE.to_owned()
             } else {
                 redact(&text, &secrets)

@@ -613,7 +613,7 @@ pub fn poll_imports() -> Result<i64> {
     let pending: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(run_id, import_ids) ORDER BY run_id)
            FROM qobra_sync.runs WHERE import_status OPERATOR(pg_catalog.=) 'pending'
-            AND started_at OPERATOR(pg_catalog.>) pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 2)",
+            AND started_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 2))",
         &[],
     )?;
     let Some(pgrx::JsonB(serde_json::Value::Array(pending))) = pending else {

@@ -246,7 +246,7 @@ fn record_orphans() {
 /// Deletes run history older than `qobra_sync.history_days`.
 fn purge() -> Result<()> {
     execute(
-        "DELETE FROM qobra_sync.runs WHERE started_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
+        "DELETE FROM qobra_sync.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
         &[gucs::HISTORY_DAYS.get().into()],
     )
 }

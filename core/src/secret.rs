@@ -102,14 +102,13 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// `text` with every occurrence of the ASCII `needle` replaced by [`REDACTED`], ignoring ASCII
-/// letter case.
+/// `text` with every occurrence of `needle` replaced by [`REDACTED`], ignoring ASCII letter case.
 fn replace_ignoring_case(text: &str, needle: &str) -> String {
     if needle.is_empty() {
         return text.to_owned();
     }
     // ASCII lower-casing keeps every byte where it is, so positions found in the lowered copy
-    // are positions in `text`; the needle is ASCII, so matches start and end on char boundaries.
+    // are positions in `text`; both are UTF-8, so a match starts and ends on char boundaries.
     let lowered = text.to_ascii_lowercase();
     let needle = needle.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
@@ -152,11 +151,12 @@ pub fn calls_secret_function(sql: &str) -> bool {
     })
 }
 
-/// `text` with every one of `secrets` replaced, longest first.
+/// `text` with every one of `secrets` replaced by [`REDACTED`], ignoring ASCII letter case (an
+/// unquoted word comes back from PostgreSQL folded to lower case).
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for s in secrets {
-        out = out.replace(s.as_str(), "[redacted]");
+        out = replace_ignoring_case(&out, s);
     }
     out
 }
@@ -331,8 +331,9 @@ mod tests {
             .iter()
             .any(|w| w == "qobra_sync" || w == "set_destination"));
         assert_eq!(
-            redact("column \"qk_live_SECRET1\" does not exist", &words),
-            "column \"[redacted]\" does not exist"
+            redact("column \"qk_live_secret1\" does not exist", &words),
+            "column \"[redacted]\" does not exist",
+            "an unquoted word comes back folded to lower case"
         );
         // A literal, even short, is redacted; longest first so no fragment remains.
         let words = secret_words("SELECT qobra_sync.set_destination('abcd1234'::int)");

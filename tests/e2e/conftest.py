@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from helpers import DBNAME, READER, ROOT, WORK, Db, FakeQobra, free_port
+from worker_helpers import SystemSettings, quiesce
 
 
 class Cluster:
@@ -151,3 +152,20 @@ def spare_cluster():
     finally:
         if c:
             c.stop()
+
+
+@pytest.fixture
+def system(cluster):
+    """ALTER SYSTEM on the session's cluster, reset after the test."""
+    s = SystemSettings(cluster)
+    yield s
+    s.reset()
+
+
+@pytest.fixture
+def wdb(cluster, db, fake, system):
+    """The test's session (see `db`), and afterwards: faults cleared, registrations paused and
+    the worker idle before `db` unregisters them, settings reset."""
+    yield db
+    with cluster.connect() as conn:
+        quiesce(Db(conn, db.schema), fake)

@@ -1,6 +1,16 @@
-"""The API key: sent to Qobra on every request, and found nowhere else."""
+"""The API key: sent to Qobra on every request, and found nowhere else: not in the server log,
+runs, run_errors or messages, in whatever form a server echoes it; and kept out of SQL with
+qobra_sync.api_key_file."""
 
-from helpers import bulk_fault
+import base64
+import json
+import shutil
+import urllib.parse
+
+import psycopg
+import pytest
+
+from helpers import WORK, bulk_fault, wait_for
 
 
 def test_api_key_is_in_no_log_run_error_or_message(cluster, db, fake):
@@ -43,3 +53,136 @@ def test_api_key_is_in_no_log_run_error_or_message(cluster, db, fake):
     assert any(w in log for w in warnings), "the server log lacks the runs' WARNINGs"
     leaks = [line for line in log.splitlines() if secret in line]
     assert not leaks, f"the API key is in the server log: {leaks[:3]}"
+
+
+def key_forms(key):
+    """The API key as a server might echo it: upper-cased, URL-encoded, inside base64."""
+    return {
+        "upper": key.upper(),
+        "url": urllib.parse.quote(key, safe=""),
+        "url-every-byte": "".join(f"%{b:02x}" for b in key.encode()),
+        "base64": base64.b64encode(f"user:{key}".encode()).decode(),
+        "base64-url": base64.urlsafe_b64encode(f"u{key}".encode()).decode(),
+    }
+
+
+def leaks(text, key):
+    """The forms of `key` found in `text` (none once redacted)."""
+    secret = key.split("_")[-1]
+    found = [name for name, form in key_forms(key).items() if form in text]
+    if secret.lower() in text.lower():
+        found.append("raw")
+    return found
+
+
+def test_echoes_of_the_key_in_other_forms_are_redacted(db, fake):
+    """Qobra answering with the key upper-cased, URL-encoded (in a body and in a redirect's
+    Location) or base64-encoded: runs.error and the WARNINGs hold none of these forms."""
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
+    db.rows("INSERT INTO deals VALUES (1, 'a')")
+    key = db.register("deals")
+    db.define_in_fake(fake, "deals")
+    db.rows("SET qobra_sync.max_retries = 0")
+    db.rows("SET qobra_sync.skip_unchanged = off")
+    forms = key_forms(fake.api_key)
+    faults = [{"status": 500, "body": f"your key {forms['upper']} is over quota"},
+              {"status": 400, "body": f'{{"detail": "bad key {forms["url"]}"}}'},
+              {"status": 400, "body": f"Authorization: Basic {forms['base64']} refused"},
+              {"status": 400, "body": f"token={forms['base64-url']}&k={forms['url-every-byte']}"},
+              {"status": 302, "headers": {"Location": f"https://evil.example/k/{forms['url']}?k={forms['upper']}"}}]
+    for action in faults:
+        fake.clear_faults()
+        fake.add_faults(bulk_fault(key, action, times=0))
+        run = db.sync("deals")
+        assert run["status"] == "failed"
+        assert "[redacted]" in run["error"], run["error"]
+        assert leaks(run["error"], fake.api_key) == [], (action, run["error"])
+        for warning in db.warnings(run):
+            assert leaks(warning, fake.api_key) == [], warning
+
+
+def test_qobra_parsing_errors_quoting_the_key_are_redacted(db, fake):
+    """A value Qobra cannot parse that happens to be the key in another case: run_errors keeps
+    the row and the details, with the key redacted."""
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount text)")
+    db.rows("INSERT INTO deals VALUES (1, 'a', %s), (2, 'b', '12')", (fake.api_key.upper(),))
+    key = db.register("deals")
+    fake.define_table(key, fields={"amount": "number"})
+    run = db.sync("deals")
+    assert run["status"] == "succeeded", run["error"]
+    fake.flush()
+    assert db.value("SELECT qobra_sync.poll_imports()") >= 1
+    errors = db.run_errors(run["run_id"])
+    assert [e["origin"] for e in errors] == ["import"], errors
+    text = f"{errors[0]['row']} {errors[0]['details']}"
+    assert "[redacted]" in text and leaks(text, fake.api_key) == [], text
+
+
+def test_api_key_file_keeps_the_key_out_of_sql(cluster, db, fake, system):
+    """With qobra_sync.api_key_file, set_destination(NULL, url) and pushes work from the file;
+    destination_status says where the key comes from; a file others can read, or a rotated
+    wrong key, fail clearly; the key is read again at each push."""
+    path = WORK / "qobra-key"
+    path.write_text(fake.api_key + "\n")
+    shutil.chown(path, "postgres")
+    path.chmod(0o600)
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
+    db.rows("INSERT INTO deals VALUES (1, 'a')")
+    key = db.register("deals")
+    db.define_in_fake(fake, "deals")
+    db.rows("SET qobra_sync.skip_unchanged = off")
+    try:
+        system.set("qobra_sync.api_key_file", str(path))
+        wait_for(lambda: db.value("SHOW qobra_sync.api_key_file") == str(path), what="the reload")
+        db.rows("SELECT qobra_sync.set_destination(NULL, %s)", (fake.base_url,))
+        status = db.one("SELECT * FROM qobra_sync.destination_status")
+        assert (status["api_key_set"], status["key_source"]) == (False, "api_key_file")
+        run = db.sync("deals")
+        assert run["status"] == "succeeded", run["error"]
+        assert all(r["api_key_valid"] for r in fake.bulk_requests(key))
+
+        path.chmod(0o644)
+        with pytest.raises(psycopg.errors.ConfigFileError, match="group or world access"):
+            db.sync("deals")
+        path.chmod(0o600)
+        path.write_text("qk_rotated_but_wrong_0000")
+        run = db.sync("deals")
+        assert run["status"] == "failed" and "API key" in run["error"], run["error"]
+    finally:
+        system.reset()
+        wait_for(lambda: db.value("SHOW qobra_sync.api_key_file") == "", what="the reset")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    log = cluster.server_log.read_text(errors="replace")
+    assert fake.api_key.split("_")[-1] not in log
+
+
+def test_statements_passing_secrets_never_reach_the_log(cluster, db, fake):
+    """Every statement logged (log_statement, durations), parameters sent apart (the extended
+    protocol, whose parameters PostgreSQL logs too), and errors before the function runs: the key
+    and a private key are in no line of the server log, in any case; the filter's note is."""
+    secret = "qk_e2e_logged_" + "Z9y8X7w6V5u4"
+    private = "PRIVATE_e2e_Q1w2E3r4"
+    account = json.dumps({"type": "service_account", "project_id": "p",
+                          "client_email": "ana@p.iam.gserviceaccount.com", "private_key": private})
+    db.rows("SET log_statement = 'all'")
+    db.rows("SET log_min_duration_statement = 0")
+    db.rows("SET log_parameter_max_length = -1")
+    db.rows("SET log_parameter_max_length_on_error = -1")
+    try:
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (secret, fake.base_url))
+        db.rows("SELECT qobra_sync.reader_from_service_account(%s::jsonb)", (account,))
+        for bad in ["SELECT qobra_sync.set_destination(%s::int)",
+                    "SELECT qobra_sync.set_destination(%s, 'ftp://x'), 1 / 0",
+                    "SELECT qobra_sync.reader_from_service_account(%s::jsonb, 1)"]:
+            with pytest.raises(psycopg.Error):
+                db.rows(bad, (secret if "set_destination" in bad else account,))
+    finally:
+        for setting in ["log_statement", "log_min_duration_statement", "log_parameter_max_length",
+                        "log_parameter_max_length_on_error"]:
+            db.rows(f"RESET {setting}")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    log = cluster.server_log.read_text(errors="replace")
+    for value in (secret, private):
+        lines = [line for line in log.splitlines() if value.split("_")[-1].lower() in line.lower()]
+        assert not lines, lines[:3]
+    assert "statement not logged: it passes a secret" in log

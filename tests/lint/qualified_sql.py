@@ -64,10 +64,36 @@ def assignments_removed(text):
                   flags=re.I | re.S)
 
 
+def mixed_operators(text):
+    """Places where two different OPERATOR(…) follow each other without parentheses: written
+    that way every operator binds at one precedence, left to right, so `a < b - c` would mean
+    `(a < b) - c`."""
+    out = []
+    tokens = re.findall(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([^)\s]+)\s*\)|(\()|(\))|\b(AND|OR|NOT|THEN|WHEN|ELSE|END|FROM|WHERE|ON|AS|SELECT)\b|(,)",
+                        text, flags=re.I)
+    last = {}  # depth -> the previous operator at that depth since a separator
+    depth = 0
+    for op, opening, closing, word, comma in tokens:
+        if opening:
+            depth += 1
+        elif closing:
+            last.pop(depth, None)
+            depth -= 1
+        elif word or comma:
+            last.pop(depth, None)
+        elif op:
+            previous = last.get(depth)
+            if previous and previous != op and not (previous == op == "||"):
+                out.append(f"OPERATOR(pg_catalog.{previous}) then OPERATOR(pg_catalog.{op}) without "
+                           "parentheses bind left to right at one precedence: add parentheses")
+            last[depth] = op
+    return out
+
+
 def findings(sql):
     """What is unqualified in one piece of SQL: a list of messages."""
     text = neutral(sql)
-    out = []
+    out = mixed_operators(text)
     for pattern, why in IMPLICIT:
         for m in pattern.finditer(text):
             out.append(f"{why}: …{text[max(0, m.start() - 30):m.end() + 30].strip()}…")
@@ -166,6 +192,7 @@ def self_test():
         "SELECT now() - started_at FROM t": "function now()",
         "UPDATE t SET n = n + 1 WHERE id OPERATOR(pg_catalog.=) $1": "operator '+'",
         "UPDATE t SET n = 1 WHERE id = $1": "operator '='",
+        "SELECT 1 WHERE a OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) b": "without parentheses",
         "SELECT CASE s WHEN 'a' THEN 1 END FROM t": "simple CASE",
         "SELECT {} FROM t WHERE {} > 1": "operator '>'",
     }
@@ -177,6 +204,8 @@ def self_test():
         "INSERT INTO qobra_sync.runs (a, b) VALUES ($1, $2) RETURNING run_id",
         "WITH RECURSIVE base(a, b) AS (SELECT 1) SELECT 1 FROM @extschema@.f() x",
         "UPDATE t SET a = $1, b = pg_catalog.now() WHERE c OPERATOR(pg_catalog.=) $2",
+        "SELECT 1 WHERE a OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) b)",
+        "SELECT a OPERATOR(pg_catalog.||) b OPERATOR(pg_catalog.||) c WHERE x OPERATOR(pg_catalog.=) 1 AND y OPERATOR(pg_catalog.<>) 2",
     ]
     failures = []
     for sql, expected in bad.items():

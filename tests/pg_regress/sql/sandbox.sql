@@ -129,9 +129,45 @@ SET client_min_messages = warning;
 SELECT pg_advisory_unlock(7) AS third;
 SET client_min_messages = error;
 DEALLOCATE mine;
+-- Inspecting before registering never reads as a superuser: a view whose function runs a
+-- program when read by one (COPY … TO PROGRAM) and says who reads it.
+SET ROLE mallory;
+CREATE FUNCTION mal.shout(i int) RETURNS int LANGUAGE plpgsql AS $$BEGIN
+  RAISE NOTICE 'read as %', current_user;
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+    COPY (SELECT 1) TO PROGRAM 'touch /tmp/qobra_sync_regress_pwned';
+  END IF;
+  RETURN i; END$$;
+CREATE VIEW mal.loud AS SELECT mal.shout(id) AS id, name FROM mal.t;
+GRANT SELECT ON mal.loud TO qobra_reader;
+RESET ROLE;
+SET client_min_messages = notice;
+SELECT qobra_sync.csv_template('mal.loud');
+SELECT * FROM qobra_sync.preview('mal.loud');
+SELECT * FROM qobra_sync.preview('mal.loud', run_as => 'postgres');
+SELECT check_name, ok, detail FROM qobra_sync.validate('mal.loud', 'id', 'name', run_as => 'postgres')
+ WHERE check_name IN ('reader least-privileged', 'rows');
+SELECT pg_stat_file('/tmp/qobra_sync_regress_pwned', true) IS NULL AS no_program_ran;
+-- As a least-privileged reader, the view is read (the notices say as whom).
+SELECT qobra_sync.csv_template('mal.loud', max_rows => 1, run_as => 'qobra_reader');
+SET client_min_messages = error;
+-- The run's deadline bounds the reads too: a filter that takes long on every row, with
+-- run_timeout_ms = 1000, stops at the first read (the census), and the run is recorded as failed.
+CREATE TABLE slow_deals AS SELECT g AS id, 'deal ' || g AS name FROM generate_series(1, 2000) g;
+ALTER TABLE slow_deals ADD PRIMARY KEY (id);
+GRANT SELECT ON slow_deals TO qobra_reader;
+SELECT qobra_sync.register_table('slow_deals', 'slow', 'id', 'name',
+       filter => 'length(repeat(name, 20000000)) > 0', run_as => 'qobra_reader');
+SET qobra_sync.run_timeout_ms = 1000;
+SELECT clock_timestamp() AS started \gset
+SELECT qobra_sync.sync_now('slow_deals') IS NOT NULL AS pushed;
+SELECT clock_timestamp() - :'started'::timestamptz < interval '5 seconds' AS stopped_in_time;
+SELECT status, rows_read, requests, error FROM qobra_sync.runs WHERE source = 'slow_deals'::regclass;
+RESET qobra_sync.run_timeout_ms;
 SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;
 DROP VIEW session_changes;
 DROP SCHEMA mal CASCADE;
+DROP TABLE slow_deals;
 DROP ROLE mallory;
 DELETE FROM qobra_sync.destination;
 RESET qobra_sync.max_retries;
