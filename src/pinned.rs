@@ -33,9 +33,9 @@ thread_local! {
 }
 
 /// Says that a read as the reader begins (true) or ends (false): statements in between run
-/// under [`READ_SETTINGS`].
-pub fn set_reading(reading: bool) {
-    READING.with(|r| r.set(reading));
+/// under [`READ_SETTINGS`]. Returns what was said before, to be said again at the end.
+pub fn set_reading(reading: bool) -> bool {
+    READING.with(|r| r.replace(reading))
 }
 
 /// Runs `f` in a GUC nest level of its own with the pinned settings ([`READ_SETTINGS`] while

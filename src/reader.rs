@@ -1,14 +1,19 @@
 //! The snapshot reader: reads a source's rows as the reader role, as text, batch by batch.
 //!
 //! Every read (validate, preview, csv_template, push) goes through [`as_reader`], which runs it
-//! in a sandbox that nothing the source's own code does can outlive:
-//! - the user id is switched to the reader in a security-restricted operation (as ANALYZE,
-//!   REINDEX and REFRESH MATERIALIZED VIEW run a table owner's code: no PREPARE, DEALLOCATE,
-//!   LISTEN, CLOSE, DISCARD, WITH HOLD cursors, temporary tables, SET ROLE), the transaction
-//!   read-only;
+//! in a sandbox that nothing the source's own code does can outlive. PostgreSQL runs a table
+//! owner's code the same way in ANALYZE, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW and CREATE
+//! INDEX (autovacuum runs ANALYZE in a process of its own): the owner's user id in a
+//! security-restricted operation, and a GUC nest level rolled back afterwards
+//! (`AtEOXact_GUC(false, …)`), not kept as a function's SET clause keeps it; since 17 also a
+//! restricted `search_path`. We do all of that, and more, since a read here is not a command of
+//! its own but part of the caller's session:
+//! - the user id is switched to the reader in a security-restricted operation (no PREPARE,
+//!   DEALLOCATE, LISTEN, CLOSE, DISCARD, WITH HOLD cursors, temporary tables, SET ROLE), the
+//!   transaction read-only;
 //! - the read runs in a subtransaction that is always rolled back, so every setting the
-//!   source's code changed (even with `set_config(…, false)`, which the nest level of a
-//!   function's SET clause would keep), every cursor and transaction lock it opened, is undone;
+//!   source's code changed (even with `set_config(…, false)`, for the session), every cursor and
+//!   transaction lock it opened, is undone;
 //! - the session's advisory locks, which no rollback undoes, are put back as they were
 //!   ([`AdvisoryLocks`]);
 //! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
@@ -71,6 +76,9 @@ struct ReaderIdentity {
     user: pg_sys::Oid,
     context: i32,
     read_only: bool,
+    /// Whether a read was already in progress (reads do not nest today; this keeps them right
+    /// if they ever do).
+    was_reading: bool,
 }
 
 impl ReaderIdentity {
@@ -80,6 +88,7 @@ impl ReaderIdentity {
             user: pg_sys::Oid::INVALID,
             context: 0,
             read_only: unsafe { pg_sys::XactReadOnly },
+            was_reading: false,
         };
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
@@ -91,7 +100,7 @@ impl ReaderIdentity {
             );
             pg_sys::XactReadOnly = true;
         }
-        pinned::set_reading(true);
+        saved.was_reading = pinned::set_reading(true);
         saved
     }
 }
@@ -99,7 +108,7 @@ impl ReaderIdentity {
 impl Drop for ReaderIdentity {
     /// Becomes the caller again.
     fn drop(&mut self) {
-        pinned::set_reading(false);
+        pinned::set_reading(self.was_reading);
         unsafe {
             pg_sys::XactReadOnly = self.read_only;
             pg_sys::SetUserIdAndSecContext(self.user, self.context);
@@ -136,25 +145,27 @@ pub fn reader_problem(role: pg_sys::Oid) -> Result<Option<String>> {
         .map(|g| format!("'{g}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let row = one_row(&format!(
-        "SELECT r.rolname::pg_catalog.text, r.rolsuper::pg_catalog.text, r.rolbypassrls::pg_catalog.text,
-                (SELECT pg_catalog.string_agg(g, ', ' ORDER BY g) FROM pg_catalog.unnest(ARRAY[{groups}]) AS g
-                  WHERE pg_catalog.pg_has_role(r.oid, g::pg_catalog.name, 'MEMBER'))
-           FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) {}::pg_catalog.oid",
-        role.to_u32()
-    ))?;
-    let name = row[0].clone().unwrap_or_default();
-    Ok(if row[1].as_deref() == Some("true") {
-        Some(format!("role {} is a superuser", quoted(&name)))
-    } else if row[2].as_deref() == Some("true") {
-        Some(format!(
-            "role {} bypasses row-level security",
-            quoted(&name)
-        ))
+    let found: Option<pgrx::JsonB> = crate::catalog::first_value(
+        &format!(
+            "SELECT pg_catalog.jsonb_build_array(r.rolname, r.rolsuper, r.rolbypassrls,
+                    (SELECT pg_catalog.string_agg(g, ', ' ORDER BY g) FROM pg_catalog.unnest(ARRAY[{groups}]) AS g
+                      WHERE pg_catalog.pg_has_role(r.oid, g::pg_catalog.name, 'MEMBER')))
+               FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1"
+        ),
+        &[role.into()],
+    )?;
+    let Some(pgrx::JsonB(row)) = found else {
+        return Ok(Some(format!("role {} does not exist", role.to_u32())));
+    };
+    let name = quoted(row[0].as_str().unwrap_or_default());
+    Ok(if row[1].as_bool() == Some(true) {
+        Some(format!("role {name} is a superuser"))
+    } else if row[2].as_bool() == Some(true) {
+        Some(format!("role {name} bypasses row-level security"))
     } else {
         row[3]
-            .as_ref()
-            .map(|groups| format!("role {} is a member of {groups}", quoted(&name)))
+            .as_str()
+            .map(|groups| format!("role {name} is a member of {groups}"))
     })
 }
 

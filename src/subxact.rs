@@ -22,7 +22,7 @@ pub struct Caught {
 /// Runs `f` in a subtransaction; a Postgres error inside it is returned as [`Caught`].
 pub fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
     in_subtransaction(f, true).map_err(|e| {
-        let report = match &e {
+        let report = match e.as_ref() {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
             CaughtError::RustPanic { ereport, .. } => ereport,
         };
@@ -37,13 +37,13 @@ pub fn attempt<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
 /// Runs `f` in a subtransaction that is rolled back when `f` returns as when it fails; a
 /// Postgres error inside it is returned, to be raised again (`CaughtError::rethrow`) once the
 /// caller has cleaned up.
-pub fn rolled_back<T>(f: impl FnOnce() -> T) -> Result<T, CaughtError> {
+pub fn rolled_back<T>(f: impl FnOnce() -> T) -> Result<T, Box<CaughtError>> {
     in_subtransaction(f, false)
 }
 
 /// Runs `f` in a subtransaction, released on success when `keep`, rolled back otherwise. The
 /// caller's memory context and resource owner are current again afterwards.
-fn in_subtransaction<T>(f: impl FnOnce() -> T, keep: bool) -> Result<T, CaughtError> {
+fn in_subtransaction<T>(f: impl FnOnce() -> T, keep: bool) -> Result<T, Box<CaughtError>> {
     unsafe {
         let memory = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -66,7 +66,7 @@ fn in_subtransaction<T>(f: impl FnOnce() -> T, keep: bool) -> Result<T, CaughtEr
         .catch_others(|e| {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             restore();
-            Err(e)
+            Err(Box::new(e))
         })
         .execute()
     }

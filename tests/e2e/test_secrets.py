@@ -75,15 +75,22 @@ def leaks(text, key):
     return found
 
 
-def test_echoes_of_the_key_in_other_forms_are_redacted(db, fake):
-    """Qobra answering with the key upper-cased, URL-encoded (in a body and in a redirect's
-    Location) or base64-encoded: runs.error and the WARNINGs hold none of these forms."""
+def one_deal(db, fake):
+    """A registered table of one deal, its data table defined in the fake; pushes are never
+    skipped as unchanged. Returns the data table key."""
     db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
     db.rows("INSERT INTO deals VALUES (1, 'a')")
     key = db.register("deals")
     db.define_in_fake(fake, "deals")
-    db.rows("SET qobra_sync.max_retries = 0")
     db.rows("SET qobra_sync.skip_unchanged = off")
+    return key
+
+
+def test_echoes_of_the_key_in_other_forms_are_redacted(db, fake):
+    """Qobra answering with the key upper-cased, URL-encoded (in a body and in a redirect's
+    Location) or base64-encoded: runs.error and the WARNINGs hold none of these forms."""
+    key = one_deal(db, fake)
+    db.rows("SET qobra_sync.max_retries = 0")
     forms = key_forms(fake.api_key)
     faults = [{"status": 500, "body": f"your key {forms['upper']} is over quota"},
               {"status": 400, "body": f'{{"detail": "bad key {forms["url"]}"}}'},
@@ -126,11 +133,7 @@ def test_api_key_file_keeps_the_key_out_of_sql(cluster, db, fake, system):
     path.write_text(fake.api_key + "\n")
     shutil.chown(path, "postgres")
     path.chmod(0o600)
-    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
-    db.rows("INSERT INTO deals VALUES (1, 'a')")
-    key = db.register("deals")
-    db.define_in_fake(fake, "deals")
-    db.rows("SET qobra_sync.skip_unchanged = off")
+    key = one_deal(db, fake)
     try:
         system.set("qobra_sync.api_key_file", str(path))
         wait_for(lambda: db.value("SHOW qobra_sync.api_key_file") == str(path), what="the reload")
