@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 clusters for the regression, end-to-end and demo tiers.
+# Throwaway PostgreSQL clusters (of the major scripts/postgres.sh names) for the regression, end-to-end and demo tiers.
 # Source this file, then: cluster_start DIR PORT [extra postgresql.conf lines...]; cluster_stop DIR.
 # Clusters run as the unprivileged OS user $QS_PGUSER (default: postgres; Postgres refuses root),
 # listen on 127.0.0.1 only, keep their socket in DIR, and preload qobra_sync.
 
 QS_PGUSER=${QS_PGUSER:-postgres}
-PGBIN=/usr/lib/postgresql/15/bin
+source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
 
 # Runs a command as the cluster's OS user (directly when we already are that user).
 as_pguser() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo, from a fresh clone: installs what is missing (scripts/setup.sh), builds and installs
-# qobra_sync, starts a throwaway PostgreSQL 15 cluster (loopback only, qobra_sync preloaded,
+# qobra_sync, starts a throwaway PostgreSQL cluster (loopback only, qobra_sync preloaded,
 # database `sales`) and the fake Qobra, loads sample sales data (demo/sales.sql), then walks
 # through what a DBA and a Qobra admin do: a least-privileged reader, the destination, the column
 # mapping, the data table created in Qobra from the CSV template, the registration with a filter,
@@ -16,7 +16,7 @@ ROOT=$PWD
 source scripts/setup.sh
 source scripts/cluster.sh
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
 WORK=${QS_DEMO_DIR:-/tmp/qobra_sync-demo}
 PORT=${QS_DEMO_PORT:-54345}
 CLUSTER=$WORK/cluster
@@ -57,7 +57,7 @@ cargo pgrx install --pg-config "$PG_CONFIG" >"$WORK/install.log" 2>&1 || { tail 
 say "cargo build --release -p fake_qobra"
 cargo build -q --release -p fake_qobra
 
-section "Start PostgreSQL 15: loopback only, qobra_sync preloaded, database 'sales'"
+section "Start PostgreSQL $PG_MAJOR: loopback only, qobra_sync preloaded, database 'sales'"
 # A fresh data directory each run (cluster_start empties $CLUSTER first).
 cluster_start "$CLUSTER" "$PORT" "qobra_sync.database_name = 'sales'"
 cluster_psql "$CLUSTER" "$PORT" -q -c "CREATE DATABASE sales"

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing qobra_sync needs, and nothing that is already there:
-# Debian's PostgreSQL 15 with its server headers, clang (for pgrx's bindings), sudo, and
+# Debian's PostgreSQL (the major scripts/postgres.sh names) with its server headers, clang (for pgrx's bindings), sudo, and
 # cargo-pgrx 0.18.1 initialised against Debian's pg_config. Safe to run again.
 set -euo pipefail
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
 PGRX_VERSION=0.18.1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo; do
+for pkg in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,7 +24,7 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
 
-if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    echo "==> cargo pgrx init --pg15 $PG_CONFIG"
-    cargo pgrx init --pg15 "$PG_CONFIG"
+if ! grep -qs "$PGRX_PG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    echo "==> cargo pgrx init --$PGRX_PG $PG_CONFIG"
+    cargo pgrx init "--$PGRX_PG" "$PG_CONFIG"
 fi

@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source scripts/cluster.sh
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
 TIERS=${*:-unit pgrx regress e2e}
@@ -26,7 +25,7 @@ fi
 if wants pgrx; then
 echo "==> tier 2: cargo pgrx test (as the $QS_PGUSER OS user)"
 rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
-cargo pgrx test pg15 --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
+cargo pgrx test "$PGRX_PG" --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
 fi
 
 if wants regress || wants e2e; then
@@ -37,12 +36,15 @@ fi
 if wants regress; then
 echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
 # cargo pgrx regress drives pg_ctl, which refuses root; so we run the same pg_regress on the same
-# files against a cluster of our own. As a non-root user, `cargo pgrx regress pg15` runs these
+# files against a cluster of our own. As a non-root user, `cargo pgrx regress pg$PG_MAJOR` runs these
 # files too.
 
 echo "==> the extension's SQL names every operator and function with its schema"
 python3 tests/lint/qualified_sql.py --self-test
 python3 tests/lint/qualified_sql.py
+echo "==> the code imports only downward, with no import circle"
+python3 tests/lint/layers.py --self-test
+python3 tests/lint/layers.py
 
 echo "==> pgspot over the installed extension script"
 # pgspot (PyPI) flags unsafe SQL in extension scripts: unqualified references, search_path, …

@@ -210,7 +210,10 @@ mod tests {
             shown_url("https://u:p@api.qobra.co/v1?k=1#f"),
             "\"https://api.qobra.co/v1\" (credentials, query and fragment not shown)"
         );
-        assert_eq!(shown_url("https://api.qobra.co/"), "\"https://api.qobra.co\"");
+        assert_eq!(
+            shown_url("https://api.qobra.co/"),
+            "\"https://api.qobra.co\""
+        );
     }
 
     #[test]

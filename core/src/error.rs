@@ -31,6 +31,8 @@ pub enum SqlState {
     FeatureNotSupported,
     /// 55000 object_not_in_prerequisite_state: something must be set up first.
     ObjectNotInPrerequisiteState,
+    /// 55P03 lock_not_available: a push of the same source is already running.
+    LockNotAvailable,
     /// 22P02 invalid_text_representation: a value that does not parse.
     InvalidTextRepresentation,
     /// 58000 system_error: talking to the destination failed.
@@ -87,6 +89,19 @@ impl Error {
     /// A bug: something that should not happen whatever the input.
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(SqlState::Internal, message)
+    }
+
+    /// The error as one line, for `runs.error`: the message, then the detail in parentheses,
+    /// then the hint.
+    pub fn one_line(&self) -> String {
+        let mut text = self.message.clone();
+        if let Some(d) = &self.detail {
+            text.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = &self.hint {
+            text.push_str(&format!(" Hint: {h}"));
+        }
+        text
     }
 }
 

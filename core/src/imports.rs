@@ -104,6 +104,40 @@ impl ImportStatus {
                 .map(move |p| (table.data_table_key.as_deref(), p))
         })
     }
+
+    /// The rows a finished import rejected, as `run_errors` keeps them: (line number, row,
+    /// details) for each parsing error, and one row without line for a table whose import
+    /// failed without listing any.
+    pub fn error_rows(&self) -> Vec<(Option<u64>, Option<serde_json::Value>, String)> {
+        let mut rows: Vec<_> = self
+            .parsing_errors()
+            .map(|(_, p)| {
+                (
+                    p.line_number,
+                    p.row.clone(),
+                    p.details.clone().unwrap_or_else(|| "parsing error".into()),
+                )
+            })
+            .collect();
+        for t in &self.data_tables_details {
+            if let Some(err) = t
+                .error
+                .as_ref()
+                .filter(|e| e.parsing_error_details.is_empty())
+            {
+                rows.push((
+                    None,
+                    None,
+                    format!(
+                        "{}: {}",
+                        err.title.clone().unwrap_or_default(),
+                        err.description.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        rows
+    }
 }
 
 /// The body of `GET /v1/imports/{id}`: `{"data_import": {...}}`.

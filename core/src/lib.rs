@@ -21,6 +21,7 @@ pub mod push;
 pub mod registration;
 pub mod requirements;
 pub mod retry;
+pub mod runs;
 pub mod schedule;
 pub mod secret;
 pub mod types;

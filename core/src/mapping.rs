@@ -43,7 +43,78 @@ pub struct Source {
     pub columns: Vec<SourceColumn>,
 }
 
+/// What kind of relation a source is, from `pg_class.relkind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelKind {
+    Table,
+    PartitionedTable,
+    View,
+    MaterializedView,
+    Sequence,
+    Index,
+    CompositeType,
+    Toast,
+    ForeignTable,
+    Other,
+}
+
+impl RelKind {
+    /// The kind behind a `relkind` letter.
+    pub fn from_relkind(relkind: &str) -> RelKind {
+        match relkind {
+            "r" => RelKind::Table,
+            "p" => RelKind::PartitionedTable,
+            "v" => RelKind::View,
+            "m" => RelKind::MaterializedView,
+            "S" => RelKind::Sequence,
+            "i" | "I" => RelKind::Index,
+            "c" => RelKind::CompositeType,
+            "t" => RelKind::Toast,
+            "f" => RelKind::ForeignTable,
+            _ => RelKind::Other,
+        }
+    }
+
+    /// Whether a relation of this kind can be registered.
+    pub fn can_be_source(self) -> bool {
+        matches!(
+            self,
+            RelKind::Table | RelKind::PartitionedTable | RelKind::View | RelKind::MaterializedView
+        )
+    }
+
+    /// The kind in words, as `validate()` names a source ("table", "view"…).
+    pub fn name(self) -> &'static str {
+        match self {
+            RelKind::Table => "table",
+            RelKind::PartitionedTable => "partitioned table",
+            RelKind::View => "view",
+            RelKind::MaterializedView => "materialized view",
+            RelKind::Sequence => "sequence",
+            RelKind::Index => "index",
+            RelKind::CompositeType => "composite type",
+            RelKind::Toast => "TOAST table",
+            RelKind::ForeignTable => "foreign table",
+            RelKind::Other => "relation",
+        }
+    }
+
+    /// The kind with its article, as an error names what a relation is ("a sequence"…).
+    pub fn with_article(self) -> String {
+        match self {
+            RelKind::Other => "not a table".to_owned(),
+            RelKind::Index => "an index".to_owned(),
+            kind => format!("a {}", kind.name()),
+        }
+    }
+}
+
 impl Source {
+    /// The source's relation kind.
+    pub fn kind(&self) -> RelKind {
+        RelKind::from_relkind(&self.relkind)
+    }
+
     /// The column called `name`, if there is one.
     pub fn column(&self, name: &str) -> Option<&SourceColumn> {
         self.columns.iter().find(|c| c.name == name)
@@ -124,6 +195,48 @@ pub struct ColumnOptions {
     pub exclude_columns: Vec<String>,
 }
 
+/// Column options a call gives (`register_table`, `alter_table`, the inspection functions);
+/// None keeps the value of the options they apply to: the registration's, or the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnChanges {
+    pub id_column: Option<String>,
+    pub name_column: Option<String>,
+    pub user_columns: Option<Vec<String>>,
+    pub user_key: Option<String>,
+    pub column_types: Option<serde_json::Value>,
+    pub field_keys: Option<serde_json::Value>,
+    pub exclude_columns: Option<Vec<String>>,
+}
+
+impl ColumnChanges {
+    /// `base` with these changes, each parsed and checked in itself (the mapping checks them
+    /// against the source).
+    pub fn apply(self, mut base: ColumnOptions) -> Result<ColumnOptions> {
+        if self.id_column.is_some() {
+            base.id_column = self.id_column;
+        }
+        if self.name_column.is_some() {
+            base.name_column = self.name_column;
+        }
+        if let Some(v) = self.user_columns {
+            base.user_columns = v;
+        }
+        if let Some(v) = self.user_key {
+            base.user_key = UserKey::parse(&v)?;
+        }
+        if let Some(v) = self.column_types {
+            base.column_types = string_map("column_types", &v)?;
+        }
+        if let Some(v) = self.field_keys {
+            base.field_keys = string_map("field_keys", &v)?;
+        }
+        if let Some(v) = self.exclude_columns {
+            base.exclude_columns = v;
+        }
+        Ok(base)
+    }
+}
+
 /// The part a synced column plays in a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -147,7 +260,7 @@ pub struct ColumnMapping {
     pub field_key: Option<String>,
     pub synced: bool,
     pub role: Role,
-    pub note: Option<String>,
+    pub note: Option<Note>,
 }
 
 /// Parses a JSON value that must be an object whose values are all strings.
@@ -238,183 +351,291 @@ fn parse_overrides(column_types: &BTreeMap<String, String>) -> Result<BTreeMap<&
         .collect()
 }
 
-/// Decides what happens to one column.
+/// What `column_mapping()` says of a column beyond its types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Listed in `exclude_columns`.
+    Excluded,
+    /// Of a type qobra_sync cannot send (its name as Postgres formats it).
+    Unsupported(String),
+    /// The record's id or name, sent as text.
+    Record(Role),
+    /// A user column, its values read as `user_key` says.
+    User(UserKey),
+    /// Its Qobra type comes from `column_types`.
+    TypeSet,
+}
+
+impl std::fmt::Display for Note {
+    /// The note's text in `column_mapping()`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Excluded => f.write_str("excluded"),
+            Note::Unsupported(type_name) => write!(
+                f,
+                "type {type_name} is not supported: not synced (add it to exclude_columns, or cast it in a view)"
+            ),
+            Note::Record(role) => write!(f, "record {} (sent as text)", role.what()),
+            Note::User(key) => write!(f, "user ({})", key.as_str()),
+            Note::TypeSet => f.write_str("type set in column_types"),
+        }
+    }
+}
+
+impl Role {
+    /// The role's name in messages: "id", "name" or "field".
+    pub fn what(self) -> &'static str {
+        match self {
+            Role::Id => "id",
+            Role::Name => "name",
+            Role::Field => "field",
+        }
+    }
+}
+
+/// What the options say of one column.
+struct Asked<'a> {
+    name: &'a str,
+    role: Role,
+    excluded: bool,
+    is_user: bool,
+    /// Its type in `column_types`, if any.
+    override_type: Option<QobraType>,
+    /// Whether it has a key in `field_keys`.
+    keyed: bool,
+}
+
+impl<'a> Asked<'a> {
+    /// Reads what `options` say of `column`.
+    fn of(
+        column: &'a SourceColumn,
+        options: &ColumnOptions,
+        overrides: &BTreeMap<&str, QobraType>,
+    ) -> Asked<'a> {
+        let name = column.name.as_str();
+        let role = if options.id_column.as_deref() == Some(name) {
+            Role::Id
+        } else if options.name_column.as_deref() == Some(name) {
+            Role::Name
+        } else {
+            Role::Field
+        };
+        Asked {
+            name,
+            role,
+            excluded: options.exclude_columns.iter().any(|c| c == name),
+            is_user: options.user_columns.iter().any(|c| c == name),
+            override_type: overrides.get(name).copied(),
+            keyed: options.field_keys.contains_key(name),
+        }
+    }
+}
+
+/// Decides what happens to one column: excluded, not synced (unsupported type), or synced as
+/// the record's id or name or as a field, with its Qobra type and field key.
 fn map_column(
     column: &SourceColumn,
     options: &ColumnOptions,
     overrides: &BTreeMap<&str, QobraType>,
     relation: &str,
 ) -> Result<ColumnMapping> {
-    let name = column.name.as_str();
+    let asked = Asked::of(column, options, overrides);
     let kind = column.pg_type();
-    let role = if options.id_column.as_deref() == Some(name) {
-        Role::Id
-    } else if options.name_column.as_deref() == Some(name) {
-        Role::Name
-    } else {
-        Role::Field
-    };
-    let excluded = options.exclude_columns.iter().any(|c| c == name);
-    let is_user = options.user_columns.iter().any(|c| c == name);
-    let field_key = options
-        .field_keys
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| name.to_owned());
     let mut row = ColumnMapping {
-        column_name: name.to_owned(),
+        column_name: asked.name.to_owned(),
         pg_type: column.type_name.clone(),
         kind,
         qobra_type: None,
         allowed_types: kind.map(|k| k.allowed().to_vec()).unwrap_or_default(),
         field_key: None,
         synced: false,
-        role,
+        role: asked.role,
         note: None,
     };
-    let column_error = |state, message: String| {
+    let fail = |state, message: String| {
         Error::new(state, message).detail(format!(
             "Column {} of relation {} is of type {}.",
-            quoted(name),
+            quoted(asked.name),
             relation,
             column.type_name
         ))
     };
-
-    if excluded {
-        if role != Role::Field {
-            let what = if role == Role::Id { "id" } else { "name" };
-            return Err(column_error(
-                SqlState::InvalidParameterValue,
-                format!("the {what} column {} cannot be excluded", quoted(name)),
-            )
-            .hint(format!("Remove {} from exclude_columns.", quoted(name))));
-        }
-        if is_user || overrides.contains_key(name) || options.field_keys.contains_key(name) {
-            return Err(column_error(
-                SqlState::InvalidParameterValue,
-                format!("column {} is excluded but also configured", quoted(name)),
-            )
-            .hint("Remove it from exclude_columns, or from user_columns, column_types and field_keys."));
-        }
-        row.note = Some("excluded".into());
+    if asked.excluded {
+        check_excludable(&asked, &fail)?;
+        row.note = Some(Note::Excluded);
         return Ok(row);
     }
-
     let Some(kind) = kind else {
-        if role != Role::Field || is_user || overrides.contains_key(name) {
-            return Err(column_error(
+        if asked.role != Role::Field || asked.is_user || asked.override_type.is_some() {
+            return Err(fail(
                 SqlState::DatatypeMismatch,
                 format!(
                     "column {} has type {}, which qobra_sync cannot send",
-                    quoted(name),
+                    quoted(asked.name),
                     column.type_name
                 ),
             )
-            .hint(unsupported_hint(name, role)));
+            .hint(unsupported_hint(asked.name, asked.role)));
         }
-        row.note = Some(format!(
-            "type {} is not supported: not synced (add it to exclude_columns, or cast it in a view)",
-            column.type_name
-        ));
+        row.note = Some(Note::Unsupported(column.type_name.clone()));
         return Ok(row);
     };
-
-    match role {
+    match asked.role {
         Role::Id | Role::Name => {
-            let what = if role == Role::Id { "id" } else { "name" };
-            if role == Role::Id && !kind.can_identify() {
-                return Err(column_error(
-                    SqlState::DatatypeMismatch,
-                    format!("column {} cannot be the id column", quoted(name)),
-                )
-                .hint("The id column must be of a text, integer, numeric or bit type."));
-            }
-            if is_user {
-                return Err(column_error(
-                    SqlState::InvalidParameterValue,
-                    format!(
-                        "the {what} column {} cannot also be a user column",
-                        quoted(name)
-                    ),
-                )
-                .hint(format!("Remove {} from user_columns.", quoted(name))));
-            }
-            if let Some(t) = overrides.get(name) {
-                if *t != QobraType::String {
-                    return Err(column_error(
-                        SqlState::InvalidParameterValue,
-                        format!("the {what} column {} cannot be sent as {t}", quoted(name)),
-                    )
-                    .hint(format!(
-                        "The {what} field is always sent as text; remove {} from column_types.",
-                        quoted(name)
-                    )));
-                }
-            }
+            check_record_column(&asked, kind, &fail)?;
             row.qobra_type = Some(QobraType::String);
             row.allowed_types = vec![QobraType::String];
-            row.note = Some(format!("record {what} (sent as text)"));
+            row.note = Some(Note::Record(asked.role));
         }
         Role::Field => {
-            let chosen = if is_user {
-                if let Some(t) = overrides.get(name).filter(|t| **t != QobraType::User) {
-                    return Err(column_error(
-                        SqlState::InvalidParameterValue,
-                        format!(
-                            "column {} is a user column but column_types says {t}",
-                            quoted(name)
-                        ),
-                    )
-                    .hint("Remove it from user_columns or from column_types."));
-                }
-                QobraType::User
-            } else {
-                overrides
-                    .get(name)
-                    .copied()
-                    .unwrap_or(kind.default_qobra_type())
-            };
-            if !kind.allowed().contains(&chosen) {
-                return Err(column_error(
-                    SqlState::DatatypeMismatch,
-                    format!("column {} cannot be sent as {chosen}", quoted(name)),
-                )
-                .hint(format!(
-                    "Allowed Qobra types for {}: {}.",
-                    column.type_name,
-                    join(kind.allowed())
-                )));
-            }
-            if chosen == QobraType::User
-                && options.user_key == UserKey::Email
-                && !matches!(
-                    kind,
-                    PgType::Text | PgType::Character | PgType::CharacterVarying
-                )
-            {
-                return Err(column_error(
-                    SqlState::DatatypeMismatch,
-                    format!("user column {} holds numbers, which cannot be emails", quoted(name)),
-                )
-                .hint("Use user_key => 'id' when user values are identifiers, or a text column of emails."));
-            }
+            let chosen = field_type(&asked, kind, column, options.user_key, &fail)?;
             row.qobra_type = Some(chosen);
-            if is_user {
-                row.note = Some(format!("user ({})", options.user_key.as_str()));
-            } else if overrides.contains_key(name) {
-                row.note = Some("type set in column_types".into());
-            }
+            row.note = if asked.is_user {
+                Some(Note::User(options.user_key))
+            } else {
+                asked.override_type.map(|_| Note::TypeSet)
+            };
         }
     }
     row.synced = true;
-    row.field_key = Some(field_key);
+    row.field_key = Some(
+        options
+            .field_keys
+            .get(asked.name)
+            .cloned()
+            .unwrap_or_else(|| asked.name.to_owned()),
+    );
     Ok(row)
+}
+
+/// An error about a column, with the DETAIL that names it, its relation and its type.
+type ColumnError<'f> = &'f dyn Fn(SqlState, String) -> Error;
+
+/// Refuses to exclude the id or name column, or a column the options also configure.
+fn check_excludable(asked: &Asked<'_>, fail: ColumnError<'_>) -> Result<()> {
+    if asked.role != Role::Field {
+        return Err(fail(
+            SqlState::InvalidParameterValue,
+            format!(
+                "the {} column {} cannot be excluded",
+                asked.role.what(),
+                quoted(asked.name)
+            ),
+        )
+        .hint(format!(
+            "Remove {} from exclude_columns.",
+            quoted(asked.name)
+        )));
+    }
+    if asked.is_user || asked.override_type.is_some() || asked.keyed {
+        return Err(fail(
+            SqlState::InvalidParameterValue,
+            format!(
+                "column {} is excluded but also configured",
+                quoted(asked.name)
+            ),
+        )
+        .hint(
+            "Remove it from exclude_columns, or from user_columns, column_types and field_keys.",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the id or name column: the id of a type that can identify a record, neither a user
+/// column, nor given another Qobra type than string.
+fn check_record_column(asked: &Asked<'_>, kind: PgType, fail: ColumnError<'_>) -> Result<()> {
+    let what = asked.role.what();
+    if asked.role == Role::Id && !kind.can_identify() {
+        return Err(fail(
+            SqlState::DatatypeMismatch,
+            format!("column {} cannot be the id column", quoted(asked.name)),
+        )
+        .hint(format!(
+            "The id column must be of a {} type.",
+            crate::types::identifying_kinds()
+        )));
+    }
+    if asked.is_user {
+        return Err(fail(
+            SqlState::InvalidParameterValue,
+            format!(
+                "the {what} column {} cannot also be a user column",
+                quoted(asked.name)
+            ),
+        )
+        .hint(format!("Remove {} from user_columns.", quoted(asked.name))));
+    }
+    match asked.override_type {
+        Some(t) if t != QobraType::String => Err(fail(
+            SqlState::InvalidParameterValue,
+            format!(
+                "the {what} column {} cannot be sent as {t}",
+                quoted(asked.name)
+            ),
+        )
+        .hint(format!(
+            "The {what} field is always sent as text; remove {} from column_types.",
+            quoted(asked.name)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The Qobra type of a field column: user for a user column, else the override or the type's
+/// default; refused when outside the types its Postgres type allows, or a number asked to be an
+/// email.
+fn field_type(
+    asked: &Asked<'_>,
+    kind: PgType,
+    column: &SourceColumn,
+    user_key: UserKey,
+    fail: ColumnError<'_>,
+) -> Result<QobraType> {
+    let chosen = if asked.is_user {
+        if let Some(t) = asked.override_type.filter(|t| *t != QobraType::User) {
+            return Err(fail(
+                SqlState::InvalidParameterValue,
+                format!(
+                    "column {} is a user column but column_types says {t}",
+                    quoted(asked.name)
+                ),
+            )
+            .hint("Remove it from user_columns or from column_types."));
+        }
+        QobraType::User
+    } else {
+        asked.override_type.unwrap_or(kind.default_qobra_type())
+    };
+    if !kind.allowed().contains(&chosen) {
+        return Err(fail(
+            SqlState::DatatypeMismatch,
+            format!("column {} cannot be sent as {chosen}", quoted(asked.name)),
+        )
+        .hint(format!(
+            "Allowed Qobra types for {}: {}.",
+            column.type_name,
+            join(kind.allowed())
+        )));
+    }
+    if chosen == QobraType::User && user_key == UserKey::Email && !kind.is_text() {
+        return Err(fail(
+            SqlState::DatatypeMismatch,
+            format!(
+                "user column {} holds numbers, which cannot be emails",
+                quoted(asked.name)
+            ),
+        )
+        .hint(
+            "Use user_key => 'id' when user values are identifiers, or a text column of emails.",
+        ));
+    }
+    Ok(chosen)
 }
 
 /// The hint for a column of an unsupported type asked to play a part.
 fn unsupported_hint(name: &str, role: Role) -> String {
-    let types = "text, character, character varying, date, timestamp, timestamptz, integer, smallint, bigint, double precision, numeric, real, money, boolean, bit, bit varying";
+    let types = crate::types::supported_type_names();
     match role {
         Role::Id | Role::Name => format!(
             "Supported types are {types}. Register a view that casts {} to one of them.",
@@ -516,8 +737,9 @@ pub(crate) mod tests {
         assert!(!uuid.synced && uuid.qobra_type.is_none() && uuid.field_key.is_none());
         assert!(uuid
             .note
-            .as_deref()
+            .as_ref()
             .unwrap()
+            .to_string()
             .contains("uuid is not supported"));
     }
 
@@ -629,7 +851,7 @@ pub(crate) mod tests {
         let mut opts = options();
         opts.exclude_columns = vec!["fee".into(), "ref".into()];
         let rows = map_columns(&deals(), &opts).unwrap();
-        assert_eq!(row(&rows, "fee").note.as_deref(), Some("excluded"));
+        assert_eq!(row(&rows, "fee").note, Some(Note::Excluded));
         assert!(!row(&rows, "fee").synced);
         opts.exclude_columns = vec!["id".into()];
         assert!(map_columns(&deals(), &opts)

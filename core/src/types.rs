@@ -120,21 +120,122 @@ impl PgType {
         self.allowed()[0]
     }
 
-    /// Whether values of this type can identify a record (the id column).
+    /// The type's name as SQL writes it.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            PgType::Text => "text",
+            PgType::Character => "character",
+            PgType::CharacterVarying => "character varying",
+            PgType::Date => "date",
+            PgType::Timestamp => "timestamp",
+            PgType::Timestamptz => "timestamptz",
+            PgType::Integer => "integer",
+            PgType::Smallint => "smallint",
+            PgType::Bigint => "bigint",
+            PgType::DoublePrecision => "double precision",
+            PgType::Numeric => "numeric",
+            PgType::Real => "real",
+            PgType::Money => "money",
+            PgType::Boolean => "boolean",
+            PgType::Bit => "bit",
+            PgType::BitVarying => "bit varying",
+        }
+    }
+
+    /// The kind of values the type holds.
+    pub fn family(self) -> Family {
+        match self {
+            PgType::Text | PgType::Character | PgType::CharacterVarying => Family::Text,
+            PgType::Date | PgType::Timestamp | PgType::Timestamptz => Family::DateTime,
+            PgType::Integer | PgType::Smallint | PgType::Bigint => Family::Integer,
+            PgType::Numeric => Family::Numeric,
+            PgType::DoublePrecision | PgType::Real => Family::Float,
+            PgType::Money => Family::Money,
+            PgType::Boolean => Family::Boolean,
+            PgType::Bit | PgType::BitVarying => Family::Bit,
+        }
+    }
+
+    /// Whether values of this type can identify a record (the id column): exact values only.
     pub fn can_identify(self) -> bool {
+        self.family().identifies()
+    }
+
+    /// Whether the type holds text (user emails must).
+    pub fn is_text(self) -> bool {
+        self.family() == Family::Text
+    }
+}
+
+/// The kinds of values of the supported types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Text,
+    DateTime,
+    Integer,
+    Numeric,
+    Float,
+    Money,
+    Boolean,
+    Bit,
+}
+
+impl Family {
+    /// Every family, in the order of the mapping table.
+    pub const ALL: [Family; 8] = [
+        Family::Text,
+        Family::DateTime,
+        Family::Integer,
+        Family::Numeric,
+        Family::Float,
+        Family::Money,
+        Family::Boolean,
+        Family::Bit,
+    ];
+
+    /// The family's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Text => "text",
+            Family::DateTime => "date/time",
+            Family::Integer => "integer",
+            Family::Numeric => "numeric",
+            Family::Float => "floating-point",
+            Family::Money => "money",
+            Family::Boolean => "boolean",
+            Family::Bit => "bit",
+        }
+    }
+
+    /// Whether its values are exact enough to identify a record.
+    pub fn identifies(self) -> bool {
         matches!(
             self,
-            PgType::Text
-                | PgType::Character
-                | PgType::CharacterVarying
-                | PgType::Integer
-                | PgType::Smallint
-                | PgType::Bigint
-                | PgType::Numeric
-                | PgType::Bit
-                | PgType::BitVarying
+            Family::Text | Family::Integer | Family::Numeric | Family::Bit
         )
     }
+}
+
+/// The families whose types can be the id column, for messages: "text, integer, numeric or bit".
+pub fn identifying_kinds() -> String {
+    let names: Vec<&str> = Family::ALL
+        .iter()
+        .filter(|f| f.identifies())
+        .map(|f| f.name())
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// Every supported type's SQL name, in the order of the mapping table, for messages.
+pub fn supported_type_names() -> String {
+    PgType::ALL
+        .iter()
+        .map(|t| t.sql_name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A Qobra field type, as chosen when the data table is created in Qobra.
@@ -255,6 +356,21 @@ mod tests {
             assert_eq!(t.allowed(), allowed, "{t:?}");
             assert_eq!(t.default_qobra_type(), allowed[0]);
         }
+    }
+
+    #[test]
+    fn type_lists_in_messages_come_from_the_enum() {
+        assert_eq!(identifying_kinds(), "text, integer, numeric or bit");
+        assert_eq!(
+            supported_type_names(),
+            "text, character, character varying, date, timestamp, timestamptz, integer, smallint, bigint, double precision, numeric, real, money, boolean, bit, bit varying"
+        );
+        let identifying: Vec<PgType> = PgType::ALL
+            .into_iter()
+            .filter(|t| t.can_identify())
+            .collect();
+        assert!(!identifying.contains(&PgType::DoublePrecision));
+        assert!(identifying.contains(&PgType::BitVarying));
     }
 
     #[test]

@@ -275,6 +275,20 @@ impl RecordEncoder {
         self.fields.iter().map(|f| f.field_key.as_str()).collect()
     }
 
+    /// A row's values as they were read, by column (text, or null), as `run_errors` keeps a
+    /// rejected row.
+    pub fn row_json(&self, values: &[Option<&str>]) -> serde_json::Value {
+        self.fields
+            .iter()
+            .zip(values)
+            .map(|(f, v)| {
+                let value = v.map_or(serde_json::Value::Null, |s| s.to_owned().into());
+                (f.column.clone(), value)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
     /// One CSV row for `values`, or the reason the row would be rejected.
     pub fn csv_row(&self, values: &[Option<&str>]) -> Result<Vec<String>, Rejection> {
         self.fields

@@ -1,9 +1,11 @@
-//! The deadline of the run in progress in this backend (`qobra_sync.run_timeout_ms`).
+//! When a push must stop: the deadline of the run in progress in this backend
+//! (`qobra_sync.run_timeout_ms`), and a cancel or termination asked of it.
 //!
-//! Set when a run starts and cleared when it ends, it bounds both sides of a push: every read of
-//! the snapshot (as a statement timeout on each fetch, see `reader`) and every wait for Qobra
-//! (the push's interrupt check).
+//! The deadline is set when a run starts and cleared when it ends. It bounds both sides of a
+//! push: every read of the snapshot (as a statement timeout on each fetch, see `cursor`) and
+//! every wait for Qobra ([`must_stop`], polled while waiting).
 
+use pgrx::pg_sys;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
@@ -39,5 +41,19 @@ impl Drop for Deadline {
     /// Clears the deadline.
     fn drop(&mut self) {
         DEADLINE.with(|d| d.set(None));
+    }
+}
+
+/// Whether a push must stop now: a cancel or termination is pending for this backend, or the
+/// run is past its deadline.
+pub fn must_stop() -> bool {
+    cancel_pending() || Deadline::passed()
+}
+
+/// Whether Postgres has a cancel or termination request pending for this backend.
+pub fn cancel_pending() -> bool {
+    unsafe {
+        pg_sys::InterruptPending != 0
+            && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
     }
 }

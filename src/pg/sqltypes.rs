@@ -140,7 +140,7 @@ impl FromDatum for NameArray {
             let mut out = Vec::with_capacity(n as usize);
             for i in 0..n as usize {
                 if *nulls.add(i) {
-                    crate::error::raise(qobra_sync_core::Error::new(
+                    crate::pg::error::raise(qobra_sync_core::Error::new(
                         qobra_sync_core::SqlState::NullValueNotAllowed,
                         "a column list must not contain NULL",
                     ));
@@ -179,3 +179,24 @@ impl IntoDatum for NameArray {
 }
 
 abi_via_datum!(NameArray);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::pg::sqltypes::{Name, NameArray};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn name_types_round_trip_through_postgres() {
+        let n = Spi::get_one_with_args::<Name>("SELECT $1::text::name", &["owner_email".into()])
+            .unwrap();
+        assert_eq!(n, Some(Name("owner_email".into())));
+        let arr = Spi::get_one::<NameArray>("SELECT '{a,\"b c\"}'::name[]").unwrap();
+        assert_eq!(arr, Some(NameArray(vec!["a".into(), "b c".into()])));
+        let back =
+            Spi::get_one_with_args::<String>("SELECT $1::text", &[Name("x".repeat(80)).into()])
+                .unwrap()
+                .unwrap();
+        assert_eq!(back.len(), 63, "names are cut at NAMEDATALEN - 1");
+    }
+}

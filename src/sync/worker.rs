@@ -10,14 +10,19 @@
 //! delays the other tables by that much at most. SIGTERM ends the worker at once, even in the
 //! middle of an HTTP request (the push polls for interrupts every 100 ms).
 
-use crate::catalog::{execute, first_value};
-use crate::error::{Error, Result};
-use crate::gucs;
-use crate::locks::Holding;
-use crate::push::{self, Trigger};
-use crate::sqltypes::RegClass;
+use crate::pg::activity::activity;
+use crate::pg::catalog;
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::gucs;
+use crate::pg::locks::{self, Holding};
+use crate::pg::shared;
+use crate::pg::spi::{execute, first_value};
+use crate::pg::sqltypes::RegClass;
+use crate::registry;
+use crate::sync::{imports, orphans, push, runs};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
+use qobra_sync_core::runs::Trigger;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
@@ -52,14 +57,14 @@ unsafe extern "C-unwind" {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    unsafe { pg_sys::pqsignal(15, Some(postgres_die)) };
+    unsafe { pg_sys::pqsignal(libc::SIGTERM, Some(postgres_die)) };
     let database = gucs::text(&gucs::DATABASE_NAME);
     // The previous worker died connecting: rather than dying every second, wait for the database.
-    if crate::shared::set_connecting(true) {
+    if shared::set_connecting(true) {
         wait_for_database(&database);
     }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    crate::shared::set_connecting(false);
+    shared::set_connecting(false);
     // Every statement pins its own search_path (see `pinned`); the worker's session does too.
     unsafe {
         pg_sys::SetConfigOption(
@@ -69,7 +74,7 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         );
     }
-    crate::shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
+    shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
     let mut state = State {
         started: false,
         last_purge: None,
@@ -105,7 +110,7 @@ fn wait_for_database(name: &str) -> ! {
             pgrx::log!(
                 "qobra_sync worker: database \"{name}\" exists; restarting to connect to it"
             );
-            crate::shared::set_connecting(false);
+            shared::set_connecting(false);
             unsafe { pg_sys::proc_exit(1) };
         }
         BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
@@ -143,11 +148,11 @@ fn tick(state: &mut State) -> Option<Duration> {
             return Ok(false);
         }
         if !state.started {
-            mark_interrupted()?;
+            runs::mark_interrupted()?;
             state.started = true;
         }
         if state.last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-            purge()?;
+            runs::purge()?;
             state.last_purge = Some(Instant::now());
         }
         Ok(true)
@@ -164,7 +169,7 @@ fn tick(state: &mut State) -> Option<Duration> {
             pg_sys::BackendState::STATE_RUNNING,
             "checking Qobra imports",
         );
-        in_transaction(|| push::poll_imports().map(|_| ()));
+        in_transaction(|| imports::poll_imports().map(|_| ()));
         state.last_poll = Some(Instant::now());
     }
     match in_transaction(next_due).flatten() {
@@ -208,52 +213,19 @@ fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
     }
 }
 
-/// Shows what the worker does in `pg_stat_activity`.
-pub fn activity(state: pg_sys::BackendState::Type, what: &str) {
-    let text = CString::new(what).unwrap_or_default();
-    unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
-}
-
-/// Marks runs left `running` by a previous life of the worker (or a crashed server) as
-/// interrupted. Runs of live sessions are never seen: they are not committed.
-fn mark_interrupted() -> Result<()> {
-    execute(
-        "UPDATE qobra_sync.runs SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(),
-                    error = 'the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again',
-                    possibly_partial = true
-              WHERE status OPERATOR(pg_catalog.=) 'running'",
-        &[],
-    )
-}
-
 /// Records the runs of sessions whose transaction rolled back their row (see `orphans`), each
 /// in its own transaction, and frees their slots.
 fn record_orphans() {
-    for (i, slot) in crate::shared::orphans() {
-        let row = crate::orphans::row(&slot, chrono::Utc::now());
-        in_transaction(|| {
-            execute(
-                "INSERT INTO qobra_sync.runs
-                 SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::qobra_sync.runs, $1) r
-                  WHERE NOT EXISTS (SELECT 1 FROM qobra_sync.runs x WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id)",
-                &[pgrx::JsonB(row).into()],
-            )
-        });
-        crate::shared::free(i, slot.run_id);
+    for (i, slot) in shared::orphans() {
+        let row = orphans::row(&slot, chrono::Utc::now());
+        in_transaction(|| runs::record_orphan(row));
+        shared::free(i, slot.run_id);
     }
-}
-
-/// Deletes run history older than `qobra_sync.history_days`.
-fn purge() -> Result<()> {
-    execute(
-        "DELETE FROM qobra_sync.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
-        &[gucs::HISTORY_DAYS.get().into()],
-    )
 }
 
 /// The registration to push now, if any: requests first, then the most overdue schedule.
 fn next_due() -> Result<Option<Due>> {
-    let busy = crate::locks::push_lock_held_sql("source");
+    let busy = locks::push_lock_held_sql("source");
     let row: Option<pgrx::JsonB> = first_value(
         &format!("SELECT pg_catalog.jsonb_build_array(source::pg_catalog.oid::pg_catalog.int8,
                     requested_at IS NOT NULL, pg_catalog.to_char(COALESCE(requested_at, next_run_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
@@ -307,48 +279,56 @@ fn sleep_time() -> Result<Duration> {
 
 /// Pushes one due registration: start (committed), execute, and schedule its next run.
 fn run(due: Due) {
-    let name = in_transaction(|| crate::catalog::describe(due.source).map(|s| s.name))
+    let name = in_transaction(|| catalog::describe(due.source).map(|s| s.name))
         .unwrap_or_else(|| due.source.to_u32().to_string());
     activity(
         pg_sys::BackendState::STATE_RUNNING,
         &format!("pushing {name}"),
     );
     let run_started = chrono::Utc::now();
-    let started = in_transaction(
-        || match push::start(due.source, due.trigger, Holding::Session) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.message.contains("already running") => Ok(None),
-            Err(e) => {
-                record_refused(due.source, due.trigger, &e)?;
-                Ok(None)
-            }
-        },
-    );
-    let mut busy = false;
-    match started.flatten() {
-        Some(s) => {
-            let run_id = s.run_id;
-            if in_transaction(|| push::execute(s, false)).is_none() {
-                in_transaction(|| {
-                    push::fail(run_id, "the run stopped on an error; see the server log")
-                });
-            }
+    let started = in_transaction(|| start(&due));
+    let busy = matches!(started, Some(Start::Busy));
+    if let Some(Start::Started(s)) = started {
+        let run_id = s.run_id;
+        if in_transaction(|| push::execute(*s, false)).is_none() {
+            in_transaction(|| {
+                runs::fail(run_id, "the run stopped on an error; see the server log")
+            });
         }
-        None => busy = true,
     }
     // Whatever happened after the lock was taken (an error included), it is let go here.
     push::unlock(due.source);
     in_transaction(|| reschedule(&due, run_started, busy));
 }
 
-/// Records a run that could not even start (source dropped or renamed, no destination…).
-fn record_refused(source: pg_sys::Oid, trigger: Trigger, e: &Error) -> Result<()> {
-    let reg = crate::registry::require(source)?;
-    execute(
-        "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
-             VALUES ($1, $2, $3, $4, 'failed', pg_catalog.clock_timestamp(), $5)",
-        &[RegClass(source).into(), reg.source_name.as_str().into(), reg.data_table_key.as_str().into(), trigger.as_str().into(), e.message.as_str().into()],
-    )
+/// How starting a due registration went.
+enum Start {
+    /// The run is recorded as running and holds the push lock.
+    Started(Box<push::Started>),
+    /// Another session is pushing the source: look again soon.
+    Busy,
+    /// The run could not start (source dropped or renamed, no destination…): recorded as
+    /// failed with the reason.
+    Refused,
+}
+
+/// Starts the push of a due registration, telling a busy source from a refused run.
+fn start(due: &Due) -> Result<Start> {
+    match push::start(due.source, due.trigger, Holding::Session) {
+        Ok(s) => Ok(Start::Started(Box::new(s))),
+        Err(e) if e.state == SqlState::LockNotAvailable => Ok(Start::Busy),
+        Err(e) => {
+            let reg = registry::require(due.source)?;
+            runs::refused(
+                due.source,
+                &reg.source_name,
+                &reg.data_table_key,
+                due.trigger,
+                &e,
+            )?;
+            Ok(Start::Refused)
+        }
+    }
 }
 
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
@@ -360,7 +340,7 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
         "SELECT 1 FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1 FOR UPDATE",
         &[RegClass(due.source).into()],
     )?;
-    let Some(reg) = crate::registry::load(due.source)? else {
+    let Some(reg) = registry::load(due.source)? else {
         return Ok(());
     };
     let now = chrono::Utc::now();

@@ -47,6 +47,7 @@ pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 /// Registers every setting; `database_name` is postmaster-level only when preloaded.
+// One call per setting, in the order of the README's table: long, but flat.
 pub fn register(preloaded: bool) {
     let db_context = if preloaded {
         GucContext::Postmaster

@@ -1,48 +1,15 @@
 //! The catalog side: describing a source relation and checking that it can be one.
 
-use crate::error::{spi, Error, Result, SqlState};
-use crate::pinned::pinned;
-use crate::sqltypes::RegClass;
-use pgrx::datum::DatumWithOid;
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::spi::first_value;
+use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::Source;
+use qobra_sync_core::mapping::{RelKind, Source};
 
 /// The query that describes a relation as one jsonb (see the file for its shape).
-const DESCRIBE_SOURCE: &str = include_str!("../sql/describe_source.sql");
-
-/// The first column of the first row of a read-only query, or None when there is no row. Runs
-/// under the pinned settings, like every statement of the extension.
-pub fn first_value<T: FromDatum + IntoDatum>(
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> Result<Option<T>> {
-    pinned(|| {
-        Spi::connect(|client| {
-            let table = client.select(sql, Some(1), args)?;
-            if table.is_empty() {
-                Ok(None)
-            } else {
-                table.first().get::<T>(1)
-            }
-        })
-    })
-    .map_err(spi)
-}
-
-/// Runs one statement that returns nothing useful (an INSERT, UPDATE or DELETE of our own tables).
-pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) -> Result<()> {
-    writing(|client| client.update(sql, None, args).map(|_| ()))
-}
-
-/// Runs `f` with an SPI client that may write (several statements of our own tables, one
-/// connection), under the pinned settings.
-pub fn writing<R>(
-    f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> std::result::Result<R, pgrx::spi::Error>,
-) -> Result<R> {
-    pinned(|| Spi::connect_mut(f)).map_err(spi)
-}
+const DESCRIBE_SOURCE: &str = include_str!("../../sql/describe_source.sql");
 
 /// Describes the relation with OID `oid`, or says it does not exist (any more).
 pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
@@ -58,21 +25,16 @@ pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
 /// Describes a relation and checks that its kind can be a source.
 pub fn describe_source(oid: pg_sys::Oid) -> Result<Source> {
     let source = describe(oid)?;
-    let kind = match source.relkind.as_str() {
-        "r" | "p" | "v" | "m" => return Ok(source),
-        "S" => "a sequence",
-        "i" | "I" => "an index",
-        "c" => "a composite type",
-        "t" => "a TOAST table",
-        "f" => "a foreign table",
-        _ => "not a table",
-    };
+    let kind = source.kind();
+    if kind.can_be_source() {
+        return Ok(source);
+    }
     Err(Error::new(
         SqlState::WrongObjectType,
-        format!("{} is {kind}", quoted(&source.name)),
+        format!("{} is {}", quoted(&source.name), kind.with_article()),
     )
     .detail("A source must be a table, a partitioned table, a view or a materialized view.")
-    .hint(if source.relkind == "f" {
+    .hint(if kind == RelKind::ForeignTable {
         "Register a view over the foreign table instead."
     } else {
         "Register the table or view that holds the rows to push."
@@ -107,17 +69,57 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
     Ok(source)
 }
 
-/// The name of the role running this statement.
-pub fn current_role() -> Result<(String, u32)> {
-    let oid = unsafe { pg_sys::GetUserId() };
-    let name = unsafe { pg_sys::GetUserNameFromId(oid, false) };
-    let name = unsafe { std::ffi::CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned();
-    Ok((name, oid.to_u32()))
-}
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::testing::{fixture, oid};
+    use pgrx::prelude::*;
 
-/// Whether the current user is a superuser.
-pub fn is_superuser() -> bool {
-    unsafe { pg_sys::superuser() }
+    #[pg_test]
+    fn a_table_is_described_with_its_base_types() {
+        fixture();
+        Spi::run("CREATE DOMAIN t_email AS text; ALTER TABLE t_deals ADD COLUMN owner t_email, ADD COLUMN gone int;
+                  ALTER TABLE t_deals DROP COLUMN gone").unwrap();
+        let source = describe_source(oid("t_deals")).unwrap();
+        assert_eq!(source.name, "public.t_deals");
+        assert_eq!(source.kind(), RelKind::Table);
+        let names: Vec<&str> = source.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["id", "title", "closed", "owner"],
+            "dropped columns are left out"
+        );
+        let owner = source.column("owner").unwrap();
+        assert_eq!(
+            (owner.type_name.as_str(), owner.base_type_oid),
+            ("public.t_email", 25)
+        );
+        assert!(source.column("id").unwrap().not_null);
+    }
+
+    #[pg_test]
+    fn what_cannot_be_a_source_is_named() {
+        Spi::run("CREATE SEQUENCE t_seq").unwrap();
+        let e = describe_source(oid("t_seq")).unwrap_err();
+        assert_eq!(e.state, SqlState::WrongObjectType);
+        assert_eq!(e.message, "\"public.t_seq\" is a sequence");
+    }
+
+    #[pg_test]
+    fn a_renamed_or_dropped_source_is_noticed() {
+        fixture();
+        let source = oid("t_deals");
+        assert!(check_unchanged(source, "public.t_deals").is_ok());
+        Spi::run("ALTER TABLE t_deals RENAME TO t_renamed").unwrap();
+        let e = check_unchanged(source, "public.t_deals").unwrap_err();
+        assert!(
+            e.message.contains("is now called public.t_renamed"),
+            "{}",
+            e.message
+        );
+        Spi::run("DROP TABLE t_renamed").unwrap();
+        let e = check_unchanged(source, "public.t_deals").unwrap_err();
+        assert_eq!(e.state, SqlState::UndefinedTable);
+    }
 }

@@ -1,14 +1,19 @@
-//! Registrations: storing, changing and reading back what is registered, and the destination.
+//! Registrations: storing, changing and reading back what is registered (`qobra_sync.registrations`),
+//! and the destination (`destination`).
 
-use crate::catalog::{self, describe_source, execute, first_value};
-use crate::error::{Error, Result, SqlState};
-use crate::filter;
-use crate::gucs;
-use crate::reader;
-use crate::sqltypes::RegClass;
+pub mod destination;
+
+use crate::pg::catalog::{self, describe_source};
+use crate::pg::cursor::scan;
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::filter;
+use crate::pg::gucs;
+use crate::pg::reader;
+use crate::pg::roles::{check_reader, role_oid};
+use crate::pg::spi::{execute, first_value, writing};
+use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use qobra_sync_core::destination::{check_api_key, check_base_url};
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::{ColumnOptions, Source};
 use qobra_sync_core::registration::{self as rules, Registration};
@@ -70,74 +75,6 @@ pub fn not_registered(source: pg_sys::Oid) -> Error {
     )
 }
 
-/// A role's OID by name, or an error naming the argument.
-pub fn role_oid(name: &str, argument: &str) -> Result<pg_sys::Oid> {
-    let oid: Option<pg_sys::Oid> = first_value(
-        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
-        &[name.into()],
-    )?;
-    oid.ok_or_else(|| {
-        Error::new(SqlState::UndefinedObject, format!("role {} does not exist", quoted(name)))
-            .detail(format!("It is named in {argument}."))
-            .hint("Create a role that can only read the source, e.g. CREATE ROLE qobra_reader; GRANT SELECT ON … TO qobra_reader;")
-    })
-}
-
-/// Whether `role` may SELECT every column the push reads from `source`.
-pub fn reader_can_select(
-    role: pg_sys::Oid,
-    source: &Source,
-    columns: &[String],
-) -> Result<Option<String>> {
-    let mut missing = vec![];
-    for column in columns {
-        let row = reader::one_row(&format!(
-            "SELECT pg_catalog.has_column_privilege({}::pg_catalog.oid, {}::pg_catalog.oid, {}, 'SELECT')::pg_catalog.text",
-            role.to_u32(),
-            source.oid,
-            literal(column)
-        ))?;
-        if row[0].as_deref() != Some("true") {
-            missing.push(column.clone());
-        }
-    }
-    let name = reader::one_row(&format!(
-        "SELECT {}::pg_catalog.regrole::pg_catalog.text",
-        role.to_u32()
-    ))?[0]
-        .clone()
-        .unwrap_or_default();
-    Ok((!missing.is_empty()).then(|| {
-        format!(
-            "role {name} cannot SELECT {} of {}",
-            missing.join(", "),
-            source.name
-        )
-    }))
-}
-
-/// Postgres' own quoting of a string literal.
-pub fn literal(value: &str) -> String {
-    let c = std::ffi::CString::new(value).expect("no NUL in SQL text");
-    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Refuses a reader that is unfit or cannot read the columns a push reads.
-fn check_reader(role: pg_sys::Oid, source: &Source, columns: &[String]) -> Result<()> {
-    if let Some(why) = reader::reader_problem(role)? {
-        return Err(reader::refused_reader(why));
-    }
-    if let Some(why) = reader_can_select(role, source, columns)? {
-        return Err(reader::refused_reader(why).hint(format!(
-            "GRANT SELECT ON {} TO the run_as role.",
-            source.name
-        )));
-    }
-    Ok(())
-}
-
 /// The columns a push reads: the synced ones.
 fn read_columns(source: &Source, columns: &ColumnOptions) -> Result<Vec<String>> {
     let rows = qobra_sync_core::mapping::map_columns(source, columns)?;
@@ -152,15 +89,8 @@ fn read_columns(source: &Source, columns: &ColumnOptions) -> Result<Vec<String>>
 fn next_run(schedule: &str) -> Result<Option<String>> {
     let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
     Ok(Schedule::parse(schedule)?
-        .next_after(chrono_now(), zone)
+        .next_after(crate::pg::time::transaction_start(), zone)
         .map(|t| t.to_rfc3339()))
-}
-
-/// The transaction's start time, as Postgres' now() sees it.
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    let micros = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    // Postgres timestamps count microseconds from 2000-01-01.
-    chrono::DateTime::from_timestamp_micros(micros + 946_684_800_000_000).unwrap_or_default()
 }
 
 /// Checks `spec` against `source` and returns the values to store.
@@ -179,7 +109,7 @@ fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid,
             "SELECT NULL::pg_catalog.text FROM {} WHERE ({f}) LIMIT 0",
             source.name
         );
-        reader::as_reader(run_as, || reader::scan(&probe, 1, |_| Ok(true)))?;
+        reader::as_reader(run_as, || scan(&probe, 1, |_| Ok(true)))?;
     }
     Ok((filter, run_as, next_run(&spec.schedule)?))
 }
@@ -255,12 +185,12 @@ fn store(
     run_as: pg_sys::Oid,
     next_run_at: Option<String>,
 ) -> Result<()> {
-    crate::shared::wake_worker_at_commit();
+    crate::pg::shared::wake_worker_at_commit();
     let c = &spec.columns;
     let to_json = |m: &std::collections::BTreeMap<String, String>| {
         JsonB(serde_json::to_value(m).expect("a map of strings serialises"))
     };
-    catalog::writing(|client| {
+    writing(|client| {
         client
             .update(
                 sql,
@@ -289,7 +219,7 @@ fn store(
 /// Deletes a registration.
 pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require(source)?;
-    crate::shared::wake_worker_at_commit();
+    crate::pg::shared::wake_worker_at_commit();
     execute(
         "DELETE FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
@@ -299,7 +229,7 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
 /// Pauses or resumes a registration; resuming recomputes the next run time.
 pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     let reg = require(source)?;
-    crate::shared::wake_worker_at_commit();
+    crate::pg::shared::wake_worker_at_commit();
     let next = if paused {
         None
     } else {
@@ -322,43 +252,72 @@ pub fn request(source: pg_sys::Oid) -> Result<()> {
         .detail("qobra_sync is not in shared_preload_libraries, so there is no worker to ask.")
         .hint("Use qobra_sync.sync_now() instead, or preload the library (see the README)."));
     }
-    crate::shared::wake_worker_at_commit();
+    crate::pg::shared::wake_worker_at_commit();
     execute(
         "UPDATE qobra_sync.registrations SET requested_at = COALESCE(requested_at, pg_catalog.clock_timestamp()) WHERE source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
     )
 }
 
-/// Stores the destination (superuser only). The key may be NULL when `qobra_sync.api_key_file`
-/// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
-/// server log by `log_filter`.
-pub fn set_destination(api_key: Option<&str>, base_url: &str) -> Result<()> {
-    if !catalog::is_superuser() {
-        return Err(Error::new(
-            SqlState::InsufficientPrivilege,
-            "permission denied to set the destination",
-        )
-        .detail("The API key gives write access to your Qobra data tables.")
-        .hint("Call qobra_sync.set_destination() as a superuser."));
-    }
-    match api_key {
-        Some(key) => check_api_key(key)?,
-        None if gucs::text(&gucs::API_KEY_FILE).is_empty() => {
-            return Err(Error::null_argument("api_key").hint(
-                "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
-            ))
-        }
-        None => {}
-    }
-    let base_url = check_base_url(base_url)?;
-    execute(
-        "INSERT INTO qobra_sync.destination (singleton, base_url, api_key) VALUES (true, $1, $2)
-             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, api_key = excluded.api_key, updated_at = pg_catalog.now()",
-        &[base_url.into(), api_key.into()],
-    )
-}
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::testing::{fixture, in_fresh_snapshot, oid};
+    use pgrx::prelude::*;
+    use qobra_sync_core::mapping::ColumnOptions;
 
-/// Whether a destination is set.
-pub fn destination_set() -> Result<bool> {
-    Ok(first_value::<bool>("SELECT true FROM qobra_sync.destination", &[])?.is_some())
+    /// A registration of `t_deals` read by `t_reader`.
+    fn spec() -> Spec {
+        Spec {
+            data_table_key: "deals".into(),
+            columns: ColumnOptions {
+                id_column: Some("id".into()),
+                name_column: Some("title".into()),
+                ..Default::default()
+            },
+            filter: Some("closed > '2026-01-01'".into()),
+            schedule: "15 minutes".into(),
+            run_as: "t_reader".into(),
+        }
+    }
+
+    #[pg_test]
+    fn a_registration_is_stored_read_back_changed_and_removed() {
+        fixture();
+        let source = oid("t_deals");
+        in_fresh_snapshot(|| register(source, spec())).unwrap();
+        let reg = load(source).unwrap().expect("registered");
+        assert_eq!(reg.source_name, "public.t_deals");
+        assert_eq!(reg.data_table_key, "deals");
+        assert_eq!(reg.columns.id_column.as_deref(), Some("id"));
+        assert_eq!(reg.filter.as_deref(), Some("(closed > '2026-01-01'::date)"));
+        assert_eq!((reg.run_as.as_str(), reg.paused), ("t_reader", false));
+        let again = in_fresh_snapshot(|| register(source, spec())).unwrap_err();
+        assert_eq!(again.state, SqlState::DuplicateObject);
+        let mut changed = spec();
+        changed.schedule = "1 hour".into();
+        changed.filter = None;
+        in_fresh_snapshot(|| update(source, changed)).unwrap();
+        let reg = require(source).unwrap();
+        assert_eq!((reg.schedule.as_str(), reg.filter), ("1 hour", None));
+        set_paused(source, true).unwrap();
+        assert!(require(source).unwrap().paused);
+        unregister(source).unwrap();
+        assert!(load(source).unwrap().is_none());
+        assert_eq!(
+            require(source).unwrap_err().state,
+            SqlState::UndefinedObject
+        );
+    }
+
+    #[pg_test]
+    fn a_superuser_reader_is_refused() {
+        fixture();
+        let mut s = spec();
+        s.run_as = "postgres".into();
+        let e = in_fresh_snapshot(|| register(oid("t_deals"), s)).unwrap_err();
+        assert_eq!(e.state, SqlState::InsufficientPrivilege);
+        assert!(e.message.contains("superuser"), "{}", e.message);
+    }
 }

@@ -127,13 +127,8 @@ pub fn worker_pid() -> Option<i32> {
 pub fn wake_worker() {
     if let Some(pid) = worker_pid() {
         // SIGUSR1 runs Postgres' procsignal handler, which sets the latch.
-        unsafe { libc_kill(pid, 10) };
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
 /// Asks for the worker to be woken when the current transaction commits (once per transaction).

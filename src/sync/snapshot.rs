@@ -3,24 +3,16 @@
 //! Both read the source as the reader, through read-only cursors in the statement's snapshot, so
 //! the census, the first pass and any restart from the top see exactly the same rows.
 
-use crate::error::{Error, Result};
-use crate::reader::{self, quote_ident, Cursor};
+use crate::pg::cursor::{one_row, Cursor};
+use crate::pg::error::{Error, Result};
+use crate::pg::query;
+use crate::pg::quote::literal;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::{Census, Fingerprint};
 use qobra_sync_core::mapping::Source;
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
+use qobra_sync_core::runs::Rejections;
 use qobra_sync_core::wire::RecordEncoder;
-
-/// Rows rejected before sending: the first few in full, the rest counted.
-#[derive(Debug, Default)]
-pub struct Rejections {
-    pub count: u64,
-    /// (line number in the snapshot, the row's values by column, reason)
-    pub kept: Vec<(u64, serde_json::Value, String)>,
-}
-
-/// How many rejected rows are kept in full for `run_errors`.
-pub const KEPT_REJECTIONS: usize = 1000;
 
 /// Counts the snapshot and checks its ids, in one pass (the fingerprint, when needed, comes from
 /// [`fingerprint`]). `id_guaranteed`: the catalog already guarantees the id is NOT NULL and unique.
@@ -30,20 +22,8 @@ pub fn census(
     id_column: &str,
     id_guaranteed: bool,
 ) -> Result<Census> {
-    let id = quote_ident(id_column);
-    let id_checks = if id_guaranteed {
-        "'0', '0'".to_owned()
-    } else {
-        format!(
-            "pg_catalog.count(*) FILTER (WHERE {id} IS NULL)::pg_catalog.text, \
-             (pg_catalog.count({id}) - pg_catalog.count(DISTINCT {id}))::pg_catalog.text"
-        )
-    };
-    let where_clause = filter.map(|f| format!(" WHERE ({f})")).unwrap_or_default();
-    let row = reader::one_row(&format!(
-        "SELECT pg_catalog.count(*)::pg_catalog.text, {id_checks} FROM {}{where_clause}",
-        source.name
-    ))?;
+    let checked = (!id_guaranteed).then_some(id_column);
+    let row = one_row(&query::census(source, filter, checked))?;
     let number = |i: usize| -> u64 { row[i].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0) };
     Ok(Census {
         rows: number(0),
@@ -78,14 +58,14 @@ pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
 /// Whether the catalog guarantees that `column` of relation `oid` is NOT NULL and unique
 /// (a valid, non-partial unique index on exactly that column).
 pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
-    let row = reader::one_row(&format!(
+    let row = one_row(&format!(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                           JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
                          WHERE i.indrelid OPERATOR(pg_catalog.=) {}::pg_catalog.oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
                            AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attnotnull
                            AND a.attname OPERATOR(pg_catalog.=) {}::pg_catalog.name)::pg_catalog.text",
         oid.to_u32(),
-        crate::registry::literal(column)
+        literal(column)
     ))?;
     Ok(row[0].as_deref() == Some("true"))
 }
@@ -165,26 +145,11 @@ impl ChunkSource for Chunks<'_> {
                     }
                     Err(rejection) => {
                         out.truncate(mark);
-                        rejections.count += 1;
-                        if rejections.kept.len() < KEPT_REJECTIONS {
-                            let row: serde_json::Map<String, serde_json::Value> = encoder
-                                .fields
-                                .iter()
-                                .zip(values)
-                                .map(|(f, v)| {
-                                    (
-                                        f.column.clone(),
-                                        v.map(|s| serde_json::Value::String(s.to_owned()))
-                                            .unwrap_or(serde_json::Value::Null),
-                                    )
-                                })
-                                .collect();
-                            rejections.kept.push((
-                                *rows_read,
-                                row.into(),
-                                format!("column {}: {}", rejection.column, rejection.reason),
-                            ));
-                        }
+                        rejections.add(
+                            *rows_read,
+                            || encoder.row_json(values),
+                            format!("column {}: {}", rejection.column, rejection.reason),
+                        );
                     }
                 }
                 Ok(true)
@@ -203,5 +168,48 @@ impl ChunkSource for Chunks<'_> {
         Ok(Some(ChunkInfo {
             rows: records as u64,
         }))
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::pg::catalog::describe;
+    use crate::testing::{in_fresh_snapshot, oid};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn the_census_counts_rows_null_ids_and_repeated_ids() {
+        Spi::run("CREATE TABLE t_ids (id int, name text);
+                  INSERT INTO t_ids VALUES (1, 'a'), (1, 'b'), (1, 'c'), (NULL, 'd'), (NULL, 'e'), (2, 'f'), (3, 'g'), (3, 'h')").unwrap();
+        let source = describe(oid("t_ids")).unwrap();
+        let all = in_fresh_snapshot(|| census(&source, None, "id", false)).unwrap();
+        assert_eq!(
+            (all.rows, all.null_ids, all.duplicate_ids),
+            (8, 2, 2),
+            "ids 1 and 3 repeat"
+        );
+        let filtered =
+            in_fresh_snapshot(|| census(&source, Some("name > 'c'"), "id", false)).unwrap();
+        assert_eq!(
+            (filtered.rows, filtered.null_ids, filtered.duplicate_ids),
+            (5, 2, 1)
+        );
+        let trusted = in_fresh_snapshot(|| census(&source, None, "id", true)).unwrap();
+        assert_eq!(
+            (trusted.rows, trusted.null_ids, trusted.duplicate_ids),
+            (8, 0, 0)
+        );
+    }
+
+    #[pg_test]
+    fn a_unique_index_on_a_not_null_id_guarantees_it() {
+        Spi::run("CREATE TABLE t_keyed (id int PRIMARY KEY, other int, part int);
+                  CREATE UNIQUE INDEX ON t_keyed (other); CREATE UNIQUE INDEX ON t_keyed (part) WHERE part > 0").unwrap();
+        let guaranteed = |c: &str| in_fresh_snapshot(|| id_guaranteed(oid("t_keyed"), c)).unwrap();
+        assert!(guaranteed("id"));
+        assert!(!guaranteed("other"), "unique but nullable");
+        assert!(!guaranteed("part"), "a partial index guarantees nothing");
     }
 }

@@ -1,235 +1,15 @@
-//! The snapshot reader: reads a source's rows as the reader role, as text, batch by batch.
+//! Cursors over snapshot queries: rows handed out batch by batch as the text Postgres prints.
 //!
-//! Every read (validate, preview, csv_template, push) goes through [`as_reader`], which runs it
-//! in a sandbox that nothing the source's own code does can outlive. PostgreSQL runs a table
-//! owner's code the same way in ANALYZE, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW and CREATE
-//! INDEX (autovacuum runs ANALYZE in a process of its own): the owner's user id in a
-//! security-restricted operation, and a GUC nest level rolled back afterwards
-//! (`AtEOXact_GUC(false, …)`), not kept as a function's SET clause keeps it; since 17 also a
-//! restricted `search_path`. We do all of that, and more, since a read here is not a command of
-//! its own but part of the caller's session:
-//! - the user id is switched to the reader in a security-restricted operation (no PREPARE,
-//!   DEALLOCATE, LISTEN, CLOSE, DISCARD, WITH HOLD cursors, temporary tables, SET ROLE), the
-//!   transaction read-only;
-//! - the read runs in a subtransaction that is always rolled back, so every setting the
-//!   source's code changed (even with `set_config(…, false)`, for the session), every cursor and
-//!   transaction lock it opened, is undone;
-//! - the session's advisory locks, which no rollback undoes, are put back as they were
-//!   ([`AdvisoryLocks`]);
-//! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
-//!   roles, `pg_read_all_data`) is refused before anything runs ([`reader_problem`]).
-//!
-//! Every statement the extension runs — its own bookkeeping as well as the reads — is parsed and
-//! executed in a GUC nest level of its own with pinned settings ([`pinned`]): at least
-//! `search_path = pg_catalog, pg_temp`, so that no operator or function can be re-resolved to
-//! another schema's; while reading, also the settings that shape value text (`DateStyle = ISO`,
-//! `TimeZone = UTC`, `extra_float_digits = 1`), `lock_timeout` and `jit = off`. Each fetch of a
-//! snapshot cursor is bounded by `qobra_sync.statement_timeout_ms` and by what is left of the
-//! run's deadline (`qobra_sync.run_timeout_ms`), whichever comes first.
+//! Each fetch runs under the pinned settings and is bounded by `qobra_sync.statement_timeout_ms`
+//! and by what is left of the run's deadline (`qobra_sync.run_timeout_ms`), whichever comes
+//! first; the session's own statement timeout still applies when it comes sooner.
 
-use crate::deadline::Deadline;
-use crate::error::{Error, Result, SqlState};
-use crate::locks::AdvisoryLocks;
-use crate::pinned::{self, pinned};
-use pgrx::pg_sys::panic::CaughtError;
+use crate::pg::deadline::Deadline;
+use crate::pg::error::{Error, Result};
+use crate::pg::pinned::pinned;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::Source;
-use qobra_sync_core::types::PgType;
-use qobra_sync_core::wire::RecordEncoder;
 use std::ffi::CString;
-
-/// The roles whose members may not be readers: each reads or runs more than a reader should.
-const UNFIT_GROUPS: &[&str] = &[
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_read_server_files",
-    "pg_write_server_files",
-    "pg_execute_server_program",
-    "pg_signal_backend",
-];
-
-/// Runs `f` as `reader` in the sandbox described above; returns what `f` returns. A Postgres
-/// error inside `f` is raised again once the sandbox is undone, except a statement timeout at
-/// the run's deadline, which becomes the run's own error ([`deadline_error`]).
-pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    if let Some(why) = reader_problem(reader)? {
-        return Err(refused_reader(why));
-    }
-    let locks = AdvisoryLocks::held();
-    let outcome = crate::subxact::rolled_back(|| {
-        let _reader = ReaderIdentity::assume(reader);
-        pinned(f)
-    });
-    locks.restore()?;
-    match outcome {
-        Ok(result) => result,
-        Err(caught) if is_cancel(&caught) && Deadline::passed() => Err(deadline_error()),
-        Err(caught) => caught.rethrow(),
-    }
-}
-
-/// The reader's identity for the length of a read: its user id in a security-restricted
-/// operation, a read-only transaction. Dropping it restores the caller's.
-struct ReaderIdentity {
-    user: pg_sys::Oid,
-    context: i32,
-    read_only: bool,
-    /// Whether a read was already in progress (reads do not nest today; this keeps them right
-    /// if they ever do).
-    was_reading: bool,
-}
-
-impl ReaderIdentity {
-    /// Becomes `reader`.
-    fn assume(reader: pg_sys::Oid) -> ReaderIdentity {
-        let mut saved = ReaderIdentity {
-            user: pg_sys::Oid::INVALID,
-            context: 0,
-            read_only: unsafe { pg_sys::XactReadOnly },
-            was_reading: false,
-        };
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
-            pg_sys::SetUserIdAndSecContext(
-                reader,
-                saved.context
-                    | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
-                        as i32,
-            );
-            pg_sys::XactReadOnly = true;
-        }
-        saved.was_reading = pinned::set_reading(true);
-        saved
-    }
-}
-
-impl Drop for ReaderIdentity {
-    /// Becomes the caller again.
-    fn drop(&mut self) {
-        pinned::set_reading(self.was_reading);
-        unsafe {
-            pg_sys::XactReadOnly = self.read_only;
-            pg_sys::SetUserIdAndSecContext(self.user, self.context);
-        }
-    }
-}
-
-/// Whether a caught error is a query cancel (a statement timeout among them).
-fn is_cancel(caught: &CaughtError) -> bool {
-    let report = match caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
-    report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
-}
-
-/// The error of a run stopped at its deadline.
-pub fn deadline_error() -> Error {
-    Error::new(
-        SqlState::QueryCanceled,
-        format!(
-            "the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped",
-            crate::gucs::RUN_TIMEOUT_MS.get()
-        ),
-    )
-    .hint("Raise qobra_sync.run_timeout_ms, or make the source faster to read (an index for its filter, a simpler view).")
-}
-
-/// What makes a role unfit to read for qobra_sync, if anything: a superuser, a role that
-/// bypasses row-level security, or a member of one of [`UNFIT_GROUPS`].
-pub fn reader_problem(role: pg_sys::Oid) -> Result<Option<String>> {
-    let groups = UNFIT_GROUPS
-        .iter()
-        .map(|g| format!("'{g}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let found: Option<pgrx::JsonB> = crate::catalog::first_value(
-        &format!(
-            "SELECT pg_catalog.jsonb_build_array(r.rolname, r.rolsuper, r.rolbypassrls,
-                    (SELECT pg_catalog.string_agg(g, ', ' ORDER BY g) FROM pg_catalog.unnest(ARRAY[{groups}]) AS g
-                      WHERE pg_catalog.pg_has_role(r.oid, g::pg_catalog.name, 'MEMBER')))
-               FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1"
-        ),
-        &[role.into()],
-    )?;
-    let Some(pgrx::JsonB(row)) = found else {
-        return Ok(Some(format!("role {} does not exist", role.to_u32())));
-    };
-    let name = quoted(row[0].as_str().unwrap_or_default());
-    Ok(if row[1].as_bool() == Some(true) {
-        Some(format!("role {name} is a superuser"))
-    } else if row[2].as_bool() == Some(true) {
-        Some(format!("role {name} bypasses row-level security"))
-    } else {
-        row[3]
-            .as_str()
-            .map(|groups| format!("role {name} is a member of {groups}"))
-    })
-}
-
-/// The error for reading as an unfit role.
-pub fn refused_reader(why: String) -> Error {
-    Error::new(SqlState::InsufficientPrivilege, format!("run_as refused: {why}"))
-        .hint("Pass run_as => a role that can only read the source (see \"Security model\" in the README).")
-}
-
-/// Postgres' own quoting of an identifier.
-pub fn quote_ident(name: &str) -> String {
-    let c = CString::new(name).expect("identifiers have no NUL");
-    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The SELECT that reads the encoder's fields of `source` as text, with the filter and order.
-/// Sampling reads (`limit` given) are ordered by `order_by`, or the first column, to be repeatable.
-pub fn snapshot_query(
-    source: &Source,
-    encoder: &RecordEncoder,
-    filter: Option<&str>,
-    order_by: Option<&str>,
-    limit: Option<i64>,
-) -> String {
-    let list: Vec<String> = encoder
-        .fields
-        .iter()
-        .map(|f| {
-            let column = source
-                .column(&f.column)
-                .expect("encoder fields come from the source");
-            let ident = quote_ident(&f.column);
-            // money prints with a currency symbol; its numeric value is what Qobra takes.
-            if column.pg_type() == Some(PgType::Money) {
-                format!("{ident}::pg_catalog.numeric")
-            } else {
-                ident
-            }
-        })
-        .collect();
-    let mut sql = format!(
-        "SELECT {} FROM {}",
-        if list.is_empty() {
-            "NULL".into()
-        } else {
-            list.join(", ")
-        },
-        source.name
-    );
-    if let Some(filter) = filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
-    }
-    match order_by {
-        Some(column) => sql.push_str(&format!(" ORDER BY {} NULLS FIRST", quote_ident(column))),
-        None if limit.is_some() && !list.is_empty() => sql.push_str(" ORDER BY 1"),
-        None => {}
-    }
-    if let Some(n) = limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
-    sql
-}
 
 /// A cursor over a snapshot query, read in the statement's snapshot, handing out each value as
 /// the text Postgres prints for it.
@@ -431,7 +211,7 @@ impl FetchTimeout {
             armed: false,
             session: None,
         };
-        let setting = crate::gucs::STATEMENT_TIMEOUT_MS.get();
+        let setting = crate::pg::gucs::STATEMENT_TIMEOUT_MS.get();
         let setting = (setting > 0).then_some(setting as i64);
         let left = Deadline::remaining().map(|d| (d.as_millis() as i64).max(1));
         let Some(ms) = [setting, left].into_iter().flatten().min() else {
@@ -516,4 +296,30 @@ pub fn one_row(query: &str) -> Result<Vec<Option<String>>> {
         Ok(false)
     })?;
     out.ok_or_else(|| Error::internal(format!("no row from {query}")))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn the_scan_reads_every_row_in_batches() {
+        Spi::run("CREATE TABLE t_many AS SELECT g AS id, 'row ' || g AS title FROM generate_series(1, 2500) g").unwrap();
+        let mut ids = vec![];
+        let seen = crate::testing::in_fresh_snapshot(|| {
+            crate::pg::cursor::scan(
+                "SELECT id::text AS v, title FROM public.t_many ORDER BY t_many.id",
+                1000,
+                |row| {
+                    ids.push(row[0].unwrap().parse::<i32>().unwrap());
+                    assert_eq!(row[1].unwrap(), format!("row {}", ids.last().unwrap()));
+                    Ok(true)
+                },
+            )
+        })
+        .unwrap();
+        assert_eq!(seen, 2500);
+        assert_eq!(ids, (1..=2500).collect::<Vec<_>>());
+    }
 }

@@ -11,7 +11,7 @@
 //! worker) for good, and a lock it releases would be gone. [`AdvisoryLocks`] records how many
 //! times each advisory lock is held at session level before a read and puts that back after.
 
-use crate::error::{Error, Result, SqlState};
+use crate::pg::error::{Error, Result, SqlState};
 use pgrx::pg_sys;
 
 /// The class of push locks: `hashtext('qobra_sync')`, far above every catalog's OID.
@@ -200,5 +200,73 @@ fn session_holds(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
             .sum();
         pg_sys::LockRelease(tag, mode, false);
         count
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::testing::{fixture, oid};
+    use pgrx::prelude::*;
+
+    /// Whether the advisory lock on `key` is held by this session, in any mode.
+    fn advisory_held(key: i64) -> bool {
+        Spi::get_one_with_args::<bool>(
+            "SELECT count(*) > 0 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'
+                AND objid = ($1::int8 & 4294967295)::oid",
+            &[key.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn a_push_lock_is_an_object_lock_sql_sees_and_cannot_release() {
+        fixture();
+        let source = oid("t_deals");
+        let held = || {
+            Spi::get_one::<bool>(&format!(
+                "SELECT {}",
+                push_lock_held_sql(&format!("{}::regclass", source.to_u32()))
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        assert!(!held());
+        assert!(try_push_lock(source, Holding::Session));
+        assert!(held());
+        Spi::run("SELECT pg_advisory_unlock_all()").unwrap();
+        assert!(held(), "advisory-lock functions do not reach the push lock");
+        release_push_lock(source);
+        assert!(!held());
+        release_push_lock(source); // not held: nothing happens, no warning
+        assert!(try_push_lock(source, Holding::Transaction));
+        assert!(held());
+    }
+
+    #[pg_test]
+    fn advisory_locks_are_put_back_exactly() {
+        Spi::run("SELECT pg_advisory_lock(11), pg_advisory_lock(11), pg_advisory_xact_lock(14)")
+            .unwrap();
+        let before = AdvisoryLocks::held();
+        Spi::run(
+            "SELECT pg_advisory_lock(12), pg_advisory_unlock(11), pg_advisory_lock_shared(13), pg_advisory_lock(11), pg_advisory_lock(11)",
+        )
+        .unwrap();
+        before.restore().unwrap();
+        assert!(!advisory_held(12) && !advisory_held(13));
+        assert!(advisory_held(14), "transaction locks are not touched");
+        let unlock = || {
+            Spi::get_one::<bool>("SELECT pg_advisory_unlock(11)")
+                .unwrap()
+                .unwrap()
+        };
+        assert!(
+            unlock() && unlock(),
+            "held twice at session level, as before"
+        );
+        assert!(!advisory_held(11));
+        Spi::run("SELECT pg_advisory_unlock_all()").unwrap();
     }
 }

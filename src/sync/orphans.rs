@@ -10,7 +10,7 @@
 //! outcome otherwise. The worker's own runs commit their row before pushing: their slot is simply
 //! freed when their transaction ends.
 
-use crate::shared::{self, Phase, Slot};
+use crate::pg::shared::{self, Phase, Slot};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -151,4 +151,55 @@ pub fn row(slot: &Slot, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value
     row["run_id"] = slot.run_id.into();
     row["source"] = slot.source.into();
     row
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::pg::shared::{Record, Slot};
+    use pgrx::prelude::*;
+
+    /// A slot of run 7 whose row was recorded at its start.
+    fn slot(phase: Phase) -> Slot {
+        Slot {
+            pid: 1,
+            run_id: 7,
+            source: 16384,
+            rows_sent: 10,
+            bytes_sent: 99,
+            restarts: 1,
+            phase,
+            record: Record::new(r#"{"run_id": 7, "status": "succeeded", "error": null}"#).unwrap(),
+            ..Slot::default()
+        }
+    }
+
+    #[pg_test]
+    fn a_run_cut_short_is_recorded_as_interrupted() {
+        let now = chrono::Utc::now();
+        let sending = row(&slot(Phase::Sending), now);
+        assert_eq!(sending["status"], "interrupted");
+        assert_eq!(sending["possibly_partial"], true);
+        assert_eq!(
+            (
+                sending["rows_sent"].as_u64(),
+                sending["bytes_sent"].as_u64()
+            ),
+            (Some(10), Some(99))
+        );
+        assert_eq!(sending["error"], CUT_SHORT);
+        let checking = row(&slot(Phase::Checking), now);
+        assert_eq!(checking["possibly_partial"], false, "nothing was sent yet");
+    }
+
+    #[pg_test]
+    fn a_run_that_had_ended_keeps_its_outcome() {
+        let ended = row(&slot(Phase::Ended), chrono::Utc::now());
+        assert_eq!(ended["status"], "succeeded");
+        assert_eq!(
+            (ended["run_id"].as_i64(), ended["source"].as_u64()),
+            (Some(7), Some(16384))
+        );
+    }
 }

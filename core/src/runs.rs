@@ -1,0 +1,283 @@
+//! Runs: what started one, how it ended, and its row in `qobra_sync.runs`.
+//!
+//! The text forms of [`RunStatus`] and [`Trigger`] are the values the schema's CHECK
+//! constraints allow (a test of the extension compares them); nothing else spells them.
+
+use serde_json::{json, Value};
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `sync_now()` in a session.
+    Manual,
+    /// The worker, on the registration's schedule.
+    Schedule,
+    /// The worker, after `request_sync()`.
+    Request,
+}
+
+impl Trigger {
+    /// Every trigger, in the order of the schema's CHECK constraint.
+    pub const ALL: [Trigger; 3] = [Trigger::Manual, Trigger::Schedule, Trigger::Request];
+
+    /// The SQL spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Request => "request",
+        }
+    }
+}
+
+/// Where a run is, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunStatus {
+    /// Started and not ended (or ended by a crash, until marked interrupted).
+    #[default]
+    Running,
+    /// Qobra accepted every chunk.
+    Succeeded,
+    /// The push could not be completed (Qobra, the network, the source, the deadline).
+    Failed,
+    /// A guard refused to push (NULL or duplicate ids, the deletion guard).
+    Blocked,
+    /// The snapshot equals the last successful one: nothing was sent.
+    Skipped,
+    /// The run was cut short by a crash, a restart or a rollback of its session.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Every status, in the order of the schema's CHECK constraint.
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Blocked,
+        RunStatus::Skipped,
+        RunStatus::Interrupted,
+    ];
+
+    /// The SQL spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Blocked => "blocked",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn ended(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+/// How many rejected rows of a run are kept in full for `run_errors`.
+pub const KEPT_REJECTIONS: usize = 1000;
+
+/// Rows rejected before sending: the first [`KEPT_REJECTIONS`] in full, the rest counted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rejections {
+    pub count: u64,
+    /// (line number in the snapshot, the row's values by column, reason)
+    pub kept: Vec<(u64, Value, String)>,
+}
+
+impl Rejections {
+    /// Counts one rejected row; keeps it in full while fewer than [`KEPT_REJECTIONS`] are kept
+    /// (`row` is only called then).
+    pub fn add(&mut self, line: u64, row: impl FnOnce() -> Value, reason: String) {
+        self.count += 1;
+        if self.kept.len() < KEPT_REJECTIONS {
+            self.kept.push((line, row(), reason));
+        }
+    }
+}
+
+/// A run's outcome, as recorded in its row.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: RunStatus,
+    pub rows_read: u64,
+    pub rows_sent: u64,
+    pub rows_rejected: u64,
+    pub bytes_sent: u64,
+    pub requests: u32,
+    pub retries: u32,
+    pub restarts: u32,
+    pub import_ids: Vec<String>,
+    pub fingerprint: Option<String>,
+    pub possibly_partial: bool,
+    pub error: Option<String>,
+    pub rejections: Rejections,
+}
+
+impl Outcome {
+    /// An outcome that ended with `status` and an error, nothing read or sent.
+    pub fn ended(status: RunStatus, error: String) -> Outcome {
+        Outcome {
+            status,
+            error: Some(error),
+            ..Outcome::default()
+        }
+    }
+
+    /// Ends the run with `status` and the reason for it.
+    pub fn end_with(&mut self, status: RunStatus, why: String) {
+        self.status = status;
+        self.error = Some(why);
+    }
+
+    /// The status of the imports a run started: pending while Qobra has not said.
+    pub fn import_status(&self) -> Option<&'static str> {
+        (!self.import_ids.is_empty()).then_some("pending")
+    }
+
+    /// The one-line summary shown to the caller at the end of a run.
+    pub fn summary(&self, run_id: i64, source: &str) -> String {
+        format!(
+            "run {run_id} of {source}: {} — {} rows read, {} sent, {} rejected, {} bytes in {} requests ({} retries, {} restarts)",
+            self.status.as_str(), self.rows_read, self.rows_sent, self.rows_rejected,
+            self.bytes_sent, self.requests, self.retries, self.restarts
+        )
+    }
+}
+
+/// What a run's row says from its start.
+#[derive(Debug, Clone)]
+pub struct RunHead {
+    pub run_id: i64,
+    pub source: u32,
+    pub source_name: String,
+    pub data_table_key: String,
+    pub trigger: Trigger,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RunHead {
+    /// The run's row (the columns of `qobra_sync.runs` as JSON) with outcome `o` (none while
+    /// it runs), ended at `now`; when longer than `max_bytes` (a long error, many imports), the
+    /// error is cut to its start and the import ids dropped (`import_status` then `unknown`).
+    /// None when even that does not fit.
+    pub fn row(
+        &self,
+        o: &Outcome,
+        now: chrono::DateTime<chrono::Utc>,
+        max_bytes: usize,
+    ) -> Option<String> {
+        let ended = o.status.ended();
+        let mut row = json!({
+            "run_id": self.run_id,
+            "source": self.source,
+            "source_name": self.source_name,
+            "data_table_key": self.data_table_key,
+            "trigger": self.trigger.as_str(),
+            "status": o.status.as_str(),
+            "started_at": self.started_at.to_rfc3339(),
+            "finished_at": ended.then(|| now.to_rfc3339()),
+            "rows_read": o.rows_read,
+            "rows_sent": o.rows_sent,
+            "rows_rejected": o.rows_rejected,
+            "bytes_sent": o.bytes_sent,
+            "requests": o.requests,
+            "retries": o.retries,
+            "restarts": o.restarts,
+            "import_ids": o.import_ids,
+            "import_status": o.import_status(),
+            "snapshot_sha256": o.fingerprint,
+            "possibly_partial": o.possibly_partial,
+            "error": o.error,
+        });
+        let text = row.to_string();
+        if text.len() <= max_bytes {
+            return Some(text);
+        }
+        let error = o
+            .error
+            .as_deref()
+            .map(|e| e.chars().take(500).collect::<String>());
+        row["error"] = error.into();
+        row["import_ids"] = json!([]);
+        row["import_status"] = (!o.import_ids.is_empty()).then_some("unknown").into();
+        let text = row.to_string();
+        (text.len() <= max_bytes).then_some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> RunHead {
+        RunHead {
+            run_id: 7,
+            source: 16384,
+            source_name: "public.deals".into(),
+            data_table_key: "deals".into(),
+            trigger: Trigger::Manual,
+            started_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_running_row_has_no_end_and_an_ended_one_has() {
+        let now = chrono::DateTime::from_timestamp(1_790_000_060, 0).unwrap();
+        let running: Value =
+            serde_json::from_str(&head().row(&Outcome::default(), now, 4096).unwrap()).unwrap();
+        assert_eq!(running["status"], "running");
+        assert_eq!(running["finished_at"], Value::Null);
+        let done = Outcome {
+            status: RunStatus::Succeeded,
+            import_ids: vec!["imp-1".into()],
+            ..Outcome::default()
+        };
+        let ended: Value = serde_json::from_str(&head().row(&done, now, 4096).unwrap()).unwrap();
+        assert_eq!(ended["status"], "succeeded");
+        assert_eq!(ended["import_status"], "pending");
+        assert_eq!(ended["trigger"], "manual");
+        assert!(ended["finished_at"].as_str().unwrap().starts_with("2026-"));
+    }
+
+    #[test]
+    fn a_long_row_is_cut_to_fit() {
+        let now = chrono::Utc::now();
+        let long = Outcome {
+            status: RunStatus::Failed,
+            error: Some("x".repeat(10_000)),
+            import_ids: (0..200).map(|i| format!("import-{i}")).collect(),
+            ..Outcome::default()
+        };
+        let row: Value = serde_json::from_str(&head().row(&long, now, 4096).unwrap()).unwrap();
+        assert_eq!(row["error"].as_str().unwrap().len(), 500);
+        assert_eq!(row["import_ids"], json!([]));
+        assert_eq!(row["import_status"], "unknown");
+        assert!(head().row(&long, now, 100).is_none());
+    }
+
+    #[test]
+    fn rejections_keep_the_first_thousand() {
+        let mut r = Rejections::default();
+        for i in 0..1500 {
+            r.add(i, || json!({"id": i}), "bad".into());
+        }
+        assert_eq!((r.count, r.kept.len()), (1500, KEPT_REJECTIONS));
+        assert_eq!(r.kept[999].0, 999);
+    }
+
+    #[test]
+    fn text_forms_are_distinct() {
+        let statuses: std::collections::BTreeSet<_> =
+            RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(statuses.len(), RunStatus::ALL.len());
+        assert!(!RunStatus::Running.ended() && RunStatus::Skipped.ended());
+        assert_eq!(
+            Trigger::ALL.map(Trigger::as_str),
+            ["manual", "schedule", "request"]
+        );
+    }
+}

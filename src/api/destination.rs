@@ -1,0 +1,17 @@
+//! Destination: `set_destination`.
+
+use crate::pg::error::OrRaise;
+use crate::registry::destination;
+use pgrx::prelude::*;
+use qobra_sync_core::destination::DEFAULT_BASE_URL;
+
+/// Sets Qobra's API key and base URL (superuser only). The key is never shown again; it may be
+/// NULL when `qobra_sync.api_key_file` provides it.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_destination(
+    api_key: Option<&str>,
+    base_url: default!(Option<&str>, "'https://api.qobra.co'"),
+) {
+    destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
+}

@@ -1,0 +1,130 @@
+//! Inspection: `column_mapping`, `validate`, `preview`, `csv_template`.
+
+use super::required;
+use crate::inspect::{self, sample, validate::validate as run_checks, Overrides};
+use crate::pg::error::OrRaise;
+use crate::pg::sqltypes::{Name, NameArray, RegClass};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use qobra_sync_core::mapping::ColumnChanges;
+
+/// How each column of a source maps to a Qobra field.
+#[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn column_mapping(
+    source: Option<RegClass>,
+    user_columns: default!(Option<NameArray>, "NULL"),
+    column_types: default!(Option<JsonB>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(column_name, Name),
+        name!(pg_type, String),
+        name!(qobra_type, Option<String>),
+        name!(allowed_types, Vec<String>),
+        name!(field_key, Option<String>),
+        name!(synced, bool),
+        name!(note, Option<String>),
+    ),
+> {
+    let source = required(source, "source").or_raise().0;
+    let over = Overrides {
+        columns: ColumnChanges {
+            user_columns: user_columns.map(|u| u.0),
+            column_types: column_types.map(|j| j.0),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let subject = inspect::subject(source, over).or_raise();
+    let rows = inspect::column_mapping(&subject).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        (
+            Name(r.column_name),
+            r.pg_type,
+            r.qobra_type.map(|t| t.to_string()),
+            r.allowed_types.iter().map(|t| t.to_string()).collect(),
+            r.field_key,
+            r.synced,
+            r.note.map(|n| n.to_string()),
+        )
+    }))
+}
+
+/// Checks every requirement for pushing a source and reports each one.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn validate(
+    source: Option<RegClass>,
+    id_column: default!(Option<Name>, "NULL"),
+    name_column: default!(Option<Name>, "NULL"),
+    user_columns: default!(Option<NameArray>, "NULL"),
+    user_key: default!(Option<&str>, "NULL"),
+    filter: default!(Option<&str>, "NULL"),
+    run_as: default!(Option<Name>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(check_name, String),
+        name!(ok, bool),
+        name!(detail, String),
+    ),
+> {
+    let source = required(source, "source").or_raise().0;
+    let over = Overrides {
+        columns: ColumnChanges {
+            id_column: id_column.map(|n| n.0),
+            name_column: name_column.map(|n| n.0),
+            user_columns: user_columns.map(|u| u.0),
+            user_key: user_key.map(str::to_owned),
+            ..Default::default()
+        },
+        filter: filter.map(str::to_owned),
+        run_as: run_as.map(|n| n.0),
+    };
+    let subject = inspect::subject(source, over).or_raise();
+    TableIterator::new(
+        run_checks(&subject)
+            .into_iter()
+            .map(|c| (c.name.to_owned(), c.ok, c.detail)),
+    )
+}
+
+/// The exact records a push would send, up to `max_rows`, ordered by id, read as the
+/// registration's `run_as` (or the `run_as` given).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn preview(
+    source: Option<RegClass>,
+    max_rows: default!(Option<i32>, 10),
+    run_as: default!(Option<Name>, "NULL"),
+) -> SetOfIterator<'static, JsonB> {
+    let source = required(source, "source").or_raise().0;
+    let over = Overrides {
+        run_as: run_as.map(|n| n.0),
+        ..Default::default()
+    };
+    let subject = inspect::subject(source, over).or_raise();
+    let records = sample::preview(&subject, max_rows.unwrap_or(10)).or_raise();
+    SetOfIterator::new(records.into_iter().map(JsonB))
+}
+
+/// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
+/// read as the registration's `run_as` (or the `run_as` given).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn csv_template(
+    source: Option<RegClass>,
+    max_rows: default!(Option<i32>, 100),
+    run_as: default!(Option<Name>, "NULL"),
+) -> String {
+    let source = required(source, "source").or_raise().0;
+    let over = Overrides {
+        run_as: run_as.map(|n| n.0),
+        ..Default::default()
+    };
+    let subject = inspect::subject(source, over).or_raise();
+    sample::csv_template(&subject, max_rows.unwrap_or(100)).or_raise()
+}

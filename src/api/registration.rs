@@ -1,0 +1,142 @@
+//! Registration: `register_table`, `alter_table`, `unregister_table`, `pause`, `resume`, and
+//! for Cloud SQL `reader_from_service_account`.
+
+use super::required;
+use crate::pg::error::{OrRaise, Result};
+use crate::pg::roles;
+use crate::pg::sqltypes::{Name, NameArray, RegClass};
+use crate::registry::{self, Spec};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use qobra_sync_core::mapping::{ColumnChanges, ColumnOptions};
+use qobra_sync_core::registration::DEFAULT_SCHEDULE;
+
+/// Registers a source for pushes to the Qobra data table `data_table_key`.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn register_table(
+    source: Option<RegClass>,
+    data_table_key: Option<&str>,
+    id_column: Option<Name>,
+    name_column: Option<Name>,
+    user_columns: default!(Option<NameArray>, "'{}'"),
+    user_key: default!(Option<&str>, "'email'"),
+    column_types: default!(Option<JsonB>, "'{}'"),
+    field_keys: default!(Option<JsonB>, "'{}'"),
+    exclude_columns: default!(Option<NameArray>, "'{}'"),
+    filter: default!(Option<&str>, "NULL"),
+    schedule: default!(Option<&str>, "'0 */6 * * *'"),
+    run_as: default!(Option<Name>, "NULL"),
+) {
+    let run = || -> Result<()> {
+        let source = required(source, "source")?;
+        let changes = ColumnChanges {
+            id_column: Some(required(id_column, "id_column")?.0),
+            name_column: Some(required(name_column, "name_column")?.0),
+            user_columns: user_columns.map(|v| v.0),
+            user_key: user_key.map(str::to_owned),
+            column_types: column_types.map(|j| j.0),
+            field_keys: field_keys.map(|j| j.0),
+            exclude_columns: exclude_columns.map(|v| v.0),
+        };
+        let columns = changes.apply(ColumnOptions::default())?;
+        let run_as = match run_as {
+            Some(n) => n.0,
+            None => roles::current_role()?.0,
+        };
+        registry::register(
+            source.0,
+            Spec {
+                data_table_key: required(data_table_key, "data_table_key")?.to_owned(),
+                columns,
+                filter: filter.map(str::to_owned),
+                schedule: schedule.unwrap_or(DEFAULT_SCHEDULE).to_owned(),
+                run_as,
+            },
+        )
+    };
+    run().or_raise()
+}
+
+/// Changes a registration; every argument left NULL keeps its value (`filter => ''` removes it).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn alter_table(
+    source: Option<RegClass>,
+    data_table_key: default!(Option<&str>, "NULL"),
+    id_column: default!(Option<Name>, "NULL"),
+    name_column: default!(Option<Name>, "NULL"),
+    user_columns: default!(Option<NameArray>, "NULL"),
+    user_key: default!(Option<&str>, "NULL"),
+    column_types: default!(Option<JsonB>, "NULL"),
+    field_keys: default!(Option<JsonB>, "NULL"),
+    exclude_columns: default!(Option<NameArray>, "NULL"),
+    filter: default!(Option<&str>, "NULL"),
+    schedule: default!(Option<&str>, "NULL"),
+    run_as: default!(Option<Name>, "NULL"),
+) {
+    let run = || -> Result<()> {
+        let source = required(source, "source")?.0;
+        let reg = registry::require(source)?;
+        let changes = ColumnChanges {
+            id_column: id_column.map(|n| n.0),
+            name_column: name_column.map(|n| n.0),
+            user_columns: user_columns.map(|v| v.0),
+            user_key: user_key.map(str::to_owned),
+            column_types: column_types.map(|j| j.0),
+            field_keys: field_keys.map(|j| j.0),
+            exclude_columns: exclude_columns.map(|v| v.0),
+        };
+        let columns = changes.apply(reg.columns.clone())?;
+        let filter = match filter {
+            None => reg.filter.clone(),
+            Some("") => None,
+            Some(f) => Some(f.to_owned()),
+        };
+        registry::update(
+            source,
+            Spec {
+                data_table_key: data_table_key
+                    .map(str::to_owned)
+                    .unwrap_or(reg.data_table_key),
+                columns,
+                filter,
+                schedule: schedule.map(str::to_owned).unwrap_or(reg.schedule),
+                run_as: run_as.map(|n| n.0).unwrap_or(reg.run_as),
+            },
+        )
+    };
+    run().or_raise()
+}
+
+/// Removes a registration (its run history stays until purged).
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn unregister_table(source: Option<RegClass>) {
+    registry::unregister(required(source, "source").or_raise().0).or_raise()
+}
+
+/// Stops scheduled pushes of a source until `resume()`.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn pause(source: Option<RegClass>) {
+    registry::set_paused(required(source, "source").or_raise().0, true).or_raise()
+}
+
+/// Resumes scheduled pushes of a paused source.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn resume(source: Option<RegClass>) {
+    registry::set_paused(required(source, "source").or_raise().0, false).or_raise()
+}
+
+/// The Cloud SQL IAM database user of a GCP service account, to be used as `run_as`.
+/// Reads only `type`, `client_email` and `project_id`; the private key is never kept or logged.
+#[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
+    let account = required(service_account, "service_account").or_raise();
+    Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
+}

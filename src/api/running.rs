@@ -1,0 +1,68 @@
+//! Running: `sync_now`, `request_sync`, `poll_imports`, and `_progress` behind the progress view.
+
+use super::required;
+use crate::pg::error::OrRaise;
+use crate::pg::sqltypes::RegClass;
+use crate::registry;
+use pgrx::prelude::*;
+
+/// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
+/// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
+    let source = required(source, "source").or_raise().0;
+    crate::sync::push::sync(
+        source,
+        force.unwrap_or(false),
+        qobra_sync_core::runs::Trigger::Manual,
+    )
+    .or_raise()
+}
+
+/// Asks the background worker to push a registered source right after this transaction commits.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn request_sync(source: Option<RegClass>) {
+    registry::request(required(source, "source").or_raise().0).or_raise()
+}
+
+/// The pushes in flight in any session (read by the `qobra_sync.progress` view).
+#[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
+#[pg_extern(volatile, name = "_progress")]
+#[search_path(pg_catalog, pg_temp)]
+fn progress() -> TableIterator<
+    'static,
+    (
+        name!(pid, i32),
+        name!(run_id, i64),
+        name!(source, RegClass),
+        name!(started_at, pgrx::datum::TimestampWithTimeZone),
+        name!(chunks, i64),
+        name!(rows_sent, i64),
+        name!(bytes_sent, i64),
+        name!(restarts, i64),
+    ),
+> {
+    TableIterator::new(crate::pg::shared::progress().into_iter().map(|s| {
+        let started = crate::pg::time::timestamptz_from_unix_micros(s.started_us);
+        (
+            s.pid,
+            s.run_id,
+            RegClass(pg_sys::Oid::from(s.source)),
+            started,
+            s.chunks as i64,
+            s.rows_sent as i64,
+            s.bytes_sent as i64,
+            s.restarts as i64,
+        )
+    }))
+}
+
+/// Looks once at Qobra's imports of recent runs and records their outcome (and parsing errors
+/// in `run_errors`); returns how many runs were settled. The worker calls it on its own.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn poll_imports() -> i64 {
+    crate::sync::imports::poll_imports().or_raise()
+}

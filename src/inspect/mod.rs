@@ -1,0 +1,102 @@
+//! Inspection: `column_mapping()`, `validate()`, `preview()` and `csv_template()`.
+//!
+//! All four work before registering; arguments left NULL fall back to the registration when
+//! there is one. [`subject`] resolves what an inspection works on; `sample` reads the records
+//! of `preview()` and `csv_template()`, `validate` runs the requirement checks. Rows are only
+//! ever read as a reader `register_table` would accept ([`check_reader`]).
+
+pub mod sample;
+pub mod validate;
+
+use crate::pg::catalog::{self, describe_source};
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::roles;
+use crate::registry;
+use pgrx::prelude::*;
+use qobra_sync_core::mapping::{map_columns, ColumnChanges, ColumnMapping, ColumnOptions, Source};
+
+/// What an inspection works on: the source, its column options, filter and reader.
+pub struct Subject {
+    pub source: Source,
+    pub columns: ColumnOptions,
+    /// The filter as given or stored (not yet canonical).
+    pub filter: Option<String>,
+    pub reader: pg_sys::Oid,
+    pub reader_name: String,
+    /// Where the reader comes from.
+    pub reader_from: ReaderFrom,
+}
+
+/// Where the reader of an inspection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderFrom {
+    /// The registration's `run_as`.
+    Registration,
+    /// The call's `run_as` argument.
+    Argument,
+    /// The calling role: the source is not registered and no `run_as` was given.
+    Caller,
+}
+
+/// What an inspection call may give; None = the registration's value.
+#[derive(Default)]
+pub struct Overrides {
+    pub columns: ColumnChanges,
+    pub filter: Option<String>,
+    pub run_as: Option<String>,
+}
+
+/// Resolves the subject of an inspection: the registration (if any) with the call's overrides.
+pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
+    let reg = registry::load(source_oid)?;
+    let source = match &reg {
+        Some(r) => catalog::check_unchanged(source_oid, &r.source_name)?,
+        None => describe_source(source_oid)?,
+    };
+    let base = reg.as_ref().map(|r| r.columns.clone()).unwrap_or_default();
+    let columns = over.columns.apply(base)?;
+    let filter = over
+        .filter
+        .or_else(|| reg.as_ref().and_then(|r| r.filter.clone()));
+    let (reader, reader_name, reader_from) = match (over.run_as, &reg) {
+        (Some(r), _) => (roles::role_oid(&r, "run_as")?, r, ReaderFrom::Argument),
+        (None, Some(r)) => (
+            pg_sys::Oid::from(r.run_as_oid),
+            r.run_as.clone(),
+            ReaderFrom::Registration,
+        ),
+        (None, None) => {
+            let (name, oid) = roles::current_role()?;
+            (pg_sys::Oid::from(oid), name, ReaderFrom::Caller)
+        }
+    };
+    Ok(Subject {
+        source,
+        columns,
+        filter,
+        reader,
+        reader_name,
+        reader_from,
+    })
+}
+
+/// Refuses to read rows as a role `register_table` would refuse as `run_as` (a superuser
+/// among them): nothing is read as it. The error says where the reader came from.
+pub fn check_reader(subject: &Subject) -> Result<()> {
+    let Some(why) = roles::reader_problem(subject.reader)? else {
+        return Ok(());
+    };
+    Err(match subject.reader_from {
+        ReaderFrom::Caller => Error::new(
+            SqlState::InsufficientPrivilege,
+            format!("{} is not registered, so it would be read as the calling role, and {why}", subject.source.name),
+        )
+        .hint("Pass run_as => a role that can only read the source (e.g. run_as => 'qobra_reader'), or register the source first."),
+        _ => roles::refused_reader(why),
+    })
+}
+
+/// The rows of `column_mapping()`.
+pub fn column_mapping(subject: &Subject) -> Result<Vec<ColumnMapping>> {
+    map_columns(&subject.source, &subject.columns)
+}

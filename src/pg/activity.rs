@@ -1,0 +1,19 @@
+//! What `pg_stat_activity` says of this backend: the worker's query text, and the wait event
+//! shown while a push waits for Qobra.
+
+use pgrx::pg_sys;
+use std::ffi::CString;
+
+/// Shows what this backend does in `pg_stat_activity` (state and query text).
+pub fn activity(state: pg_sys::BackendState::Type, what: &str) {
+    let text = CString::new(what).unwrap_or_default();
+    unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
+}
+
+/// Sets this backend's wait event in `pg_stat_activity` (0: none), as PostgreSQL's own
+/// `pgstat_report_wait_start` does (an inline function pgrx cannot call).
+pub fn show_wait(event: u32) {
+    // SAFETY: my_wait_event_info always points at a valid 4-byte slot of this backend (its
+    // PGPROC's, or a local one before it has one); a volatile store is what Postgres does.
+    unsafe { std::ptr::write_volatile(pg_sys::my_wait_event_info, event) };
+}

@@ -1,0 +1,23 @@
+//! The PostgreSQL edges: everything that touches PostgreSQL's own machinery (SPI, the catalog,
+//! the parser, locks, settings, shared memory, the log), each module one concern. Nothing here
+//! knows registrations, pushes or the SQL API; every module above builds on these.
+
+pub mod activity;
+pub mod catalog;
+pub mod cursor;
+pub mod deadline;
+pub mod error;
+pub mod filter;
+pub mod gucs;
+pub mod locks;
+pub mod log_filter;
+pub mod pinned;
+pub mod query;
+pub mod quote;
+pub mod reader;
+pub mod roles;
+pub mod shared;
+pub mod spi;
+pub mod sqltypes;
+pub mod subxact;
+pub mod time;

@@ -1,0 +1,20 @@
+//! Postgres' own quoting of identifiers and literals, for the SQL the extension builds.
+
+use pgrx::pg_sys;
+use std::ffi::{CStr, CString};
+
+/// Postgres' own quoting of an identifier.
+pub fn quote_ident(name: &str) -> String {
+    let c = CString::new(name).expect("identifiers have no NUL");
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Postgres' own quoting of a string literal.
+pub fn literal(value: &str) -> String {
+    let c = CString::new(value).expect("no NUL in SQL text");
+    unsafe { CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}

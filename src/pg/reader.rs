@@ -1,0 +1,166 @@
+//! The reader's sandbox: every read of a source runs inside [`as_reader`].
+//!
+//! Every read (validate, preview, csv_template, push) goes through [`as_reader`], which runs it
+//! in a sandbox that nothing the source's own code does can outlive. PostgreSQL runs a table
+//! owner's code the same way in ANALYZE, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW and CREATE
+//! INDEX (autovacuum runs ANALYZE in a process of its own): the owner's user id in a
+//! security-restricted operation, and a GUC nest level rolled back afterwards
+//! (`AtEOXact_GUC(false, …)`), not kept as a function's SET clause keeps it; since 17 also a
+//! restricted `search_path`. We do all of that, and more, since a read here is not a command of
+//! its own but part of the caller's session:
+//! - the user id is switched to the reader in a security-restricted operation (no PREPARE,
+//!   DEALLOCATE, LISTEN, CLOSE, DISCARD, WITH HOLD cursors, temporary tables, SET ROLE), the
+//!   transaction read-only;
+//! - the read runs in a subtransaction that is always rolled back, so every setting the
+//!   source's code changed (even with `set_config(…, false)`, for the session), every cursor and
+//!   transaction lock it opened, is undone;
+//! - the session's advisory locks, which no rollback undoes, are put back as they were
+//!   ([`AdvisoryLocks`]);
+//! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
+//!   roles, `pg_read_all_data`) is refused before anything runs (`roles::reader_problem`).
+//!
+//! While the read runs, every statement is parsed and executed under the settings `pinned` pins
+//! for reads, and each fetch of a cursor is bounded in time (see `cursor`).
+
+use crate::pg::deadline::Deadline;
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::locks::AdvisoryLocks;
+use crate::pg::pinned::{self, pinned};
+use crate::pg::roles::{reader_problem, refused_reader};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+/// Runs `f` as `reader` in the sandbox described above; returns what `f` returns. A Postgres
+/// error inside `f` is raised again once the sandbox is undone, except a statement timeout at
+/// the run's deadline, which becomes the run's own error ([`deadline_error`]).
+pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    if let Some(why) = reader_problem(reader)? {
+        return Err(refused_reader(why));
+    }
+    let locks = AdvisoryLocks::held();
+    let outcome = crate::pg::subxact::rolled_back(|| {
+        let _reader = ReaderIdentity::assume(reader);
+        pinned(f)
+    });
+    locks.restore()?;
+    match outcome {
+        Ok(result) => result,
+        Err(caught) if is_cancel(&caught) && Deadline::passed() => Err(deadline_error()),
+        Err(caught) => caught.rethrow(),
+    }
+}
+
+/// The reader's identity for the length of a read: its user id in a security-restricted
+/// operation, a read-only transaction. Dropping it restores the caller's.
+struct ReaderIdentity {
+    user: pg_sys::Oid,
+    context: i32,
+    read_only: bool,
+    /// Whether a read was already in progress (reads do not nest today; this keeps them right
+    /// if they ever do).
+    was_reading: bool,
+}
+
+impl ReaderIdentity {
+    /// Becomes `reader`.
+    fn assume(reader: pg_sys::Oid) -> ReaderIdentity {
+        let mut saved = ReaderIdentity {
+            user: pg_sys::Oid::INVALID,
+            context: 0,
+            read_only: unsafe { pg_sys::XactReadOnly },
+            was_reading: false,
+        };
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
+            pg_sys::SetUserIdAndSecContext(
+                reader,
+                saved.context
+                    | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
+                        as i32,
+            );
+            pg_sys::XactReadOnly = true;
+        }
+        saved.was_reading = pinned::set_reading(true);
+        saved
+    }
+}
+
+impl Drop for ReaderIdentity {
+    /// Becomes the caller again.
+    fn drop(&mut self) {
+        pinned::set_reading(self.was_reading);
+        unsafe {
+            pg_sys::XactReadOnly = self.read_only;
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        }
+    }
+}
+
+/// Whether a caught error is a query cancel (a statement timeout among them).
+fn is_cancel(caught: &CaughtError) -> bool {
+    let report = match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+}
+
+/// The error of a run stopped at its deadline.
+pub fn deadline_error() -> Error {
+    Error::new(
+        SqlState::QueryCanceled,
+        format!(
+            "the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped",
+            crate::pg::gucs::RUN_TIMEOUT_MS.get()
+        ),
+    )
+    .hint("Raise qobra_sync.run_timeout_ms, or make the source faster to read (an index for its filter, a simpler view).")
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn the_reader_context_switches_user_and_restores_everything() {
+        crate::testing::fixture();
+        Spi::run("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Tokyo'").unwrap();
+        let reader = crate::testing::role("t_reader");
+        let seen = crate::pg::reader::as_reader(reader, || {
+            crate::pg::cursor::one_row("SELECT current_user::text, current_setting('DateStyle'), current_setting('TimeZone'), current_setting('transaction_read_only')")
+        })
+        .unwrap();
+        let seen: Vec<String> = seen.into_iter().map(Option::unwrap).collect();
+        assert_eq!(seen, ["t_reader", "ISO, YMD", "UTC", "on"]);
+        let after = Spi::get_one::<String>("SELECT current_user || ' ' || current_setting('DateStyle') || ' ' || current_setting('TimeZone') || ' ' || current_setting('transaction_read_only')").unwrap().unwrap();
+        assert_eq!(after, "postgres SQL, DMY Asia/Tokyo off");
+    }
+
+    #[pg_test]
+    fn a_write_inside_the_reader_context_fails() {
+        crate::testing::fixture();
+        let reader = crate::testing::role("t_reader");
+        // Even a reader that holds INSERT cannot write: the transaction is read-only meanwhile.
+        Spi::run("GRANT INSERT ON t_deals TO t_reader").unwrap();
+        // The read runs in a subtransaction of `attempt`, in which read-only queries see the
+        // statement's snapshot: give it one that has the fixture.
+        let caught = crate::testing::in_fresh_snapshot(|| {
+            crate::pg::subxact::attempt(|| {
+                crate::pg::reader::as_reader(reader, || {
+                    crate::pg::cursor::one_row("WITH w AS (INSERT INTO public.t_deals VALUES (3, 'c', NULL) RETURNING 1) SELECT count(*)::text FROM w")
+                })
+            })
+        });
+        let message = caught.expect_err("the write must fail").message;
+        assert!(
+            message.contains("read-only transaction")
+                || message.contains("not allowed in a non-volatile function"),
+            "{message}"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM t_deals").unwrap(),
+            Some(2)
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The destination: Qobra's API base URL and where its key comes from (`qobra_sync.destination`,
+//! or the file `qobra_sync.api_key_file` names).
+
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::gucs;
+use crate::pg::roles;
+use crate::pg::spi::{execute, first_value};
+use pgrx::JsonB;
+use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file};
+
+/// Stores the destination (superuser only). The key may be NULL when `qobra_sync.api_key_file`
+/// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
+/// server log by `log_filter`.
+pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
+    if !roles::is_superuser() {
+        return Err(Error::new(
+            SqlState::InsufficientPrivilege,
+            "permission denied to set the destination",
+        )
+        .detail("The API key gives write access to your Qobra data tables.")
+        .hint("Call qobra_sync.set_destination() as a superuser."));
+    }
+    match api_key {
+        Some(key) => check_api_key(key)?,
+        None if gucs::text(&gucs::API_KEY_FILE).is_empty() => {
+            return Err(Error::null_argument("api_key").hint(
+                "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
+            ))
+        }
+        None => {}
+    }
+    let base_url = check_base_url(base_url)?;
+    execute(
+        "INSERT INTO qobra_sync.destination (singleton, base_url, api_key) VALUES (true, $1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, api_key = excluded.api_key, updated_at = pg_catalog.now()",
+        &[base_url.into(), api_key.into()],
+    )
+}
+
+/// Whether a destination is set.
+pub fn is_set() -> Result<bool> {
+    Ok(first_value::<bool>("SELECT true FROM qobra_sync.destination", &[])?.is_some())
+}
+
+/// The API base URL and key, or the error saying to set them. The key comes from the file
+/// `qobra_sync.api_key_file` names when it is set (read now, so a rotated key is used at once),
+/// else from `set_destination`.
+pub fn load() -> Result<(String, String)> {
+    let json: Option<JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(base_url, api_key) FROM qobra_sync.destination",
+        &[],
+    )?;
+    let Some(JsonB(serde_json::Value::Array(v))) = json else {
+        return Err(Error::new(
+            SqlState::ObjectNotInPrerequisiteState,
+            "no destination is set",
+        )
+        .hint("Call qobra_sync.set_destination(api_key) first."));
+    };
+    let base_url = v
+        .first()
+        .and_then(|x| x.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let key_file = gucs::text(&gucs::API_KEY_FILE);
+    if !key_file.is_empty() {
+        let server_uid = unsafe { libc::geteuid() };
+        return Ok((
+            base_url,
+            read_key_file(std::path::Path::new(&key_file), server_uid)?,
+        ));
+    }
+    match v.get(1).and_then(|x| x.as_str()) {
+        Some(key) => Ok((base_url, key.to_owned())),
+        None => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, "no API key is set")
+            .detail("set_destination() was called without a key and qobra_sync.api_key_file is not set.")
+            .hint("Set qobra_sync.api_key_file to the file that holds the key, or call qobra_sync.set_destination(api_key).")),
+    }
+}

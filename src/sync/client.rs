@@ -1,0 +1,25 @@
+//! The HTTP client of a push or an import poll, built from the destination and the settings.
+
+use crate::pg::error::Result;
+use crate::pg::gucs;
+use crate::registry::destination;
+use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
+use qobra_sync_core::retry::RetryPolicy;
+use std::time::Duration;
+
+/// A client for the destination, with the timeouts and retry policy the settings give.
+pub fn client() -> Result<QobraClient> {
+    let (base_url, key) = destination::load()?;
+    let mut config = ClientConfig::new(base_url, ApiKey::new(key));
+    let timeout = Duration::from_millis(gucs::HTTP_TIMEOUT_MS.get() as u64);
+    config.request_timeout = timeout;
+    config.connect_timeout = timeout.min(Duration::from_secs(10));
+    let wait_max = Duration::from_millis(gucs::RETRY_WAIT_MAX_MS.get() as u64);
+    config.retry = RetryPolicy {
+        max_retries: gucs::MAX_RETRIES.get() as u32,
+        max_backoff: wait_max,
+        retry_after_cap: wait_max,
+        ..RetryPolicy::default()
+    };
+    QobraClient::new(&config)
+}

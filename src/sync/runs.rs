@@ -1,0 +1,246 @@
+//! Run rows: `qobra_sync.runs` and `qobra_sync.run_errors`, the one place that writes them.
+//!
+//! A run's row is written when it starts (`running`) and updated when it ends; the worker also
+//! records runs that could not start, runs a rollback took away (from their shared-memory slot,
+//! see `orphans`), marks runs a crash left `running` as interrupted, and purges old history.
+//! Every status and trigger is bound from [`RunStatus`] and [`Trigger`], never spelled here.
+
+use crate::pg::error::{Error, Result};
+use crate::pg::gucs;
+use crate::pg::shared::{Record, RECORD_BYTES};
+use crate::pg::spi::{execute, first_value, writing};
+use crate::pg::sqltypes::RegClass;
+use pgrx::prelude::*;
+use qobra_sync_core::guard::LastSuccess;
+use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
+
+/// The error recorded for a run a crash, a restart or the worker's termination cut short.
+const CRASHED: &str = "the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again";
+
+/// Records a new run as running and returns its id.
+pub fn start(source: pg_sys::Oid, name: &str, key: &str, trigger: Trigger) -> Result<i64> {
+    writing(|c| {
+        c.update(
+            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status)
+             VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
+            Some(1),
+            &[
+                RegClass(source).into(),
+                name.into(),
+                key.into(),
+                trigger.as_str().into(),
+                RunStatus::Running.as_str().into(),
+            ],
+        )?
+        .first()
+        .get::<i64>(1)
+    })?
+    .ok_or_else(|| Error::internal("no run id"))
+}
+
+/// Records a run's outcome and its rejected rows.
+pub fn finish(run_id: i64, o: &Outcome) -> Result<()> {
+    writing(|c| -> std::result::Result<(), pgrx::spi::Error> {
+        c.update(
+            "UPDATE qobra_sync.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), rows_read = $3,
+                    rows_sent = $4, rows_rejected = $5, bytes_sent = $6, requests = $7, retries = $8, restarts = $9,
+                    import_ids = $10, import_status = $11, snapshot_sha256 = $12, possibly_partial = $13, error = $14
+              WHERE run_id OPERATOR(pg_catalog.=) $1",
+            None,
+            &[
+                run_id.into(),
+                o.status.as_str().into(),
+                (o.rows_read as i64).into(),
+                (o.rows_sent as i64).into(),
+                (o.rows_rejected as i64).into(),
+                (o.bytes_sent as i64).into(),
+                (o.requests as i32).into(),
+                (o.retries as i32).into(),
+                (o.restarts as i32).into(),
+                o.import_ids.clone().into(),
+                o.import_status().into(),
+                o.fingerprint.clone().into(),
+                o.possibly_partial.into(),
+                o.error.clone().into(),
+            ],
+        )?;
+        for (line, row, details) in &o.rejections.kept {
+            c.update(
+                "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'push', $2, $3, $4)",
+                None,
+                &[run_id.into(), (*line as i64).into(), pgrx::JsonB(row.clone()).into(), details.as_str().into()],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Records a run that could not run to its end (an error raised while it ran), if it is still
+/// recorded as running.
+pub fn fail(run_id: i64, error: &str) -> Result<()> {
+    execute(
+        "UPDATE qobra_sync.runs SET status = $3, finished_at = pg_catalog.clock_timestamp(), error = $2
+          WHERE run_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $4",
+        &[
+            run_id.into(),
+            error.into(),
+            RunStatus::Failed.as_str().into(),
+            RunStatus::Running.as_str().into(),
+        ],
+    )
+}
+
+/// Records a run that could not even start (source dropped or renamed, no destination…).
+pub fn refused(
+    source: pg_sys::Oid,
+    name: &str,
+    key: &str,
+    trigger: Trigger,
+    e: &Error,
+) -> Result<()> {
+    execute(
+        "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
+             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6)",
+        &[
+            RegClass(source).into(),
+            name.into(),
+            key.into(),
+            trigger.as_str().into(),
+            RunStatus::Failed.as_str().into(),
+            e.message.as_str().into(),
+        ],
+    )
+}
+
+/// Records the run of a session whose transaction rolled its row back, from `row` (the columns
+/// of `qobra_sync.runs` as JSON), unless the session's own row made it after all.
+pub fn record_orphan(row: serde_json::Value) -> Result<()> {
+    execute(
+        "INSERT INTO qobra_sync.runs
+         SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::qobra_sync.runs, $1) r
+          WHERE NOT EXISTS (SELECT 1 FROM qobra_sync.runs x WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id)",
+        &[pgrx::JsonB(row).into()],
+    )
+}
+
+/// Marks runs left running by a previous life of the worker (or a crashed server) as
+/// interrupted. Runs of live sessions are never seen: they are not committed.
+pub fn mark_interrupted() -> Result<()> {
+    execute(
+        "UPDATE qobra_sync.runs SET status = $1, finished_at = pg_catalog.clock_timestamp(),
+                    error = $3, possibly_partial = true
+              WHERE status OPERATOR(pg_catalog.=) $2",
+        &[
+            RunStatus::Interrupted.as_str().into(),
+            RunStatus::Running.as_str().into(),
+            CRASHED.into(),
+        ],
+    )
+}
+
+/// Deletes run history older than `qobra_sync.history_days`.
+pub fn purge() -> Result<()> {
+    execute(
+        "DELETE FROM qobra_sync.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+        &[gucs::HISTORY_DAYS.get().into()],
+    )
+}
+
+/// The last successful run of a source, for the guards.
+pub fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
+    let json: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(rows_read, snapshot_sha256) FROM qobra_sync.runs
+          WHERE source OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2 ORDER BY run_id DESC LIMIT 1",
+        &[RegClass(source).into(), RunStatus::Succeeded.as_str().into()],
+    )?;
+    Ok(json.and_then(|pgrx::JsonB(v)| {
+        Some(LastSuccess {
+            rows_read: v.get(0)?.as_u64().unwrap_or(0),
+            fingerprint: v.get(1).and_then(|f| f.as_str()).map(str::to_owned),
+        })
+    }))
+}
+
+/// The run's row as a progress slot keeps it (what the worker records if a rollback takes the
+/// row away); an empty record when even a shortened row does not fit.
+pub fn slot_record(head: &RunHead, o: &Outcome) -> Record {
+    head.row(o, chrono::Utc::now(), RECORD_BYTES)
+        .and_then(|text| Record::new(&text))
+        .unwrap_or_default()
+}
+
+/// Tells the caller how the run went: a NOTICE on success, a WARNING otherwise.
+pub fn report(run_id: i64, name: &str, o: &Outcome) {
+    let summary = o.summary(run_id, name);
+    match (o.status, &o.error) {
+        (RunStatus::Succeeded, _) => pgrx::notice!("{summary}"),
+        (RunStatus::Skipped, Some(e)) => pgrx::notice!("{summary}: {e}"),
+        (_, Some(e)) => pgrx::warning!("{summary}: {e}"),
+        _ => pgrx::warning!("{summary}"),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::*;
+    use crate::testing::{fixture, oid};
+    use pgrx::prelude::*;
+
+    /// The values a CHECK constraint of `qobra_sync.runs` allows for `column`.
+    fn allowed(column: &str) -> Vec<String> {
+        let definition = Spi::get_one_with_args::<String>(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+              WHERE c.conrelid = 'qobra_sync.runs'::regclass AND c.contype = 'c'
+                AND pg_get_constraintdef(c.oid) LIKE '%(' || $1 || ' %'",
+            &[column.into()],
+        )
+        .unwrap()
+        .unwrap();
+        definition
+            .split('\'')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[pg_test]
+    fn statuses_and_triggers_are_those_the_schema_allows() {
+        let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(allowed("status"), statuses);
+        let triggers: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(allowed("trigger"), triggers);
+    }
+
+    #[pg_test]
+    fn a_run_row_is_started_finished_and_found_as_the_last_success() {
+        fixture();
+        let source = oid("t_deals");
+        let run_id = start(source, "public.t_deals", "deals", Trigger::Manual).unwrap();
+        assert!(last_success(source).unwrap().is_none());
+        let outcome = Outcome {
+            status: RunStatus::Succeeded,
+            rows_read: 2,
+            fingerprint: Some("abc".into()),
+            ..Outcome::default()
+        };
+        finish(run_id, &outcome).unwrap();
+        let last = last_success(source).unwrap().unwrap();
+        assert_eq!(
+            (last.rows_read, last.fingerprint.as_deref()),
+            (2, Some("abc"))
+        );
+        fail(run_id, "too late").unwrap();
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT status FROM qobra_sync.runs WHERE run_id = $1",
+            &[run_id.into()],
+        )
+        .unwrap();
+        assert_eq!(
+            status.as_deref(),
+            Some("succeeded"),
+            "fail() only touches running runs"
+        );
+    }
+}
