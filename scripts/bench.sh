@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of a push (a script, not a test; SPEC §7). For each table size it measures, side by side
+# Benchmark of a push (a script, not a test; see `docs/design.md`). For each table size it measures, side by side
 # on the same table of realistic sales data (12 columns, one of each supported type):
 #   copy      COPY (SELECT <the 12 columns> FROM t) TO STDOUT, to /dev/null          (the floor)
 #   json_agg  SELECT json_agg(t) FROM t piped into curl as one bulk request to the fake Qobra
