@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Benchmark of a push (a script, not a test; SPEC §7). For each table size it measures, side by side
-# on the same table of realistic sales data (12 columns, one of each supported type):
+# Benchmark of a push (a script, not a test; see `docs/design.md`; results in docs/benchmarks.md).
+# For each table size it measures, side by side on the same table of realistic sales data (12
+# columns, one of each supported type):
 #   copy      COPY (SELECT <the 12 columns> FROM t) TO STDOUT, to /dev/null          (the floor)
 #   json_agg  SELECT json_agg(t) FROM t piped into curl as one bulk request to the fake Qobra
 #             (the do-it-yourself route)
 #   push      SELECT qobra_sync.sync_now('t'), batch_rows 5000 and 20000
 # and for each, the wall time and the memory of the backend that did the work: its peak RSS growth
-# (VmHWM after - before, from /proc/<pid>/status) and its private memory sampled every 100 ms.
-# It writes the results, the command and the machine into docs/benchmarks.md (between markers).
+# (VmHWM after - before, from /proc/<pid>/status) and its private memory sampled every 100 ms
+# (scripts/bench_sampler.sh). This script only measures: it writes the raw readings, the command
+# and the machine as one JSON file ($QS_BENCH_DIR/results/results.json), then hands it to
+# scripts/bench_report.py, which prints the results and writes them into docs/benchmarks.md
+# (between markers).
 #
 # Usage: scripts/bench.sh [--sizes 1000000,10000000] [--batch-rows 5000,20000] [--doc PATH | --no-doc]
 # Runs as root or as a user with sudo; the cluster runs as $QS_PGUSER (default postgres).
 # Environment: QS_BENCH_DIR (default /tmp/qobra_sync-bench), QS_BENCH_PORT (default 54325),
 # QS_BENCH_REVISION (the revision to report, for a tree exported with `git archive`).
+# Render raw results again: python3 scripts/bench_report.py RESULTS.json [--doc PATH].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -100,33 +105,9 @@ GRANT USAGE ON SCHEMA public TO qobra_reader;
 SELECT qobra_sync.set_destination('$KEY', '$FAKE') \g /dev/null
 SQL
 
-# The sampler, run by psql's \! around the measured statement: `sampler start|stop NAME`, with the
-# backend's pid in QS_PID. Start records VmHWM, the CPU time of the backend and of the fake, then
-# samples VmRSS/RssAnon/RssShmem every 100 ms in the background; stop records the same again.
-SAMPLER=$WORK/sampler.sh
-cat >"$SAMPLER" <<'EOF'
-#!/bin/bash
-set -u
-name=$2 pid=$QS_PID d=$QS_RESULTS
-kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-case $1 in
-start)
-    echo "$(kb VmHWM) $(kb VmRSS) $(kb RssAnon) $(ticks "$pid") $(ticks "$QS_FAKE_PID")" >"$d/$name.before"
-    ( while [ -e "/proc/$pid/status" ]; do
-          awk '$1 == "VmRSS:" {r = $2} $1 == "RssAnon:" {a = $2} $1 == "RssShmem:" {s = $2}
-               END {print r, a, s}' "/proc/$pid/status" >>"$d/$name.samples"
-          sleep 0.1
-      done ) >/dev/null 2>&1 &
-    echo $! >"$d/$name.sampler"
-    date +%s%N >"$d/$name.t0" ;;
-stop)
-    date +%s%N >"$d/$name.t1"
-    kill "$(cat "$d/$name.sampler")" 2>/dev/null; rm -f "$d/$name.sampler"
-    echo "$(kb VmHWM) $(kb VmRSS) $(kb RssAnon) $(ticks "$pid") $(ticks "$QS_FAKE_PID")" >"$d/$name.after" ;;
-esac
-EOF
-chmod 755 "$SAMPLER"
+# The sampler, run by psql's \! around the measured statement (see the script). psql hands the
+# rest of a \! line to /bin/sh as it is: the path is quoted for it.
+SAMPLER="bash '$ROOT/scripts/bench_sampler.sh'"
 export QS_RESULTS=$RESULTS QS_FAKE_PID=$FAKE_PID
 
 # The prologue of every measured session: maps the table's shared buffers into this backend (a
@@ -156,7 +137,6 @@ fake() {
         curl -sS -f -X "$1" "$FAKE$2"
     fi
 }
-fake_count() { fake GET "/_fake/tables/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["record_count"])'; }
 FAKE_TABLE='{"id_field": "id", "name_field": "name", "user_key": "email", "fields": {
   "owner_email": "user", "stage": "picklist", "probability": "number", "amount": "number",
   "discount": "number", "list_price": "amount", "is_renewal": "bool", "close_date": "date",
@@ -165,8 +145,59 @@ COLUMNS_LIST="id, name, owner_email, stage, probability, amount, discount, list_
 
 label() { case $1 in 1000000) echo 1M ;; 10000000) echo 10M ;; 100000) echo 100k ;; *) echo "$1" ;; esac; }
 
-# One line of results: size method batch status rows bytes requests verified
-note() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS/$2-$1-$3.info"; }
+# The raw results are written as JSON by hand: a string (control characters escaped or dropped)
+# and a whole number (or null when the reading is empty, as for a failed step).
+json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\r'/\\r}
+    s=${s//$'\n'/\\n}
+    printf '"%s"' "$(printf '%s' "$s" | tr -d '\000-\037')"
+}
+json_num() { if [[ $1 =~ ^-?[0-9]+$ ]]; then printf '%s' "$1"; else printf 'null'; fi; }
+# A file's JSON as it is (an answer of the fake), or null when there is no such file.
+json_file() { if [ -s "$1" ]; then cat "$1"; else printf 'null'; fi; }
+# A sampler file of five numbers (VmHWM VmRSS RssAnon kB, backend and fake CPU ticks) as an object.
+json_readings() {
+    local hwm rss anon backend fake
+    read -r hwm rss anon backend fake <"$1"
+    printf '{"vm_hwm_kb": %s, "vm_rss_kb": %s, "rss_anon_kb": %s, "backend_ticks": %s, "fake_ticks": %s}' \
+        "$(json_num "$hwm")" "$(json_num "$rss")" "$(json_num "$anon")" \
+        "$(json_num "$backend")" "$(json_num "$fake")"
+}
+
+# The raw readings of one measurement NAME, as one JSON object in $RESULTS/NAME.json:
+#   record NAME LABEL METHOD BATCH STATUS ROWS BYTES REQUESTS
+# with what the sampler wrote (NAME.t0, .t1, .before, .after, .samples) and, when they exist, the
+# fake's request log (NAME.requests) and its answer about the data table (NAME.table).
+RUNS=()
+record() {
+    local name=$1 samples=[]
+    if [ -f "$RESULTS/$name.samples" ]; then
+        # Lines of "VmRSS RssAnon RssShmem"; a line cut short when the sampler was stopped is left out.
+        samples=$(awk 'BEGIN {printf "["}
+                       /^[0-9]+ [0-9]+ [0-9]+$/ {printf "%s[%s, %s, %s]", sep, $1, $2, $3; sep = ", "}
+                       END {printf "]"}' "$RESULTS/$name.samples")
+    fi
+    {
+        printf '{"name": %s, "label": %s, "method": %s, "batch_rows": %s,\n' \
+            "$(json_str "$name")" "$(json_str "$2")" "$(json_str "$3")" "$(json_num "$4")"
+        printf ' "status": %s, "rows": %s, "bytes": %s, "requests": %s,\n' \
+            "$(json_str "$5")" "$(json_num "$6")" "$(json_num "$7")" "$(json_num "$8")"
+        printf ' "t0_ns": %s, "t1_ns": %s,\n' \
+            "$(json_num "$(cat "$RESULTS/$name.t0")")" "$(json_num "$(cat "$RESULTS/$name.t1")")"
+        printf ' "before": %s,\n "after": %s,\n' \
+            "$(json_readings "$RESULTS/$name.before")" "$(json_readings "$RESULTS/$name.after")"
+        printf ' "samples": %s,\n' "$samples"
+        printf ' "fake_requests": %s,\n' "$(json_file "$RESULTS/$name.requests")"
+        printf ' "fake_table": %s}' "$(json_file "$RESULTS/$name.table")"
+    } >"$RESULTS/$name.json"
+    RUNS+=("$RESULTS/$name.json")
+}
+# The tables loaded, as JSON objects: label, rows, heap size.
+TABLES=()
 
 for size in ${SIZES//,/ }; do
     lbl=$(label "$size")
@@ -223,7 +254,7 @@ SELECT qobra_sync.register_table('public.$t', '$t', id_column => 'id', name_colu
 SQL
     table_size=$(psql_db -At -c "SELECT pg_size_pretty(pg_table_size('public.$t'))")
     echo "    loaded in $(( $(date +%s) - start )) s; table size $table_size"
-    echo "$lbl	$size	$table_size" >>"$RESULTS/tables.tsv"
+    TABLES+=("{\"label\": $(json_str "$lbl"), \"rows\": $(json_num "$size"), \"heap_size\": $(json_str "$table_size")}")
     fake PUT "/_fake/tables/$t" "$FAKE_TABLE" >/dev/null
     fake PUT "/_fake/tables/${t}_diy" "$FAKE_TABLE" >/dev/null
 
@@ -235,7 +266,7 @@ SQL
 COPY (SELECT $COLUMNS_LIST FROM public.$t) TO STDOUT;
 \! $SAMPLER stop $name
 SQL
-    note "$lbl" copy 0 ok "$size" "" "" ""
+    record "$name" "$lbl" copy 0 ok "$size" "" ""
 
     # The do-it-yourself route: one json_agg, its text piped by psql into curl, one bulk request.
     name=json_agg-$lbl-0
@@ -250,13 +281,13 @@ SELECT json_agg(t) FROM public.$t AS t;
 SQL
     set -e
     read -r code upload _ <"$RESULTS/$name.curl" || true
+    fake GET /_fake/requests >"$RESULTS/$name.requests" && fake DELETE /_fake/requests >/dev/null
     if [ "${code:-}" = 200 ]; then
-        note "$lbl" json_agg 0 ok "$size" "$upload" 1 ""
+        record "$name" "$lbl" json_agg 0 ok "$size" "$upload" 1
     else
         why=$(grep -m1 -E 'ERROR|FATAL' "$RESULTS/$name.err" || head -c 200 "$RESULTS/$name.body" 2>/dev/null || true)
-        note "$lbl" json_agg 0 "failed: ${why:-HTTP $code}" "" "" "" ""
+        record "$name" "$lbl" json_agg 0 "failed: ${why:-HTTP $code}" "" "" ""
     fi
-    fake GET /_fake/requests >"$RESULTS/$name.requests" && fake DELETE /_fake/requests >/dev/null
     fake POST /_fake/imports/flush >/dev/null
     fake PUT "/_fake/tables/${t}_diy" "$FAKE_TABLE" >/dev/null
 
@@ -277,8 +308,8 @@ SQL
         IFS=$'\t' read -r status rows bytes requests error <"$RESULTS/$name.run"
         fake GET /_fake/requests >"$RESULTS/$name.requests" && fake DELETE /_fake/requests >/dev/null
         fake POST /_fake/imports/flush >/dev/null
-        stored=$(fake_count "$t")
-        note "$lbl" push "$batch" "$status${error:+: $error}" "$rows" "$bytes" "$requests" "$stored"
+        fake GET "/_fake/tables/$t" >"$RESULTS/$name.table"   # its record_count: what Qobra holds
+        record "$name" "$lbl" push "$batch" "$status${error:+: $error}" "$rows" "$bytes" "$requests"
         fake PUT "/_fake/tables/$t" "$FAKE_TABLE" >/dev/null   # empties it, frees the fake's memory
     done
     psql_db -q -o /dev/null -c "SELECT qobra_sync.unregister_table('public.$t')" -c "DROP TABLE public.$t"
@@ -287,117 +318,33 @@ SQL
 done
 
 echo "==> results"
-PG_VERSION=$(psql_db -At -c "SELECT version()")
-SETTINGS=$(psql_db -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
-                              FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'jit')")
+# The machine and the software, then every measurement: one JSON file of raw readings.
 if [ -n "${QS_BENCH_REVISION:-}" ]; then
     COMMIT=$QS_BENCH_REVISION   # a tree exported with `git archive`, which has no .git
 else
     COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || COMMIT="$COMMIT (with uncommitted changes)"
 fi
-export PG_VERSION SETTINGS COMMIT COMMAND
-export CPU_MODEL=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
-export NPROC=$(nproc) MEMORY=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-export KERNEL=$(uname -r) RUSTC=$(rustc --version) DATE=$(date -u +%Y-%m-%dT%H:%MZ)
-export LOAD_BEFORE LIB_MD5
-python3 - "$RESULTS" "$DOC" <<'EOF'
-import glob, json, os, sys
-from datetime import datetime
+PG_VERSION=$(psql_db -At -c "SELECT version()")
+SETTINGS=$(psql_db -At -c "SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY name)
+                              FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'jit')")
+CPU_MODEL=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+MEMTOTAL_KB=$(awk '/MemTotal/ {print $2}' /proc/meminfo)
+RAW=$RESULTS/results.json
+{
+    printf '{"command": %s,\n "date": %s,\n' "$(json_str "$COMMAND")" "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+    printf ' "machine": {"nproc": %s, "cpu_model": %s, "memtotal_kb": %s, "kernel": %s, "clk_tck": %s, "load_before": %s},\n' \
+        "$(json_num "$(nproc)")" "$(json_str "$CPU_MODEL")" "$(json_num "$MEMTOTAL_KB")" \
+        "$(json_str "$(uname -r)")" "$(json_num "$(getconf CLK_TCK)")" "$(json_str "$LOAD_BEFORE")"
+    printf ' "software": {"postgres": %s, "rustc": %s, "commit": %s, "library_md5": %s, "settings": %s},\n' \
+        "$(json_str "$PG_VERSION")" "$(json_str "$(rustc --version)")" "$(json_str "$COMMIT")" \
+        "$(json_str "$LIB_MD5")" "$(json_str "$SETTINGS")"
+    printf ' "tables": [%s],\n' "$(IFS=,; printf '%s' "${TABLES[*]}")"
+    printf ' "runs": [\n'
+    sep=
+    for run in "${RUNS[@]}"; do printf '%s' "$sep"; cat "$run"; sep=$',\n'; done
+    printf '\n]}\n'
+} >"$RAW"
+echo "    raw results in $RAW"
 
-results, doc = sys.argv[1], sys.argv[2]
-HZ = os.sysconf("SC_CLK_TCK")
-
-def nums(path):
-    return [int(x) for x in open(path).read().split()]
-
-rows = []
-for info in sorted(glob.glob(f"{results}/*.info")):
-    size, method, batch, status, nrows, nbytes, requests, stored = open(info).read().rstrip("\n").split("\t")
-    name = f"{method}-{size}-{batch}"
-    t0, t1 = nums(f"{results}/{name}.t0")[0], nums(f"{results}/{name}.t1")[0]
-    hwm0, rss0, anon0, cpu0, fake0 = nums(f"{results}/{name}.before")
-    hwm1, rss1, anon1, cpu1, fake1 = nums(f"{results}/{name}.after")
-    path = f"{results}/{name}.samples"
-    samples = [list(map(int, l.split())) for l in open(path) if len(l.split()) == 3] if os.path.exists(path) else []
-    peak_anon = max([s[1] for s in samples] + [anon0, anon1])
-    # Time the fake spent on the bulk requests (received -> answered), summed.
-    in_fake = None
-    if os.path.exists(f"{results}/{name}.requests"):
-        in_fake = 0.0
-        for e in json.load(open(f"{results}/{name}.requests")):
-            if e.get("method") == "POST" and "/records/bulk" in e.get("path", "") and e.get("finished_at"):
-                in_fake += (datetime.fromisoformat(e["finished_at"].replace("Z", "+00:00"))
-                            - datetime.fromisoformat(e["received_at"].replace("Z", "+00:00"))).total_seconds()
-    rows.append(dict(size=size, method=method, batch=int(batch), status=status,
-                     rows=nrows, bytes=nbytes, requests=requests, stored=stored,
-                     wall=(t1 - t0) / 1e9, hwm=(hwm1 - hwm0) / 1024, anon=(peak_anon - anon0) / 1024,
-                     cpu=(cpu1 - cpu0) / HZ, fake=(fake1 - fake0) / HZ, in_fake=in_fake,
-                     samples=len(samples)))
-
-def order(r):
-    return ({"1M": 1, "10M": 10}.get(r["size"], 0), r["size"], ["copy", "json_agg", "push"].index(r["method"]), r["batch"])
-rows.sort(key=order)
-copy = {r["size"]: r["wall"] for r in rows if r["method"] == "copy"}
-
-def mb(b):
-    return f"{int(b) / 1e6:,.0f} MB" if b else ""
-
-header = ["rows", "method", "wall", "× COPY", "peak RSS growth (VmHWM)", "peak private growth (RssAnon)",
-          "backend CPU", "fake CPU", "requests' time in the fake", "sent", "requests", "in Qobra", "status"]
-lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-for r in rows:
-    method = {"copy": "`COPY … TO STDOUT` → /dev/null", "json_agg": "`json_agg` + curl (one request)",
-              "push": f"`sync_now`, batch_rows {r['batch']}"}[r["method"]]
-    ratio = f"{r['wall'] / copy[r['size']]:.2f}×" if copy.get(r["size"]) else ""
-    lines.append("| " + " | ".join([
-        r["size"], method, f"{r['wall']:.2f} s", ratio, f"{r['hwm']:.1f} MB", f"{r['anon']:.1f} MB",
-        f"{r['cpu']:.2f} s", f"{r['fake']:.2f} s" if r["method"] != "copy" else "",
-        f"{r['in_fake']:.2f} s" if r["in_fake"] is not None else "",
-        mb(r["bytes"]), r["requests"], r["stored"], r["status"].replace("|", "\\|")]) + " |")
-table = "\n".join(lines)
-print(table)
-
-tables = [l.split("\t") for l in open(f"{results}/tables.tsv").read().splitlines()]
-verdicts = []
-for r in rows:
-    if r["method"] != "push":
-        continue
-    ok_rss = r["hwm"] <= 64 and r["anon"] <= 64
-    verdicts.append(f"- {r['size']}, batch_rows {r['batch']}: RSS growth {r['hwm']:.1f} MB "
-                    f"({'met' if ok_rss else 'NOT met'}: ≤ 64 MB)")
-    if r["size"] == "1M" and copy.get("1M"):
-        ratio = r["wall"] / copy["1M"]
-        met = "met" if ratio <= 2.5 else "NOT met"
-        aim = ", aim of 1.5× met" if ratio <= 1.5 else ", aim of 1.5× not met"
-        verdicts[-1] += f"; wall {ratio:.2f}× COPY ({met}: ≤ 2.5×{aim})"
-
-env = os.environ
-block = f"""<!-- bench:begin (written by scripts/bench.sh; edit outside these markers) -->
-Command: `{env['COMMAND']}` (from the repository root, as root), {env['DATE']}.
-
-Machine: {env['NPROC']} cores ({env['CPU_MODEL']}), {env['MEMORY']} of memory, Linux {env['KERNEL']};
-{env['PG_VERSION']}; {env['RUSTC']}; qobra_sync at commit {env['COMMIT']}, built with
-`cargo pgrx install --release` (library md5 {env['LIB_MD5']}…). Cluster settings: {env['SETTINGS']}.
-Load average before the run: {env['LOAD_BEFORE']}.
-
-Tables: {"; ".join(f"{t[0]} rows = {t[2]}" for t in tables)} (heap, without the index).
-
-{table}
-
-Targets:
-{chr(10).join(verdicts)}
-<!-- bench:end -->"""
-
-if doc:
-    text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
-    start, end = text.find("<!-- bench:begin"), text.find("<!-- bench:end -->")
-    if start < 0 or end < 0:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        text = text[:start] + block + text[end + len("<!-- bench:end -->"):]
-    os.makedirs(os.path.dirname(doc) or ".", exist_ok=True)
-    open(doc, "w").write(text)
-    print(f"\nwritten to {doc}")
-print("\n" + "\n".join(verdicts))
-EOF
+python3 scripts/bench_report.py "$RAW" ${DOC:+--doc "$DOC"}

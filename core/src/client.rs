@@ -1,4 +1,5 @@
-//! The HTTP client of a push: talks to Qobra's API (`qobra-api.md`) for one push.
+//! The HTTP client of a push: talks to Qobra's API (`docs/qobra-api.md` §2, §5, §7, §8) for one
+//! push.
 //!
 //! Built once per push. It is async reqwest on a tokio runtime that the client owns, with one
 //! thread of its own: a request — its attempts and the backoffs between them — runs on that

@@ -1,4 +1,4 @@
-//! Guards of a push: what stops a snapshot from replacing Qobra's table (SPEC §3, §4).
+//! Guards of a push: what stops a snapshot from replacing Qobra's table (`docs/design.md`).
 //!
 //! Decided before anything is sent, from a pre-pass over the snapshot (row count, content
 //! fingerprint, id checks) and the last successful run of the same registration.

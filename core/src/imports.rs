@@ -1,5 +1,6 @@
-//! Qobra's answers about imports (`qobra-api.md`): the `import_id` a bulk push returns, and the
-//! `data_import` document of `GET /v1/imports/{id}` with its per-row parsing errors.
+//! Qobra's answers about imports (`docs/qobra-api.md` §5, §8): the `import_id` a bulk push
+//! returns, and the `data_import` document of `GET /v1/imports/{id}` with its per-row parsing
+//! errors.
 //!
 //! Parsing is lenient on purpose: unknown fields are ignored, optional ones may be missing or
 //! null, ids and counts may come as numbers or strings, and an unknown status is kept as

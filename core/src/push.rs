@@ -1,4 +1,5 @@
-//! The push: sends a whole snapshot to Qobra as one total synchronization (SPEC §4).
+//! The push: sends a whole snapshot to Qobra as one total synchronization (`docs/qobra-api.md`
+//! §6.1, §6.2).
 //!
 //! A snapshot goes out in chunks of up to `batch_rows` records. The first chunk is sent with
 //! `all=true` (Qobra empties the data table before importing it), the others without; all carry

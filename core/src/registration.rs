@@ -1,4 +1,4 @@
-//! Registration rules: what a registration must say before it is stored (SPEC §1, §3).
+//! Registration rules: what a registration must say before it is stored (`docs/design.md`).
 
 use crate::error::{quoted, Error, Result, SqlState};
 use crate::mapping::{map_columns, ColumnMapping, ColumnOptions, Source};

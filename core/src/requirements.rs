@@ -1,4 +1,5 @@
-//! Requirement rules on values (SPEC §3): what makes an id and a user value acceptable.
+//! Requirement rules on values (`docs/qobra-api.md` §3, §6.4): what makes an id and a user value
+//! acceptable.
 //!
 //! Table-level rules (id present, not NULL, unique; name present) are checked by the extension
 //! with SQL over the whole snapshot; the per-value rules below are shared by `validate()`,

@@ -1,5 +1,5 @@
-//! Retry policy of a push (SPEC §4): which outcomes of a request are worth another try, and how
-//! long to wait before it.
+//! Retry policy of a push (`docs/qobra-api.md` §7): which outcomes of a request are worth another
+//! try, and how long to wait before it.
 //!
 //! Pure: the randomness of the jitter and the current time are parameters, so every decision is
 //! reproducible in tests. The HTTP client (`client.rs`) applies it.

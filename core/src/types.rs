@@ -1,4 +1,5 @@
-//! Type mapping: which Qobra field types a Postgres column type may become (SPEC §2).
+//! Type mapping: which Qobra field types a Postgres column type may become
+//! (`docs/qobra-api.md` §4).
 //!
 //! Postgres types are recognised by the OID of their base type (domains map as their base type).
 //! Built-in type OIDs are fixed by Postgres' catalog and never change between versions.

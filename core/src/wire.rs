@@ -1,4 +1,4 @@
-//! Wire format: how a row becomes a Qobra record (SPEC §2, `qobra-api.md`).
+//! Wire format: how a row becomes a Qobra record (`docs/qobra-api.md` §4, §6.3, §6.4).
 //!
 //! The reader hands each value over as the text Postgres prints for it, under fixed settings
 //! (`DateStyle = ISO`, `TimeZone = UTC`, money cast to numeric). One normalisation step turns that
