@@ -1,20 +1,16 @@
 //! qobra_sync: push PostgreSQL tables to Qobra, from inside the database.
 //!
-//! Vocabulary (defined once, used everywhere):
-//! - **source**: a table, partitioned table, view or materialized view whose rows go to Qobra.
-//! - **registration**: a source's row in `qobra_sync.tables`: the Qobra data table it feeds, how
-//!   its columns map to fields, its filter, schedule and reader role (`run_as`).
-//! - **snapshot**: every row of a source that passes the filter, read in one MVCC snapshot as
-//!   the reader role.
-//! - **record**: one row of a snapshot encoded as the JSON object Qobra receives.
-//! - **push**: sending a whole snapshot to Qobra as one total synchronization.
-//! - **run**: one attempt at a push, with its outcome, in `qobra_sync.runs`.
+//! Vocabulary (defined in docs/design.md, used the same way everywhere): a **source** is a
+//! relation whose rows go to Qobra; its **registration** says how (data table, column options,
+//! **filter**, schedule, **reader**); a **snapshot** is the source's rows read as the reader in
+//! one MVCC snapshot, counted first by the **census**; a **push** sends it as **records** in
+//! **chunks**; a **run** records one attempt at a push, whose **import** Qobra does afterwards.
+//! The **destination** is Qobra's API base URL and the key pushes authenticate with.
 //!
-//! Modules, in pipeline order: `catalog` (describe a source) → `registry` (store registrations) →
-//! `filter` (analyse filters) → `reader` (read a snapshot as the reader) → `inspect` (mapping,
-//! validation, preview) → `snapshot` (census, chunks) → `push` (runs) → `orphans` (runs a
-//! rollback took away) → `worker` (schedules), with `shared` (shared memory) beside them. The pure
-//! rules live in the `qobra_sync_core` crate; `api` is the SQL face.
+//! Layers, top to bottom (a module imports only its own layer and the ones below): `api` (the
+//! SQL functions), `inspect` and `sync` side by side (inspection; pushes, runs and the worker),
+//! `registry` (what is registered, the destination), `pg` (PostgreSQL's machinery). The pure
+//! rules live in the `qobra_sync_core` crate.
 
 use pgrx::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};

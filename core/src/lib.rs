@@ -1,14 +1,11 @@
 //! The pure core of qobra_sync: everything that can be decided without a database.
 //!
-//! Vocabulary (used the same way everywhere in the code and the docs):
-//! - **source**: a table, partitioned table, view or materialized view whose rows go to Qobra.
-//! - **registration**: one row of `qobra_sync.tables`: a source, the Qobra data table it feeds,
-//!   how its columns map to Qobra fields, its filter, schedule and reader role.
-//! - **snapshot**: every row of a source that passes the filter, read in one MVCC snapshot.
-//! - **record**: one row of a snapshot, encoded as the JSON object Qobra receives.
-//! - **push**: sending a whole snapshot to Qobra as one total synchronization.
-//! - **run**: one attempt at a push, recorded in `qobra_sync.runs` with its outcome.
-//! - **destination**: Qobra's API base URL and the API key pushes authenticate with.
+//! Vocabulary (defined in docs/design.md, used the same way everywhere): a **source** is a
+//! relation whose rows go to Qobra; its **registration** says how (data table, column options,
+//! **filter**, schedule, **reader**); a **snapshot** is the source's rows read as the reader in
+//! one MVCC snapshot, counted first by the **census**; a **push** sends it as **records** in
+//! **chunks**; a **run** records one attempt at a push, whose **import** Qobra does afterwards.
+//! The **destination** is Qobra's API base URL and the key pushes authenticate with.
 
 pub mod client;
 pub mod cloudsql;

@@ -279,7 +279,7 @@ def test_terminated_worker_comes_back_and_the_schedule_continues(wdb, fake):
 
 def test_one_push_of_a_table_at_a_time(wdb, fake, connect):
     """While the worker pushes a table (its query says `pushing <schema>.deals`), sync_now of
-    it fails with SQLSTATE 55000 'already running'; a request made while a manual push runs
+    it fails with SQLSTATE 55P03 'already running'; a request made while a manual push runs
     never interleaves with it. In the fake's log, pushes are whole and one after the other,
     and runs that sent something never overlap."""
     key = create_deals(wdb, fake, rows=CHUNKED_ROWS)
@@ -291,7 +291,7 @@ def test_one_push_of_a_table_at_a_time(wdb, fake, connect):
     wait_worker_pushing(wdb, "deals", timeout=3)
     with pytest.raises(psycopg.Error) as refused:
         wdb.value("SELECT qobra_sync.sync_now('deals')")
-    assert refused.value.sqlstate == "55000", refused.value
+    assert refused.value.sqlstate == "55P03", refused.value
     assert "already running" in str(refused.value)
     requested = wait_runs(wdb, "deals", 1, trigger="request", finished=True)[0]
     assert requested["status"] == "succeeded", requested["error"]
