@@ -40,7 +40,6 @@ done
 source scripts/setup.sh
 source scripts/cluster.sh
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 WORK=${QS_BENCH_DIR:-/tmp/qobra_sync-bench}
 PORT=${QS_BENCH_PORT:-54325}
 DB=bench

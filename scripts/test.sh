@@ -45,6 +45,8 @@ python3 tests/lint/qualified_sql.py
 echo "==> the code imports only downward, with no import circle"
 python3 tests/lint/layers.py --self-test
 python3 tests/lint/layers.py
+echo "==> the benchmark's report tool renders its sample"
+python3 scripts/bench_report.py --self-test
 
 echo "==> pgspot over the installed extension script"
 # pgspot (PyPI) flags unsafe SQL in extension scripts: unqualified references, search_path, …
