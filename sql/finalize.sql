@@ -1,14 +1,17 @@
 -- Last step of CREATE EXTENSION: nothing is reachable by PUBLIC, and the installation is checked
 -- (right database, preloaded or not).
 -- (Created here because it reads a function of the extension.)
--- Pushes in flight (any session's, when the library is preloaded): rows and bytes sent so far.
-CREATE VIEW @extschema@.progress AS
+-- Pushes in flight (any session's, when the library is preloaded): rows and bytes sent so far;
+-- those of registrations of roles the reader is a member of.
+CREATE VIEW @extschema@.progress WITH (security_barrier) AS
 SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
        pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) p.started_at AS elapsed,
        p.chunks, p.rows_sent, p.bytes_sent, p.restarts
   FROM @extschema@._progress() p
   JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) p.pid
-  LEFT JOIN @extschema@.runs r ON r.run_id OPERATOR(pg_catalog.=) p.run_id;
+  LEFT JOIN @extschema@.runs r ON r.run_id OPERATOR(pg_catalog.=) p.run_id
+  LEFT JOIN @extschema@.registrations g ON g.source OPERATOR(pg_catalog.=) p.source
+ WHERE pg_catalog.pg_has_role(COALESCE(g.owner, r.owner), 'MEMBER');
 
 -- What \df+ and \d+ show: the same words as the README's reference.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
@@ -49,4 +52,34 @@ COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL and key. Owne
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON SCHEMA @extschema@ FROM PUBLIC;
+
+-- Delegating: the role qobra_sync_operator may use every function but set_destination and
+-- poll_imports, and read the views and the run history; a DBA delegates with one grant
+-- (GRANT qobra_sync_operator TO app_admin). What an operator may do is checked inside each
+-- function (they run as the extension owner): it acts only on the registrations of roles it
+-- is a member of, reads only as a role it may SET ROLE to, and sees only those registrations
+-- and their runs. The role is created once per cluster, if missing (roles are not objects of a
+-- database), and is never dropped by DROP EXTENSION.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'qobra_sync_operator') THEN
+        CREATE ROLE qobra_sync_operator NOLOGIN;
+        COMMENT ON ROLE qobra_sync_operator IS 'Operates qobra_sync: register, change, push and inspect the registrations of the roles one is a member of.';
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA @extschema@ TO qobra_sync_operator;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
+    @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
+    @extschema@.unregister_table(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
+    @extschema@.column_mapping(regclass, name[], jsonb),
+    @extschema@.validate(regclass, name, name, name[], text, text, name),
+    @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
+    @extschema@.reader_from_service_account(jsonb),
+    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress()
+  TO qobra_sync_operator;
+GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
+    @extschema@.runs, @extschema@.run_errors
+  TO qobra_sync_operator;
 SELECT @extschema@._check_installation();

@@ -1,5 +1,7 @@
--- qobra_sync's own tables and views. Nothing here is granted to PUBLIC: only the extension
--- owner (a superuser) reads or changes them unless it grants access.
+-- qobra_sync's own tables and views. Nothing here is granted to PUBLIC. The extension owner (a
+-- superuser) reads and changes everything; the role qobra_sync_operator (see finalize) reads
+-- the views and runs, and sees there only what belongs to registrations of roles it is a
+-- member of.
 
 -- The destination: Qobra's API base URL and the API key. One row at most. The key is never
 -- shown by any view or function (destination_status says whether there is one and where it
@@ -28,6 +30,9 @@ CREATE TABLE @extschema@.registrations (
     filter          text,
     schedule        text NOT NULL,
     run_as          regrole NOT NULL,
+    -- The role that registered the source: it, its members and superusers may change, push
+    -- and inspect the registration, and see its runs.
+    owner           regrole NOT NULL,
     paused          boolean NOT NULL DEFAULT false,
     next_run_at     timestamptz,
     requested_at    timestamptz,
@@ -36,12 +41,14 @@ CREATE TABLE @extschema@.registrations (
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations', '');
 
--- What is registered, as users read it.
-CREATE VIEW @extschema@.tables AS
+-- What is registered, as users read it: the registrations of the roles the reader is a member
+-- of (every one for a superuser).
+CREATE VIEW @extschema@.tables WITH (security_barrier) AS
 SELECT source, data_table_key, id_column, name_column, user_columns, user_key, column_types,
        field_keys, exclude_columns, filter, schedule, run_as::pg_catalog.text::pg_catalog.name AS run_as, paused,
-       next_run_at
-  FROM @extschema@.registrations;
+       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner
+  FROM @extschema@.registrations
+ WHERE pg_catalog.pg_has_role(owner, 'MEMBER');
 
 -- Where pushes go, without the key: whether set_destination() stored one, and where pushes take
 -- it from (the file qobra_sync.api_key_file names wins over a stored key).
@@ -73,9 +80,16 @@ CREATE TABLE @extschema@.runs (
     import_status    text CHECK (import_status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'finished', 'failed', 'unknown'])),
     snapshot_sha256  text,
     possibly_partial boolean NOT NULL DEFAULT false,
-    error            text
+    error            text,
+    -- The registration's owner when the run started: who may see the run.
+    owner            regrole
 );
 CREATE INDEX runs_source_started ON @extschema@.runs (source, started_at);
+-- Roles other than the extension owner see only the runs of registrations of roles they are
+-- members of.
+ALTER TABLE @extschema@.runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY runs_of_members ON @extschema@.runs FOR SELECT
+  USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
 
 -- Rows of a run that did not make it into Qobra: rejected by us before sending ('push') or
 -- reported by Qobra's import ('import').
@@ -87,9 +101,13 @@ CREATE TABLE @extschema@.run_errors (
     details     text NOT NULL
 );
 CREATE INDEX run_errors_run ON @extschema@.run_errors (run_id);
+ALTER TABLE @extschema@.run_errors ENABLE ROW LEVEL SECURITY;
+CREATE POLICY run_errors_of_members ON @extschema@.run_errors FOR SELECT
+  USING (EXISTS (SELECT FROM @extschema@.runs r WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id));
 
--- One row per registration: its last outcome and next run.
-CREATE VIEW @extschema@.status AS
+-- One row per registration (of the roles the reader is a member of): its last outcome and next
+-- run.
+CREATE VIEW @extschema@.status WITH (security_barrier) AS
 SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
        last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
        last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
@@ -99,5 +117,6 @@ SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
                       ORDER BY x.run_id DESC LIMIT 1) last ON true
   LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
                         AND x.status OPERATOR(pg_catalog.=) 'succeeded'
-                      ORDER BY x.run_id DESC LIMIT 1) ok ON true;
+                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
+ WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
 

@@ -39,6 +39,11 @@ pub fn preloaded() -> bool {
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    // Errors reach users without Rust internals, whatever the server's environment: a Rust
+    // backtrace (RUST_BACKTRACE) would otherwise land in the DETAIL of every error raised.
+    // The process is single-threaded here, before any thread of ours starts.
+    std::env::remove_var("RUST_BACKTRACE");
+    std::env::remove_var("RUST_LIB_BACKTRACE");
     PRELOADED.store(preloading, Ordering::Relaxed);
     pg::gucs::register(preloading);
     pg::log_filter::install();

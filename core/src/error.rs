@@ -43,6 +43,19 @@ pub enum SqlState {
     ConfigFileError,
     /// XX000 internal_error: a bug of ours.
     Internal,
+    /// An error PostgreSQL raised while the source was read (a missing privilege, a view that
+    /// divides by zero…), with its SQLSTATE as PostgreSQL encodes it.
+    Postgres(i32),
+}
+
+impl SqlState {
+    /// The five characters of a SQLSTATE as PostgreSQL packs them in an int (`MAKE_SQLSTATE`):
+    /// six bits a character, from `'0'`.
+    pub fn unpack(code: i32) -> String {
+        (0..5)
+            .map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+            .collect()
+    }
 }
 
 /// A user-facing failure: message, optional detail and hint, and its SQLSTATE class.
@@ -92,9 +105,12 @@ impl Error {
     }
 
     /// The error as one line, for `runs.error`: the message, then the detail in parentheses,
-    /// then the hint.
+    /// then the hint; an error PostgreSQL raised ends with its SQLSTATE.
     pub fn one_line(&self) -> String {
         let mut text = self.message.clone();
+        if let SqlState::Postgres(code) = self.state {
+            text.push_str(&format!(" [SQLSTATE {}]", SqlState::unpack(code)));
+        }
         if let Some(d) = &self.detail {
             text.push_str(&format!(" ({d})"));
         }
@@ -111,4 +127,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Quotes a user-supplied value for a message the way Postgres does: in double quotes.
 pub fn quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_unpack_as_postgres_packs_them() {
+        // MAKE_SQLSTATE('4','2','5','0','1') and ('2','2','0','1','2')
+        let pack = |s: &str| {
+            s.bytes()
+                .enumerate()
+                .map(|(i, b)| ((b - b'0') as i32) << (6 * i))
+                .sum::<i32>()
+        };
+        for code in ["42501", "22012", "57014", "XX000"] {
+            assert_eq!(SqlState::unpack(pack(code)), code);
+        }
+        let e = Error::new(SqlState::Postgres(pack("22012")), "division by zero");
+        assert_eq!(e.one_line(), "division by zero [SQLSTATE 22012]");
+    }
 }

@@ -20,6 +20,10 @@ pub struct Registration {
     /// The reader role's name and OID.
     pub run_as: String,
     pub run_as_oid: u32,
+    /// The role that registered the source (its name, or its OID in digits once dropped) and
+    /// its OID: it, its members and superusers may change, push and inspect the registration.
+    pub owner: String,
+    pub owner_oid: u32,
     pub paused: bool,
 }
 

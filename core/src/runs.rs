@@ -155,6 +155,8 @@ pub struct RunHead {
     pub source: u32,
     pub source_name: String,
     pub data_table_key: String,
+    /// The OID of the registration's owner: who may see the run.
+    pub owner: u32,
     pub trigger: Trigger,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -176,6 +178,7 @@ impl RunHead {
             "source": self.source,
             "source_name": self.source_name,
             "data_table_key": self.data_table_key,
+            "owner": self.owner,
             "trigger": self.trigger.as_str(),
             "status": o.status.as_str(),
             "started_at": self.started_at.to_rfc3339(),
@@ -219,6 +222,7 @@ mod tests {
             source: 16384,
             source_name: "public.deals".into(),
             data_table_key: "deals".into(),
+            owner: 10,
             trigger: Trigger::Manual,
             started_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
         }

@@ -10,7 +10,7 @@ use qobra_sync_core::mapping::ColumnChanges;
 
 /// How each column of a source maps to a Qobra field.
 #[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn column_mapping(
     source: Option<RegClass>,
@@ -54,7 +54,7 @@ fn column_mapping(
 
 /// Checks every requirement for pushing a source and reports each one.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn validate(
     source: Option<RegClass>,
@@ -94,7 +94,7 @@ fn validate(
 
 /// The exact records a push would send, up to `max_rows`, ordered by id, read as the
 /// registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn preview(
     source: Option<RegClass>,
@@ -113,7 +113,7 @@ fn preview(
 
 /// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
 /// read as the registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn csv_template(
     source: Option<RegClass>,

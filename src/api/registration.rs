@@ -13,7 +13,7 @@ use qobra_sync_core::registration::DEFAULT_SCHEDULE;
 
 /// Registers a source for pushes to the Qobra data table `data_table_key`.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_table(
     source: Option<RegClass>,
@@ -43,7 +43,7 @@ fn register_table(
         let columns = changes.apply(ColumnOptions::default())?;
         let run_as = match run_as {
             Some(n) => n.0,
-            None => roles::current_role()?.0,
+            None => roles::caller().0,
         };
         registry::register(
             source.0,
@@ -61,7 +61,7 @@ fn register_table(
 
 /// Changes a registration; every argument left NULL keeps its value (`filter => ''` removes it).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn alter_table(
     source: Option<RegClass>,
@@ -79,7 +79,7 @@ fn alter_table(
 ) {
     let run = || -> Result<()> {
         let source = required(source, "source")?.0;
-        let reg = registry::require(source)?;
+        let reg = registry::require_owned(source)?;
         let changes = ColumnChanges {
             id_column: id_column.map(|n| n.0),
             name_column: name_column.map(|n| n.0),
@@ -112,21 +112,21 @@ fn alter_table(
 }
 
 /// Removes a registration (its run history stays until purged).
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn unregister_table(source: Option<RegClass>) {
     registry::unregister(required(source, "source").or_raise().0).or_raise()
 }
 
 /// Stops scheduled pushes of a source until `resume()`.
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn pause(source: Option<RegClass>) {
     registry::set_paused(required(source, "source").or_raise().0, true).or_raise()
 }
 
 /// Resumes scheduled pushes of a paused source.
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn resume(source: Option<RegClass>) {
     registry::set_paused(required(source, "source").or_raise().0, false).or_raise()

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 /// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
 /// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
     let source = required(source, "source").or_raise().0;
@@ -21,7 +21,7 @@ fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i
 }
 
 /// Asks the background worker to push a registered source right after this transaction commits.
-#[pg_extern(volatile)]
+#[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_sync(source: Option<RegClass>) {
     registry::request(required(source, "source").or_raise().0).or_raise()

@@ -49,6 +49,9 @@ pub struct Overrides {
 /// Resolves the subject of an inspection: the registration (if any) with the call's overrides.
 pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
     let reg = registry::load(source_oid)?;
+    if let Some(r) = &reg {
+        roles::check_owner(pg_sys::Oid::from(r.owner_oid), &r.source_name)?;
+    }
     let source = match &reg {
         Some(r) => catalog::check_unchanged(source_oid, &r.source_name)?,
         None => describe_source(source_oid)?,
@@ -66,8 +69,8 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
             ReaderFrom::Registration,
         ),
         (None, None) => {
-            let (name, oid) = roles::current_role()?;
-            (pg_sys::Oid::from(oid), name, ReaderFrom::Caller)
+            let (name, oid) = roles::caller();
+            (oid, name, ReaderFrom::Caller)
         }
     };
     Ok(Subject {
@@ -83,6 +86,7 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
 /// Refuses to read rows as a role `register_table` would refuse as `run_as` (a superuser
 /// among them): nothing is read as it. The error says where the reader came from.
 pub fn check_reader(subject: &Subject) -> Result<()> {
+    roles::check_may_act_as(roles::caller().1, subject.reader, "run_as")?;
     let Some(why) = roles::reader_problem(subject.reader)? else {
         return Ok(());
     };

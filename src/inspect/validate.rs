@@ -75,16 +75,25 @@ const CHECKS: [CheckFn; 11] = [
 /// Runs every requirement check on the subject and reports each one.
 pub fn validate(subject: &Subject) -> Vec<Check> {
     let mut facts = Facts {
-        reader_refused: match roles::reader_problem(subject.reader) {
-            Ok(problem) => problem.map(|why| format!("{why}: refused as run_as")),
-            Err(e) => Some(e.message),
-        },
+        reader_refused: reader_refused(subject),
         ..Facts::default()
     };
     CHECKS
         .iter()
         .flat_map(|check| check(subject, &mut facts))
         .collect()
+}
+
+/// Why nothing may be read as the subject's reader, if anything: the caller may not act as it,
+/// or it is a role `register_table` would refuse as run_as.
+fn reader_refused(subject: &Subject) -> Option<String> {
+    if let Err(e) = roles::check_may_act_as(roles::caller().1, subject.reader, "run_as") {
+        return Some(e.message);
+    }
+    match roles::reader_problem(subject.reader) {
+        Ok(problem) => problem.map(|why| format!("{why}: refused as run_as")),
+        Err(e) => Some(e.message),
+    }
 }
 
 /// The source and its kind.
@@ -312,6 +321,13 @@ fn rows(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
     });
     match read {
         Ok(Ok(())) => {}
+        Ok(Err(e)) if matches!(e.state, qobra_sync_core::SqlState::Postgres(_)) => {
+            out.push(Check::new(
+                "rows",
+                false,
+                format!("reading the source failed: {}", e.message),
+            ))
+        }
         Ok(Err(e)) => out.push(Check::new("rows", false, with_hint(&e))),
         Err(caught) => out.push(Check::new(
             "rows",

@@ -74,7 +74,6 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
 mod tests {
     use super::*;
     use crate::testing::{fixture, oid};
-    use pgrx::prelude::*;
 
     #[pg_test]
     fn a_table_is_described_with_its_base_types() {

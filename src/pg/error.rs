@@ -29,6 +29,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::QueryCanceled => ERRCODE_QUERY_CANCELED,
         SqlState::ConfigFileError => ERRCODE_CONFIG_FILE_ERROR,
         SqlState::Internal => ERRCODE_INTERNAL_ERROR,
+        SqlState::Postgres(code) => PgSqlErrorCode::from(code),
     }
 }
 
@@ -54,6 +55,22 @@ pub trait OrRaise<T> {
 impl<T> OrRaise<T> for Result<T> {
     fn or_raise(self) -> T {
         self.unwrap_or_else(|e| raise(e))
+    }
+}
+
+/// An error PostgreSQL raised (and a subtransaction caught) as our error type, with its
+/// SQLSTATE, message, detail and hint.
+pub fn from_caught(caught: &pgrx::pg_sys::panic::CaughtError) -> Error {
+    use pgrx::pg_sys::panic::CaughtError;
+    let report = match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    Error {
+        state: SqlState::Postgres(report.sql_error_code() as i32),
+        message: report.message().to_owned(),
+        detail: report.detail().map(str::to_owned),
+        hint: report.hint().map(str::to_owned),
     }
 }
 

@@ -31,8 +31,10 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 /// Runs `f` as `reader` in the sandbox described above; returns what `f` returns. A Postgres
-/// error inside `f` is raised again once the sandbox is undone, except a statement timeout at
-/// the run's deadline, which becomes the run's own error ([`deadline_error`]).
+/// error inside `f` (the source's own, as a view that divides by zero or a privilege the reader
+/// lacks) is returned once the sandbox is undone, with its SQLSTATE; a statement timeout at the
+/// run's deadline becomes the run's own error ([`deadline_error`]); any other cancel is raised
+/// again, since the caller asked for it.
 pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
     if let Some(why) = reader_problem(reader)? {
         return Err(refused_reader(why));
@@ -46,7 +48,8 @@ pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Resul
     match outcome {
         Ok(result) => result,
         Err(caught) if is_cancel(&caught) && Deadline::passed() => Err(deadline_error()),
-        Err(caught) => caught.rethrow(),
+        Err(caught) if is_cancel(&caught) => caught.rethrow(),
+        Err(caught) => Err(crate::pg::error::from_caught(&caught)),
     }
 }
 

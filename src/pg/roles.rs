@@ -127,17 +127,90 @@ pub fn write_privileges(role: pg_sys::Oid, source: &Source) -> Result<Option<Str
     Ok(row[0].clone())
 }
 
-/// The name of the role running this statement.
-pub fn current_role() -> Result<(String, u32)> {
-    let oid = unsafe { pg_sys::GetUserId() };
-    let name = unsafe { pg_sys::GetUserNameFromId(oid, false) };
-    let name = unsafe { std::ffi::CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned();
-    Ok((name, oid.to_u32()))
+/// The role calling qobra_sync: the role in effect in the session (`current_user` as the
+/// caller sees it, after any `SET ROLE`), not the owner a `SECURITY DEFINER` function runs as.
+/// Called from inside another security-definer function, this is still the session's role:
+/// never more than the session itself may do.
+pub fn caller() -> (String, pg_sys::Oid) {
+    let oid = unsafe { pg_sys::GetOuterUserId() };
+    (role_name(oid), oid)
 }
 
-/// Whether the current user is a superuser.
-pub fn is_superuser() -> bool {
-    unsafe { pg_sys::superuser() }
+/// Whether the caller is a superuser.
+pub fn caller_is_superuser() -> bool {
+    unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) }
+}
+
+/// A role's name, or its OID in digits when it does not exist (any more).
+pub fn role_name(oid: pg_sys::Oid) -> String {
+    let name = unsafe { pg_sys::GetUserNameFromId(oid, true) };
+    if name.is_null() {
+        return oid.to_u32().to_string();
+    }
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether a role with OID `oid` exists.
+fn role_exists(oid: pg_sys::Oid) -> bool {
+    unsafe { !pg_sys::GetUserNameFromId(oid, true).is_null() }
+}
+
+/// Whether `actor` may act as `role` as PostgreSQL allows `SET ROLE`: it is that role, a
+/// superuser, or a member of it. (PostgreSQL 15 lets every member `SET ROLE`; from 16 on a
+/// membership may be granted without the SET option, and the test becomes
+/// `pg_has_role(actor, role, 'SET')`.)
+pub fn may_act_as(actor: pg_sys::Oid, role: pg_sys::Oid) -> Result<bool> {
+    if !role_exists(actor) || !role_exists(role) {
+        return Ok(false);
+    }
+    if actor == role || unsafe { pg_sys::superuser_arg(actor) } {
+        return Ok(true);
+    }
+    Ok(first_value::<bool>(
+        "SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')",
+        &[actor.into(), role.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Refuses `actor` (`who` in the message: "you", "the owner …") acting as `role` unless
+/// [`may_act_as`].
+pub fn check_may_act_as(actor: pg_sys::Oid, role: pg_sys::Oid, argument: &str) -> Result<()> {
+    if may_act_as(actor, role)? {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::InsufficientPrivilege,
+        format!(
+            "role {} may not act as {} ({argument})",
+            quoted(&role_name(actor)),
+            quoted(&role_name(role))
+        ),
+    )
+    .detail("qobra_sync reads as a role only for a role that may SET ROLE to it.")
+    .hint(format!(
+        "Grant it first (GRANT {} TO {}), or choose a run_as it may act as.",
+        role_name(role),
+        role_name(actor)
+    )))
+}
+
+/// Refuses the caller acting on a registration owned by `owner` unless it is the owner, a
+/// member of the owner role, or a superuser.
+pub fn check_owner(owner: pg_sys::Oid, source: &str) -> Result<()> {
+    let (caller_name, caller) = caller();
+    if may_act_as(caller, owner)? {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::InsufficientPrivilege,
+        format!(
+            "{source} is registered by {}, and role {} is not a member of it",
+            quoted(&role_name(owner)),
+            quoted(&caller_name)
+        ),
+    )
+    .hint("Only the role that registered a source, its members and superusers may change, push or inspect it."))
 }

@@ -12,7 +12,7 @@ use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file}
 /// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
 /// server log by `log_filter`.
 pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
-    if !roles::is_superuser() {
+    if !roles::caller_is_superuser() {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
             "permission denied to set the destination",

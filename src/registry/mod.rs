@@ -9,7 +9,7 @@ use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::filter;
 use crate::pg::gucs;
 use crate::pg::reader;
-use crate::pg::roles::{check_reader, role_oid};
+use crate::pg::roles::{self, check_reader, role_oid};
 use crate::pg::spi::{execute, first_value, writing};
 use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
@@ -45,6 +45,8 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'filter', r.filter, 'schedule', r.schedule,
                  'run_as', r.run_as::pg_catalog.text,
                  'run_as_oid', r.run_as::pg_catalog.oid::pg_catalog.int8,
+                 'owner', r.owner::pg_catalog.text,
+                 'owner_oid', r.owner::pg_catalog.oid::pg_catalog.int8,
                  'paused', r.paused)
                FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
@@ -59,6 +61,14 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
 /// The registration of `source`, or an error saying it is not registered.
 pub fn require(source: pg_sys::Oid) -> Result<Registration> {
     load(source)?.ok_or_else(|| not_registered(source))
+}
+
+/// The registration of `source`, if the caller may act on it: as its owner, a member of the
+/// owner role, or a superuser.
+pub fn require_owned(source: pg_sys::Oid) -> Result<Registration> {
+    let reg = require(source)?;
+    roles::check_owner(pg_sys::Oid::from(reg.owner_oid), &reg.source_name)?;
+    Ok(reg)
 }
 
 /// The error for a relation that has no registration.
@@ -97,6 +107,7 @@ fn next_run(schedule: &str) -> Result<Option<String>> {
 fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid, Option<String>)> {
     rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
+    roles::check_may_act_as(roles::caller().1, run_as, "run_as")?;
     check_reader(run_as, source, &read_columns(source, &spec.columns)?)?;
     let filter = spec
         .filter
@@ -145,9 +156,9 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     let (filter, run_as, next_run_at) = checked(&source, &spec)?;
     store(
         "INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
-             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at)
+             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner)
          VALUES ($1, $2, $3, $4::pg_catalog.name, $5::pg_catalog.name, $6::pg_catalog.name[], $7, $8, $9,
-             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz)",
+             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole)",
         &source,
         &spec,
         filter,
@@ -210,6 +221,7 @@ fn store(
                     spec.schedule.clone().into(),
                     run_as.into(),
                     next_run_at.into(),
+                    roles::caller().1.into(),
                 ],
             )
             .map(|_| ())
@@ -218,7 +230,7 @@ fn store(
 
 /// Deletes a registration.
 pub fn unregister(source: pg_sys::Oid) -> Result<()> {
-    require(source)?;
+    require_owned(source)?;
     crate::pg::shared::wake_worker_at_commit();
     execute(
         "DELETE FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
@@ -228,7 +240,7 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
 
 /// Pauses or resumes a registration; resuming recomputes the next run time.
 pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
-    let reg = require(source)?;
+    let reg = require_owned(source)?;
     crate::pg::shared::wake_worker_at_commit();
     let next = if paused {
         None
@@ -243,7 +255,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
 
 /// Asks the worker to push `source` right after this transaction commits.
 pub fn request(source: pg_sys::Oid) -> Result<()> {
-    require(source)?;
+    require_owned(source)?;
     if !crate::preloaded() {
         return Err(Error::new(
             SqlState::ObjectNotInPrerequisiteState,
@@ -264,7 +276,6 @@ pub fn request(source: pg_sys::Oid) -> Result<()> {
 mod tests {
     use super::*;
     use crate::testing::{fixture, in_fresh_snapshot, oid};
-    use pgrx::prelude::*;
     use qobra_sync_core::mapping::ColumnOptions;
 
     /// A registration of `t_deals` read by `t_reader`.

@@ -158,7 +158,6 @@ pub fn row(slot: &Slot, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value
 mod tests {
     use super::*;
     use crate::pg::shared::{Record, Slot};
-    use pgrx::prelude::*;
 
     /// A slot of run 7 whose row was recorded at its start.
     fn slot(phase: Phase) -> Slot {

@@ -25,6 +25,7 @@ use crate::sync::runs;
 use crate::sync::snapshot::{self, Chunks};
 use pgrx::prelude::*;
 use qobra_sync_core::client::QobraClient;
+use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide as judge, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::{map_columns, Source};
 use qobra_sync_core::push::{push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport};
@@ -54,11 +55,11 @@ pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
 
 /// Checks a registration, takes the push lock and records a new run as running.
 pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
-    let reg = registry::require(source)?;
+    let reg = registry::require_owned(source)?;
     let described = catalog::check_unchanged(source, &reg.source_name)?;
     destination::load()?;
     lock(source, &described.name, holding)?;
-    let run_id = runs::start(source, &reg.source_name, &reg.data_table_key, trigger)?;
+    let run_id = runs::start(&reg, trigger)?;
     Ok(Started {
         run_id,
         trigger,
@@ -81,6 +82,7 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
         source: source.oid,
         source_name: reg.source_name.clone(),
         data_table_key: reg.data_table_key.clone(),
+        owner: reg.owner_oid,
         trigger,
         started_at: chrono::Utc::now(),
     };
@@ -102,8 +104,9 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
     Ok(outcome.status)
 }
 
-/// What a run comes to: a failed run when the registration no longer checks out or a read
-/// stopped at the run's deadline; otherwise the push's own outcome. Other errors are raised.
+/// What a run comes to: a blocked run when its owner may no longer act as its reader; a failed
+/// run when the registration no longer checks out, the source fails to read or a read stopped
+/// at the run's deadline; otherwise the push's own outcome. Other errors are raised.
 fn outcome(
     source: &Source,
     reg: &Registration,
@@ -112,6 +115,9 @@ fn outcome(
     slot: Option<usize>,
 ) -> Result<Outcome> {
     let reader = pg_sys::Oid::from(reg.run_as_oid);
+    if let Some(why) = owner_refused(reg)? {
+        return Ok(Outcome::ended(RunStatus::Blocked, why));
+    }
     let (encoder, filter) = match prepare(source, reg, reader) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(Outcome::ended(RunStatus::Failed, e.one_line())),
@@ -127,13 +133,38 @@ fn outcome(
         slot,
     };
     match run(job) {
-        // A read stopped at the run's deadline: the run failed, like one that timed out
-        // waiting for Qobra.
-        Err(e) if e.state == SqlState::QueryCanceled => {
+        // A read stopped at the run's deadline, or the source failed to read (its own error,
+        // with its SQLSTATE): the run failed, like one Qobra refused.
+        Err(e) if matches!(e.state, SqlState::QueryCanceled | SqlState::Postgres(_)) => {
             Ok(Outcome::ended(RunStatus::Failed, e.one_line()))
         }
         other => other,
     }
+}
+
+/// Why the registration's owner may no longer have its source read as its run_as (membership
+/// revoked, a role dropped), if it may not: such a run is blocked, nothing is read or sent.
+fn owner_refused(reg: &Registration) -> Result<Option<String>> {
+    let (owner, reader) = (
+        pg_sys::Oid::from(reg.owner_oid),
+        pg_sys::Oid::from(reg.run_as_oid),
+    );
+    if roles::may_act_as(owner, reader)? {
+        return Ok(None);
+    }
+    let (owner, reader) = (roles::role_name(owner), roles::role_name(reader));
+    let why = Error::new(
+        SqlState::InsufficientPrivilege,
+        format!(
+            "the registration's owner {} may no longer act as its run_as {}",
+            quoted(&owner),
+            quoted(&reader)
+        ),
+    )
+    .hint(format!(
+        "GRANT {reader} TO {owner} again, or alter_table(source, run_as => …) as a role that may act as the new reader."
+    ));
+    Ok(Some(why.one_line()))
 }
 
 /// Releases the session-level push lock taken by [`start`] with [`Holding::Session`].

@@ -12,24 +12,26 @@ use crate::pg::spi::{execute, first_value, writing};
 use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
+use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
 
 /// The error recorded for a run a crash, a restart or the worker's termination cut short.
 const CRASHED: &str = "the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again";
 
-/// Records a new run as running and returns its id.
-pub fn start(source: pg_sys::Oid, name: &str, key: &str, trigger: Trigger) -> Result<i64> {
+/// Records a new run of `reg` as running and returns its id.
+pub fn start(reg: &Registration, trigger: Trigger) -> Result<i64> {
     writing(|c| {
         c.update(
-            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status)
-             VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
+            "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, owner)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
             Some(1),
             &[
-                RegClass(source).into(),
-                name.into(),
-                key.into(),
+                RegClass(pg_sys::Oid::from(reg.source)).into(),
+                reg.source_name.as_str().into(),
+                reg.data_table_key.as_str().into(),
                 trigger.as_str().into(),
                 RunStatus::Running.as_str().into(),
+                pg_sys::Oid::from(reg.owner_oid).into(),
             ],
         )?
         .first()
@@ -90,24 +92,20 @@ pub fn fail(run_id: i64, error: &str) -> Result<()> {
     )
 }
 
-/// Records a run that could not even start (source dropped or renamed, no destination…).
-pub fn refused(
-    source: pg_sys::Oid,
-    name: &str,
-    key: &str,
-    trigger: Trigger,
-    e: &Error,
-) -> Result<()> {
+/// Records a run of `reg` that could not even start (source dropped or renamed, no
+/// destination…).
+pub fn refused(reg: &Registration, trigger: Trigger, e: &Error) -> Result<()> {
     execute(
-        "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error)
-             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6)",
+        "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error, owner)
+             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6, $7)",
         &[
-            RegClass(source).into(),
-            name.into(),
-            key.into(),
+            RegClass(pg_sys::Oid::from(reg.source)).into(),
+            reg.source_name.as_str().into(),
+            reg.data_table_key.as_str().into(),
             trigger.as_str().into(),
             RunStatus::Failed.as_str().into(),
             e.message.as_str().into(),
+            pg_sys::Oid::from(reg.owner_oid).into(),
         ],
     )
 }
@@ -185,7 +183,6 @@ pub fn report(run_id: i64, name: &str, o: &Outcome) {
 mod tests {
     use super::*;
     use crate::testing::{fixture, oid};
-    use pgrx::prelude::*;
 
     /// The values a CHECK constraint of `qobra_sync.runs` allows for `column`.
     fn allowed(column: &str) -> Vec<String> {
@@ -217,7 +214,20 @@ mod tests {
     fn a_run_row_is_started_finished_and_found_as_the_last_success() {
         fixture();
         let source = oid("t_deals");
-        let run_id = start(source, "public.t_deals", "deals", Trigger::Manual).unwrap();
+        let reg = Registration {
+            source: source.to_u32(),
+            source_name: "public.t_deals".into(),
+            data_table_key: "deals".into(),
+            columns: Default::default(),
+            filter: None,
+            schedule: "1 hour".into(),
+            run_as: "t_reader".into(),
+            run_as_oid: crate::testing::role("t_reader").to_u32(),
+            owner: "postgres".into(),
+            owner_oid: 10,
+            paused: false,
+        };
+        let run_id = start(&reg, Trigger::Manual).unwrap();
         assert!(last_success(source).unwrap().is_none());
         let outcome = Outcome {
             status: RunStatus::Succeeded,

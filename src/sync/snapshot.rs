@@ -177,7 +177,6 @@ mod tests {
     use super::*;
     use crate::pg::catalog::describe;
     use crate::testing::{in_fresh_snapshot, oid};
-    use pgrx::prelude::*;
 
     #[pg_test]
     fn the_census_counts_rows_null_ids_and_repeated_ids() {

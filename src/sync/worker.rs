@@ -319,13 +319,7 @@ fn start(due: &Due) -> Result<Start> {
         Err(e) if e.state == SqlState::LockNotAvailable => Ok(Start::Busy),
         Err(e) => {
             let reg = registry::require(due.source)?;
-            runs::refused(
-                due.source,
-                &reg.source_name,
-                &reg.data_table_key,
-                due.trigger,
-                &e,
-            )?;
+            runs::refused(&reg, due.trigger, &e)?;
             Ok(Start::Refused)
         }
     }
