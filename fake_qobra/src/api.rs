@@ -2,7 +2,7 @@
 //! Authentication is checked by the caller before these handlers run.
 
 use crate::fields::{FieldType, UserKey};
-use crate::http::{Request, Response};
+use crate::message::{Request, Response};
 use crate::store::{count_objects, Store};
 use serde_json::{json, Map, Value};
 

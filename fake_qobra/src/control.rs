@@ -3,8 +3,8 @@
 //! No API key is needed; the server only listens on loopback addresses.
 
 use crate::fields::{decimal, FieldType, RawRecord, TableDef, UserKey};
-use crate::http::{query_pairs, Request, Response};
-use crate::server::Shared;
+use crate::message::{query_pairs, Request, Response};
+use crate::state::Shared;
 use crate::store::upsert;
 use serde_json::{json, Map, Value};
 

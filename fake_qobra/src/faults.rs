@@ -49,10 +49,12 @@ impl Action {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if let Some(status) = obj.get("status") {
+            // A 1xx status is informational: it cannot end an answer, so HTTP has no way
+            // to send one as the answer to a request.
             let status = status
                 .as_u64()
-                .filter(|s| (100..=999).contains(s))
-                .ok_or("status must be an integer between 100 and 999")?;
+                .filter(|s| (200..=999).contains(s))
+                .ok_or("status must be an integer between 200 and 999")?;
             let mut headers = Vec::new();
             if let Some(h) = obj.get("headers") {
                 for (k, v) in h.as_object().ok_or("headers must be an object")? {
@@ -60,7 +62,9 @@ impl Action {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    if k.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+                    if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                        || http::HeaderValue::from_str(&value).is_err()
+                    {
                         return Err(format!("invalid header '{k}'"));
                     }
                     headers.push((k.clone(), value));
@@ -309,6 +313,19 @@ mod tests {
             .add(&json!([{"nth": 0, "action": {"hang": true}}]))
             .is_err());
         assert!(f.add(&json!([{"action": {"status": 42}}])).is_err());
+        assert!(f.add(&json!([{"action": {"status": 100}}])).is_err());
+        for headers in [
+            json!({"Bad Name": "x"}),
+            json!({"X-A:b": "x"}),
+            json!({"X-A": "line\nbreak"}),
+            json!({"X-A": "nul\u{0}"}),
+        ] {
+            let rule = json!([{"action": {"status": 500, "headers": headers}}]);
+            assert!(f.add(&rule).is_err(), "{rule}");
+        }
+        f.add(&json!([{"action": {"status": 200, "headers": {"X-A": "café, \t tab"}}}]))
+            .expect("any visible text, tabs and UTF-8 are valid header values");
+        f.clear();
         assert!(f.add(&json!("x")).is_err());
         assert_eq!(f.list(), json!([]));
     }

@@ -1,45 +1,31 @@
-//! The server: a loopback listener, one thread per connection, keep-alive,
-//! fault injection, authentication, the request log and routing.
+//! The server: a loopback listener and hyper's HTTP/1.1 connections (keep-alive, chunked
+//! bodies) on a tokio runtime of its own, run by one thread; the `Server` handle that
+//! starts and stops it.
 
-use crate::clock::now_rfc3339;
-use crate::faults::{Action, Faults};
-use crate::http::{Conn, Head, ReadError, Request, Response};
-use crate::reqlog::{Entry, RequestLog};
-use crate::store::{count_objects, Store};
+use crate::service;
+use crate::socket::Socket;
+use crate::state::Shared;
+use crate::store::Store;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
-/// State shared by every connection thread.
-pub struct Shared {
-    pub store: Arc<Store>,
-    pub faults: Faults,
-    pub log: RequestLog,
-    api_key: String,
-    addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    active: AtomicUsize,
-}
-
-impl Shared {
-    /// Asks the server to stop: the listener, the launcher and every connection end.
-    pub fn request_stop(&self) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        self.store.stop();
-        // Wake the accept loop, which is blocked in accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
-    }
-}
+/// How long a stopping server waits for its open connections to finish.
+const DRAIN: Duration = Duration::from_secs(3);
+/// Most runtime threads: the fake serves a handful of clients at a time.
+const MAX_WORKERS: usize = 4;
 
 /// A running fake Qobra.
 pub struct Server {
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
+    serving: Option<JoinHandle<()>>,
     launcher: Option<JoinHandle<()>>,
 }
 
@@ -59,26 +45,43 @@ impl Server {
                 "the API key must not be empty",
             ));
         }
-        let listener = TcpListener::bind(addrs.as_slice())?;
+        let listener = std::net::TcpListener::bind(addrs.as_slice())?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(MAX_WORKERS);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("fake-qobra-io")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let store = Arc::new(Store::default());
         let launcher = store.spawn_launcher()?;
-        let shared = Arc::new(Shared {
-            store,
-            faults: Faults::default(),
-            log: RequestLog::default(),
-            api_key: api_key.to_string(),
-            addr,
-            stopping: Arc::new(AtomicBool::new(false)),
-            active: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(store, api_key, addr));
         let s = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name("accept".into())
-            .spawn(move || accept_loop(&s, listener))?;
+        let serving = std::thread::Builder::new()
+            .name("fake-qobra".into())
+            .spawn(move || {
+                runtime.block_on(accept_loop(s, listener));
+                // Handlers still blocked (a flush) are released by the stop; don't wait long.
+                runtime.shutdown_timeout(Duration::from_millis(500));
+            });
+        let serving = match serving {
+            Ok(h) => h,
+            Err(e) => {
+                shared.request_stop();
+                let _ = launcher.join();
+                return Err(e);
+            }
+        };
         Ok(Server {
             shared,
-            accept: Some(accept),
+            serving: Some(serving),
             launcher: Some(launcher),
         })
     }
@@ -106,15 +109,11 @@ impl Server {
 
     /// Blocks until the server stops, then gives open connections a moment to finish.
     pub fn wait(&mut self) {
-        if let Some(h) = self.accept.take() {
+        if let Some(h) = self.serving.take() {
             let _ = h.join();
         }
         if let Some(h) = self.launcher.take() {
             let _ = h.join();
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -127,174 +126,56 @@ impl Drop for Server {
     }
 }
 
-/// Accepts connections until stopped, one thread each.
-fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        let s = Arc::clone(shared);
-        let spawned = std::thread::Builder::new()
-            .name("conn".into())
-            .spawn(move || {
-                serve_connection(&s, stream);
-                s.active.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Serves requests on one connection until it closes, a fault ends it, or the server stops.
-fn serve_connection(shared: &Shared, stream: TcpStream) {
-    let Ok(mut conn) = Conn::new(stream, Arc::clone(&shared.stopping)) else {
-        return;
-    };
+/// Accepts connections until stopped, one task each; then closes the listener and
+/// waits (at most `DRAIN`) for the connections to end.
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut http = http1::Builder::new();
+    http.keep_alive(true)
+        // Idle keep-alive connections stay open until the client or the server ends them.
+        .header_read_timeout(None)
+        // Headers go out as `Retry-After`, `Content-Type`, not lower-cased; no `Date` is added.
+        .title_case_headers(true)
+        .auto_date_header(false);
+    // Every connection task holds a sender; the channel closes when the last one ends.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let stopped = shared.stopped();
+    tokio::pin!(stopped);
     loop {
-        let head = match conn.read_head() {
-            Ok(h) => h,
-            Err(ReadError::Bad(status, msg)) => {
-                let _ = conn.write_response(&Response::detail(status, msg), true);
-                return;
-            }
-            Err(_) => return,
-        };
-        let mut entry = new_entry(shared, &head);
-        let keep_alive = head.keep_alive;
-        let fault = shared.faults.check(&head.method, &head.path);
-        entry.fault = fault.as_ref().map(|a| a.name().to_string());
-        let body = match &fault {
-            Some(Action::Reset { read_body: false } | Action::Close { read_body: false }) => {
-                Vec::new()
-            }
-            _ => match conn.read_body(&head) {
-                Ok(b) => b,
-                Err(ReadError::Bad(status, msg)) => {
-                    entry.status = Some(status);
-                    finish(shared, entry);
-                    let _ = conn.write_response(&Response::detail(status, msg), true);
-                    return;
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let conn = serve_connection(Arc::clone(&shared), http.clone(), tcp, alive.clone());
+                    tokio::spawn(conn);
                 }
-                Err(_) => {
-                    finish(shared, entry);
-                    return;
-                }
+                // Out of descriptors or the like: let connections close, then go on.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
-        };
-        entry.body_bytes = body.len();
-        // Handled bulk requests are counted by their handler; faulted ones here.
-        let faulted = fault
-            .as_ref()
-            .is_some_and(|a| !matches!(a, Action::Delay(_)));
-        if faulted && head.path.ends_with("/records/bulk") {
-            entry.records = count_objects(&body).ok();
-        }
-        let response = match fault {
-            Some(Action::Reset { .. }) => {
-                finish(shared, entry);
-                reset(&conn.stream);
-                return;
-            }
-            Some(Action::Close { .. }) => {
-                finish(shared, entry);
-                let _ = conn.stream.shutdown(Shutdown::Both);
-                return;
-            }
-            Some(Action::Hang) => {
-                shared.log.push(entry);
-                conn.drain_until_closed();
-                return;
-            }
-            Some(Action::Respond {
-                status,
-                headers,
-                body,
-            }) => Response {
-                status,
-                headers,
-                body,
-            },
-            Some(Action::Delay(d)) => {
-                if !sleep_unless_stopping(shared, d) {
-                    finish(shared, entry);
-                    return;
-                }
-                let (resp, records) = dispatch(shared, Request::new(head, body), &entry);
-                entry.records = entry.records.or(records);
-                resp
-            }
-            None => {
-                let (resp, records) = dispatch(shared, Request::new(head, body), &entry);
-                entry.records = entry.records.or(records);
-                resp
-            }
-        };
-        let stop_after = !keep_alive || shared.stopping.load(Ordering::SeqCst);
-        let written = conn.write_response(&response, stop_after);
-        entry.status = Some(response.status);
-        finish(shared, entry);
-        if written.is_err() || stop_after {
-            return;
         }
     }
+    drop(listener);
+    drop(alive);
+    let _ = tokio::time::timeout(DRAIN, all_closed.recv()).await;
 }
 
-/// Routes a request: the control API, or authentication then the public API.
-fn dispatch(shared: &Shared, req: Request, entry: &Entry) -> (Response, Option<usize>) {
-    if req.path == "/_fake" || req.path.starts_with("/_fake/") {
-        return (crate::control::handle(shared, req), None);
+/// Serves requests on one connection until it closes, a fault ends it, or the server
+/// stops (then requests in flight finish and the connection closes).
+async fn serve_connection(
+    shared: Arc<Shared>,
+    http: http1::Builder,
+    tcp: TcpStream,
+    _alive: mpsc::Sender<()>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let (socket, ending) = Socket::new(tcp);
+    let s = Arc::clone(&shared);
+    let svc = service_fn(move |req| service::serve(Arc::clone(&s), Arc::clone(&ending), req));
+    let conn = http.serve_connection(TokioIo::new(socket), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shared.stopped() => {}
     }
-    if !entry.api_key_valid {
-        return (Response::detail(401, "Invalid API key"), None);
-    }
-    crate::api::handle(&shared.store, req)
-}
-
-/// A log entry for a request whose head has just been read.
-fn new_entry(shared: &Shared, head: &Head) -> Entry {
-    let key = head.header("X-API-Key");
-    Entry {
-        seq: 0,
-        method: head.method.clone(),
-        path: head.path.clone(),
-        query: head.query.clone(),
-        api_key_present: key.is_some(),
-        api_key_valid: key == Some(shared.api_key.as_str()),
-        body_bytes: 0,
-        records: None,
-        status: None,
-        fault: None,
-        received_at: now_rfc3339(),
-        finished_at: None,
-    }
-}
-
-/// Stamps the entry's end time and appends it to the log.
-fn finish(shared: &Shared, mut entry: Entry) {
-    entry.finished_at = Some(now_rfc3339());
-    shared.log.push(entry);
-}
-
-/// Closes the socket with SO_LINGER 0 so the peer sees a connection reset.
-fn reset(stream: &TcpStream) {
-    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-    // The socket is closed (and the RST sent) when the connection is dropped.
-}
-
-/// Sleeps for `d` in short steps; false if the server began stopping meanwhile.
-fn sleep_unless_stopping(shared: &Shared, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if shared.stopping.load(Ordering::SeqCst) {
-            return false;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }

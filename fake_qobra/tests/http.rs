@@ -864,3 +864,308 @@ fn binary_announces_its_port_and_stops_on_sigterm() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A raw TCP connection to the fake, for what an HTTP client library hides.
+fn raw(f: &Fake) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(f.server.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s
+}
+
+/// Sends bytes on a raw connection.
+fn send(s: &mut std::net::TcpStream, bytes: &[u8]) {
+    use std::io::Write;
+    s.write_all(bytes).expect("write");
+}
+
+/// Reads one response (head and `Content-Length` body): status, head text, body.
+fn read_response(s: &mut std::net::TcpStream) -> (u16, String, Vec<u8>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read head");
+        assert_eq!(n, 1, "connection ended inside a head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).expect("utf-8 head");
+    let status: u16 = head[9..12].parse().expect("status");
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().expect("length"))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).expect("read body");
+    (status, head, body)
+}
+
+/// How a raw connection ended: `Ok(n)` bytes read before a FIN, or the read error.
+fn read_to_end(s: &mut std::net::TcpStream) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).map(|_| all.len())
+}
+
+/// The log entries of requests to this path.
+fn logged(f: &Fake, path: &str) -> Vec<Value> {
+    f.log().into_iter().filter(|e| e["path"] == path).collect()
+}
+
+/// A bulk request head for `deals` with this body length and extra header lines.
+fn bulk_head(len: usize, extra: &str) -> String {
+    format!(
+        "POST /v1/tables/deals/records/bulk HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n\
+         Content-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// Keep-alive serves several requests on one connection; HTTP/1.0 and `Connection: close`
+/// get their answer and then a close; a malformed request line gets a 400.
+#[test]
+fn raw_keep_alive_http10_close_and_malformed() {
+    let f = Fake::start();
+    let mut s = raw(&f);
+    for _ in 0..3 {
+        send(&mut s, b"GET /_fake/health HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (status, head, body) = read_response(&mut s);
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(body, br#"{"ok":true}"#);
+        assert!(!head.to_ascii_lowercase().contains("connection: close"));
+    }
+    for request in [
+        &b"GET /_fake/health HTTP/1.0\r\n\r\n"[..],
+        &b"GET /_fake/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let mut s = raw(&f);
+        send(&mut s, request);
+        let (status, _, body) = read_response(&mut s);
+        assert_eq!(status, 200);
+        assert_eq!(body, br#"{"ok":true}"#);
+        assert_eq!(read_to_end(&mut s).expect("a clean close"), 0);
+    }
+    let mut s = raw(&f);
+    send(&mut s, b"BAD\x01 / HTTP/1.1\r\n\r\n");
+    assert_eq!(read_response(&mut s).0, 400);
+    assert_eq!(read_to_end(&mut s).expect("closed after a 400"), 0);
+}
+
+/// Chunked bodies with chunk extensions and trailers, and `Expect: 100-continue`, are
+/// read whole; a malformed chunk is a logged 400.
+#[test]
+fn raw_chunked_extensions_trailers_and_expect_continue() {
+    let f = Fake::start();
+    f.define_deals();
+    let body = serde_json::to_vec(&deals("k", 3)).expect("json");
+    let (a, b) = body.split_at(10);
+    let mut s = raw(&f);
+    send(
+        &mut s,
+        format!(
+            "POST /v1/tables/deals/records/bulk HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n\
+             Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let (status, _, _) = read_response(&mut s);
+    assert_eq!(status, 100, "the fake asks for the body");
+    let mut chunked = format!("{:x};name=value\r\n", a.len()).into_bytes();
+    chunked.extend_from_slice(a);
+    chunked.extend_from_slice(format!("\r\n{:X}\r\n", b.len()).as_bytes());
+    chunked.extend_from_slice(b);
+    chunked.extend_from_slice(b"\r\n0\r\nX-Trailer: t\r\n\r\n");
+    send(&mut s, &chunked);
+    let (status, head, doc) = read_response(&mut s);
+    assert_eq!(status, 200, "{head} {}", String::from_utf8_lossy(&doc));
+    f.flush();
+    assert_eq!(f.ids("deals"), ["k0", "k1", "k2"]);
+
+    let mut s = raw(&f);
+    send(
+        &mut s,
+        format!(
+            "POST /v1/tables/deals/records/bulk HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n\
+             Transfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(read_response(&mut s).0, 400);
+    let log = logged(&f, "/v1/tables/deals/records/bulk");
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0]["records"], 3);
+    assert_eq!(log[0]["body_bytes"], body.len());
+    assert_eq!(log[1]["status"], 400);
+}
+
+/// A body announced larger than the fake takes is refused with 413 before it is sent.
+#[test]
+fn raw_too_large_body_is_413() {
+    let f = Fake::start();
+    f.define_deals();
+    let mut s = raw(&f);
+    send(&mut s, bulk_head(2_000_000_000, "").as_bytes());
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        logged(&f, "/v1/tables/deals/records/bulk")[0]["status"],
+        413
+    );
+}
+
+/// A reset is a TCP RST and a close is a FIN with nothing before it; `read_body: false`
+/// acts on the head alone, `read_body: true` only once the whole body has arrived.
+#[test]
+fn raw_reset_is_rst_close_is_fin_before_or_after_the_body() {
+    let f = Fake::start();
+    f.define_deals();
+    let body = serde_json::to_vec(&deals("r", 2)).expect("json");
+    let path = "/v1/tables/deals/records/bulk";
+    for (action, rst) in [
+        (json!({"reset": true, "read_body": false}), true),
+        (json!({"close": true, "read_body": false}), false),
+    ] {
+        f.faults(json!([{ "path_prefix": path, "action": action }]));
+        let mut s = raw(&f);
+        // The head alone: the fault must not wait for the body.
+        send(&mut s, bulk_head(body.len(), "").as_bytes());
+        let ended = read_to_end(&mut s);
+        match rst {
+            true => assert_eq!(
+                ended.expect_err("a reset").kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{action}"
+            ),
+            false => assert_eq!(ended.expect("a FIN"), 0, "{action}"),
+        }
+    }
+    for (action, rst) in [
+        (json!({"reset": true}), true),
+        (json!({"close": true}), false),
+    ] {
+        f.faults(json!([{ "path_prefix": path, "action": action }]));
+        let mut s = raw(&f);
+        send(&mut s, bulk_head(body.len(), "").as_bytes());
+        send(&mut s, &body[..10]);
+        // With part of the body missing, the connection stays open.
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let waiting = read_to_end(&mut s).expect_err("still waiting for the body");
+        assert!(
+            matches!(
+                waiting.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{action}: {waiting:?}"
+        );
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        send(&mut s, &body[10..]);
+        let ended = read_to_end(&mut s);
+        match rst {
+            true => assert_eq!(
+                ended.expect_err("a reset").kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{action}"
+            ),
+            false => assert_eq!(ended.expect("a FIN"), 0, "{action}"),
+        }
+    }
+    let log = logged(&f, path);
+    let seen: Vec<(Value, Value, Value, Value)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["fault"].clone(),
+                e["status"].clone(),
+                e["body_bytes"].clone(),
+                e["records"].clone(),
+            )
+        })
+        .collect();
+    let n = body.len();
+    assert_eq!(
+        seen,
+        [
+            (json!("reset"), Value::Null, json!(0), Value::Null),
+            (json!("close"), Value::Null, json!(0), Value::Null),
+            (json!("reset"), Value::Null, json!(n), json!(2)),
+            (json!("close"), Value::Null, json!(n), json!(2)),
+        ]
+    );
+    assert!(log.iter().all(|e| !e["finished_at"].is_null()));
+    f.flush();
+    assert!(f.records("deals").is_empty(), "faults touch no table");
+}
+
+/// A hang reads the request and answers nothing until the server stops, which closes it.
+#[test]
+fn raw_hang_holds_the_socket_until_the_server_stops() {
+    let f = Fake::start();
+    f.define_deals();
+    f.faults(json!([{"path_prefix": "/v1/", "action": {"hang": true}}]));
+    let body = serde_json::to_vec(&deals("h", 1)).expect("json");
+    let mut s = raw(&f);
+    send(&mut s, bulk_head(body.len(), "").as_bytes());
+    send(&mut s, &body);
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let waiting = read_to_end(&mut s).expect_err("no answer");
+    assert!(matches!(
+        waiting.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+    let entry = &logged(&f, "/v1/tables/deals/records/bulk")[0];
+    assert_eq!(
+        (entry["fault"].clone(), entry["status"].clone()),
+        (json!("hang"), Value::Null)
+    );
+    assert_eq!(entry["body_bytes"], body.len());
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    drop(f);
+    assert!(started.elapsed() < Duration::from_secs(2), "stop waited");
+    assert_eq!(read_to_end(&mut s).expect("closed by the stop"), 0);
+}
+
+/// A delayed request whose client leaves is still handled and logged, as Qobra would.
+#[test]
+fn raw_delayed_request_is_handled_after_its_client_left() {
+    let f = Fake::start();
+    f.define_deals();
+    f.faults(json!([{"path_prefix": "/v1/", "action": {"delay_ms": 300}}]));
+    let body = serde_json::to_vec(&deals("gone", 2)).expect("json");
+    let mut s = raw(&f);
+    send(&mut s, bulk_head(body.len(), "").as_bytes());
+    send(&mut s, &body);
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
+    std::thread::sleep(Duration::from_millis(600));
+    f.flush();
+    assert_eq!(f.ids("deals"), ["gone0", "gone1"]);
+    let entry = &logged(&f, "/v1/tables/deals/records/bulk")[0];
+    assert_eq!(
+        (entry["fault"].clone(), entry["status"].clone()),
+        (json!("delay"), json!(200))
+    );
+}
+
+/// Injected headers go out as given (name case included), with the body and its length.
+#[test]
+fn raw_injected_headers_keep_their_case() {
+    let f = Fake::start();
+    f.faults(json!([{"action": {"status": 429, "body": "slow",
+                     "headers": {"Retry-After": "soon, or not", "X-Why": "tests"}}}]));
+    let mut s = raw(&f);
+    send(&mut s, b"GET /v1/imports/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (status, head, body) = read_response(&mut s);
+    assert_eq!(status, 429);
+    assert!(head.contains("\r\nRetry-After: soon, or not\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Why: tests\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Length: 4\r\n"), "{head}");
+    assert_eq!(body, b"slow");
+}
