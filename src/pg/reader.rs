@@ -146,16 +146,15 @@ mod tests {
         let reader = crate::testing::role("t_reader");
         // Even a reader that holds INSERT cannot write: the transaction is read-only meanwhile.
         Spi::run("GRANT INSERT ON t_deals TO t_reader").unwrap();
-        // The read runs in a subtransaction of `attempt`, in which read-only queries see the
-        // statement's snapshot: give it one that has the fixture.
-        let caught = crate::testing::in_fresh_snapshot(|| {
-            crate::pg::subxact::attempt(|| {
-                crate::pg::reader::as_reader(reader, || {
-                    crate::pg::cursor::one_row("WITH w AS (INSERT INTO public.t_deals VALUES (3, 'c', NULL) RETURNING 1) SELECT count(*)::text FROM w")
-                })
+        // The write's error comes back as the read's outcome, with PostgreSQL's SQLSTATE.
+        let outcome = crate::testing::in_fresh_snapshot(|| {
+            crate::pg::reader::as_reader(reader, || {
+                crate::pg::cursor::one_row("WITH w AS (INSERT INTO public.t_deals VALUES (3, 'c', NULL) RETURNING 1) SELECT count(*)::text FROM w")
             })
         });
-        let message = caught.expect_err("the write must fail").message;
+        let error = outcome.expect_err("the write must fail");
+        assert!(matches!(error.state, crate::pg::error::SqlState::Postgres(_)));
+        let message = error.message;
         assert!(
             message.contains("read-only transaction")
                 || message.contains("not allowed in a non-volatile function"),
