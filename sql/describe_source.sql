@@ -17,6 +17,7 @@ SELECT pg_catalog.jsonb_build_object(
          'relkind', c.relkind::pg_catalog.text,
          'columns', COALESCE((
              SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                      'attnum', col.attnum,
                       'name', col.attname::pg_catalog.text,
                       'type_name', pg_catalog.format_type(col.atttypid, col.atttypmod),
                       'base_type_oid', (SELECT b.typ::pg_catalog.int8 FROM base b

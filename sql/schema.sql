@@ -33,6 +33,9 @@ CREATE TABLE @extschema@.registrations (
     -- The role that registered the source: it, its members and superusers may change, push
     -- and inspect the registration, and see its runs.
     owner           regrole NOT NULL,
+    -- The synced shape, as registered or last altered: each synced column's attnum, name, type,
+    -- Qobra type and field key. A push is blocked while the source no longer matches it.
+    shape           jsonb,
     paused          boolean NOT NULL DEFAULT false,
     next_run_at     timestamptz,
     requested_at    timestamptz,
@@ -46,7 +49,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations', '');
 CREATE VIEW @extschema@.tables WITH (security_barrier) AS
 SELECT source, data_table_key, id_column, name_column, user_columns, user_key, column_types,
        field_keys, exclude_columns, filter, schedule, run_as::pg_catalog.text::pg_catalog.name AS run_as, paused,
-       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner
+       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner, shape
   FROM @extschema@.registrations
  WHERE pg_catalog.pg_has_role(owner, 'MEMBER');
 

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod runs;
 pub mod schedule;
 pub mod secret;
+pub mod shape;
 pub mod types;
 pub mod wire;
 

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 /// A column of a source relation, as read from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceColumn {
+    /// The column's number in its relation (`attnum`): it stays when the column is renamed.
+    #[serde(default)]
+    pub attnum: i32,
     /// The column's name, exactly as stored in the catalog.
     pub name: String,
     /// The column's type as Postgres formats it (`numeric(12,2)`, a domain's name…).
@@ -209,6 +212,17 @@ pub struct ColumnChanges {
 }
 
 impl ColumnChanges {
+    /// Whether no option is changed.
+    pub fn is_empty(&self) -> bool {
+        self.id_column.is_none()
+            && self.name_column.is_none()
+            && self.user_columns.is_none()
+            && self.user_key.is_none()
+            && self.column_types.is_none()
+            && self.field_keys.is_none()
+            && self.exclude_columns.is_none()
+    }
+
     /// `base` with these changes, each parsed and checked in itself (the mapping checks them
     /// against the source).
     pub fn apply(self, mut base: ColumnOptions) -> Result<ColumnOptions> {
@@ -364,6 +378,9 @@ pub enum Note {
     User(UserKey),
     /// Its Qobra type comes from `column_types`.
     TypeSet,
+    /// Added to the source since its shape was recorded: not sent until `alter_table(source)`
+    /// accepts it.
+    New,
 }
 
 impl std::fmt::Display for Note {
@@ -378,6 +395,9 @@ impl std::fmt::Display for Note {
             Note::Record(role) => write!(f, "record {} (sent as text)", role.what()),
             Note::User(key) => write!(f, "user ({})", key.as_str()),
             Note::TypeSet => f.write_str("type set in column_types"),
+            Note::New => f.write_str(
+                "new since the source was registered: not sent until qobra_sync.alter_table(source) accepts it",
+            ),
         }
     }
 }
@@ -685,12 +705,13 @@ pub(crate) mod tests {
     /// A source with one column of every supported type, plus a uuid and a json column.
     pub fn deals() -> Source {
         let col = |name: &str, type_name: &str, oid: u32| SourceColumn {
+            attnum: 0,
             name: name.into(),
             type_name: type_name.into(),
             base_type_oid: oid,
             not_null: false,
         };
-        Source {
+        let mut source = Source {
             oid: 16384,
             name: "public.deals".into(),
             relkind: "r".into(),
@@ -705,7 +726,11 @@ pub(crate) mod tests {
                 col("ref", "uuid", 2950),
                 col("flags", "bit(4)", 1560),
             ],
+        };
+        for (i, c) in source.columns.iter_mut().enumerate() {
+            c.attnum = i as i32 + 1;
         }
+        source
     }
 
     fn options() -> ColumnOptions {

@@ -24,6 +24,10 @@ pub struct Registration {
     /// its OID: it, its members and superusers may change, push and inspect the registration.
     pub owner: String,
     pub owner_oid: u32,
+    /// The synced shape recorded when it was registered or last altered (None: registered
+    /// before shapes were recorded; recorded at its next push).
+    #[serde(default)]
+    pub shape: Option<Vec<crate::shape::ShapeColumn>>,
     pub paused: bool,
 }
 

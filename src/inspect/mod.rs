@@ -14,6 +14,7 @@ use crate::pg::roles;
 use crate::registry;
 use pgrx::prelude::*;
 use qobra_sync_core::mapping::{map_columns, ColumnChanges, ColumnMapping, ColumnOptions, Source};
+use qobra_sync_core::shape::{self, ShapeColumn};
 
 /// What an inspection works on: the source, its column options, filter and reader.
 pub struct Subject {
@@ -25,6 +26,9 @@ pub struct Subject {
     pub reader_name: String,
     /// Where the reader comes from.
     pub reader_from: ReaderFrom,
+    /// The registration's recorded shape, when the inspection is of the registration as it is
+    /// (no column option overridden): what a push would send.
+    pub shape: Option<Vec<ShapeColumn>>,
 }
 
 /// Where the reader of an inspection comes from.
@@ -57,6 +61,10 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
         None => describe_source(source_oid)?,
     };
     let base = reg.as_ref().map(|r| r.columns.clone()).unwrap_or_default();
+    let shape = match over.columns.is_empty() {
+        true => reg.as_ref().and_then(|r| r.shape.clone()),
+        false => None,
+    };
     let columns = over.columns.apply(base)?;
     let filter = over
         .filter
@@ -80,6 +88,7 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
         reader,
         reader_name,
         reader_from,
+        shape,
     })
 }
 
@@ -100,7 +109,33 @@ pub fn check_reader(subject: &Subject) -> Result<()> {
     })
 }
 
-/// The rows of `column_mapping()`.
+/// The rows of `column_mapping()`: what a push would send now (columns added since the shape
+/// was recorded are not synced yet).
 pub fn column_mapping(subject: &Subject) -> Result<Vec<ColumnMapping>> {
-    map_columns(&subject.source, &subject.columns)
+    let mapping = map_columns(&subject.source, &subject.columns)?;
+    Ok(match &subject.shape {
+        Some(recorded) => shape::apply(mapping, recorded),
+        None => mapping,
+    })
+}
+
+/// How the source drifted from the registration's recorded shape (nothing when none is
+/// recorded or the inspection overrides column options).
+pub fn drift(subject: &Subject) -> Vec<shape::Change> {
+    let Some(recorded) = &subject.shape else {
+        return vec![];
+    };
+    let mapping = map_columns(&subject.source, &subject.columns).unwrap_or_default();
+    shape::drift(recorded, &subject.source, &mapping)
+}
+
+/// Refuses to show records when the drift blocks pushes: nothing would be sent.
+pub fn check_drift(subject: &Subject) -> Result<()> {
+    let changes = drift(subject);
+    match shape::blocked(&subject.source.name, &changes) {
+        None => Ok(()),
+        Some(why) => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, why)
+            .detail("Pushes of this source are blocked until the new shape is accepted.")
+            .hint(shape::hint(&subject.source.name, &changes))),
+    }
 }

@@ -1,12 +1,11 @@
 //! Sample records: what `preview()` and `csv_template()` show, read as a push reads them.
 
-use crate::inspect::{check_reader, Subject};
+use crate::inspect::{check_drift, check_reader, column_mapping, Subject};
 use crate::pg::cursor::scan;
 use crate::pg::error::{Error, Result};
 use crate::pg::filter;
 use crate::pg::query::snapshot_query;
 use crate::pg::reader::as_reader;
-use qobra_sync_core::mapping::map_columns;
 use qobra_sync_core::wire::{csv_document, RecordEncoder, Rejection};
 
 /// The records `preview()` returns.
@@ -49,7 +48,8 @@ fn sample(
     mut each: impl FnMut(&RecordEncoder, &[Option<&str>]) -> Result<()>,
 ) -> Result<RecordEncoder> {
     check_reader(subject)?;
-    let rows = map_columns(&subject.source, &subject.columns)?;
+    check_drift(subject)?;
+    let rows = column_mapping(subject)?;
     let encoder = RecordEncoder::from_mapping(&rows, subject.columns.user_key);
     let filter = subject
         .filter

@@ -58,12 +58,13 @@ pub struct Facts {
 type CheckFn = fn(&Subject, &mut Facts) -> Vec<Check>;
 
 /// Every check, in the order `validate()` reports them.
-const CHECKS: [CheckFn; 11] = [
+const CHECKS: [CheckFn; 12] = [
     source,
     column_options,
     id_column_present,
     name_column_present,
     column_types,
+    shape_unchanged,
     filter_accepted,
     reader_least_privileged,
     reader_can_read,
@@ -190,6 +191,44 @@ fn column_types(_: &Subject, facts: &mut Facts) -> Vec<Check> {
         )
     };
     vec![Check::new("column types", true, detail)]
+}
+
+/// Whether the source still has the shape its registration recorded (only for a registration
+/// inspected as it is): what blocks pushes, and what is new and not sent yet.
+fn shape_unchanged(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
+    if subject.shape.is_none() {
+        return vec![];
+    }
+    let changes = crate::inspect::drift(subject);
+    let blocking: Vec<String> = changes.iter().filter(|c| c.blocks()).map(|c| c.describe()).collect();
+    let new: Vec<String> = changes.iter().filter(|c| !c.blocks()).map(|c| c.describe()).collect();
+    let waiting = if new.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not sent until alter_table(source) accepts them: {}",
+            new.join(", ")
+        )
+    };
+    if !blocking.is_empty() {
+        facts.mapping = None;
+        return vec![Check::new(
+            "shape unchanged",
+            false,
+            format!(
+                "pushes are blocked until alter_table(source) accepts the new shape: {}{waiting}",
+                blocking.join("; ")
+            ),
+        )];
+    }
+    if let Some(m) = facts.mapping.take() {
+        facts.mapping = Some(qobra_sync_core::shape::apply(m, subject.shape.as_deref().unwrap_or_default()));
+    }
+    vec![Check::new(
+        "shape unchanged",
+        true,
+        format!("the synced columns are as registered{waiting}"),
+    )]
 }
 
 /// Whether the filter is accepted, with its canonical text (learns it). Not analysed as a

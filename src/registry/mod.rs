@@ -18,6 +18,7 @@ use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::{ColumnOptions, Source};
 use qobra_sync_core::registration::{self as rules, Registration};
 use qobra_sync_core::schedule::{parse_zone, Schedule};
+use qobra_sync_core::shape::{self, ShapeColumn};
 
 /// Everything a registration says, as given to `register_table` / merged by `alter_table`.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'run_as_oid', r.run_as::pg_catalog.oid::pg_catalog.int8,
                  'owner', r.owner::pg_catalog.text,
                  'owner_oid', r.owner::pg_catalog.oid::pg_catalog.int8,
+                 'shape', r.shape,
                  'paused', r.paused)
                FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
@@ -85,16 +87,6 @@ pub fn not_registered(source: pg_sys::Oid) -> Error {
     )
 }
 
-/// The columns a push reads: the synced ones.
-fn read_columns(source: &Source, columns: &ColumnOptions) -> Result<Vec<String>> {
-    let rows = qobra_sync_core::mapping::map_columns(source, columns)?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.synced)
-        .map(|r| r.column_name)
-        .collect())
-}
-
 /// The next run time of a schedule from now, in the configured time zone.
 fn next_run(schedule: &str) -> Result<Option<String>> {
     let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
@@ -103,12 +95,28 @@ fn next_run(schedule: &str) -> Result<Option<String>> {
         .map(|t| t.to_rfc3339()))
 }
 
-/// Checks `spec` against `source` and returns the values to store.
-fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid, Option<String>)> {
-    rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
+/// What a checked registration stores beside its spec.
+struct Checked {
+    /// The canonical filter.
+    filter: Option<String>,
+    run_as: pg_sys::Oid,
+    next_run_at: Option<String>,
+    /// The synced shape to record.
+    shape: Vec<ShapeColumn>,
+}
+
+/// Checks `spec` against `source` (the rules, the caller's right to read as `run_as`, the
+/// reader, the filter) and returns the values to store.
+fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
+    let mapping = rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
     roles::check_may_act_as(roles::caller().1, run_as, "run_as")?;
-    check_reader(run_as, source, &read_columns(source, &spec.columns)?)?;
+    let read: Vec<String> = mapping
+        .iter()
+        .filter(|m| m.synced)
+        .map(|m| m.column_name.clone())
+        .collect();
+    check_reader(run_as, source, &read)?;
     let filter = spec
         .filter
         .as_deref()
@@ -122,7 +130,12 @@ fn checked(source: &Source, spec: &Spec) -> Result<(Option<String>, pg_sys::Oid,
         );
         reader::as_reader(run_as, || scan(&probe, 1, |_| Ok(true)))?;
     }
-    Ok((filter, run_as, next_run(&spec.schedule)?))
+    Ok(Checked {
+        filter,
+        run_as,
+        next_run_at: next_run(&spec.schedule)?,
+        shape: shape::record(source, &mapping),
+    })
 }
 
 /// Refuses a data table key another registration already pushes to.
@@ -153,17 +166,15 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
         .hint("Change it with qobra_sync.alter_table(), or unregister it first."));
     }
     check_key_free(&spec.data_table_key, source_oid)?;
-    let (filter, run_as, next_run_at) = checked(&source, &spec)?;
+    let checked = checked(&source, &spec)?;
     store(
         "INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
-             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner)
+             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape)
          VALUES ($1, $2, $3, $4::pg_catalog.name, $5::pg_catalog.name, $6::pg_catalog.name[], $7, $8, $9,
-             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole)",
+             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16)",
         &source,
         &spec,
-        filter,
-        run_as,
-        next_run_at,
+        checked,
     )
 }
 
@@ -171,31 +182,22 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
 pub fn update(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     let source = describe_source(source_oid)?;
     check_key_free(&spec.data_table_key, source_oid)?;
-    let (filter, run_as, next_run_at) = checked(&source, &spec)?;
+    let checked = checked(&source, &spec)?;
     store(
         "UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
              name_column = $5::pg_catalog.name, user_columns = $6::pg_catalog.name[], user_key = $7, column_types = $8,
              field_keys = $9, exclude_columns = $10::pg_catalog.name[], filter = $11, schedule = $12,
-             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, updated_at = pg_catalog.now()
+             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, shape = $16, updated_at = pg_catalog.now()
          WHERE source OPERATOR(pg_catalog.=) $1",
         &source,
         &spec,
-        filter,
-        run_as,
-        next_run_at,
+        checked,
     )
 }
 
-/// Runs the INSERT or UPDATE of a registration with its fourteen parameters; the worker is
-/// woken at commit to take the change into account.
-fn store(
-    sql: &str,
-    source: &Source,
-    spec: &Spec,
-    filter: Option<String>,
-    run_as: pg_sys::Oid,
-    next_run_at: Option<String>,
-) -> Result<()> {
+/// Runs the INSERT or UPDATE of a registration with its sixteen parameters (the UPDATE leaves
+/// the owner, $15, as it is); the worker is woken at commit to take the change into account.
+fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()> {
     crate::pg::shared::wake_worker_at_commit();
     let c = &spec.columns;
     let to_json = |m: &std::collections::BTreeMap<String, String>| {
@@ -217,15 +219,28 @@ fn store(
                     to_json(&c.column_types).into(),
                     to_json(&c.field_keys).into(),
                     c.exclude_columns.clone().into(),
-                    filter.into(),
+                    checked.filter.into(),
                     spec.schedule.clone().into(),
-                    run_as.into(),
-                    next_run_at.into(),
+                    checked.run_as.into(),
+                    checked.next_run_at.into(),
                     roles::caller().1.into(),
+                    JsonB(serde_json::to_value(&checked.shape).expect("a shape serialises")).into(),
                 ],
             )
             .map(|_| ())
     })
+}
+
+/// Records the synced shape of a registration that has none yet (registered before shapes were
+/// recorded).
+pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
+    execute(
+        "UPDATE qobra_sync.registrations SET shape = $2 WHERE source OPERATOR(pg_catalog.=) $1 AND shape IS NULL",
+        &[
+            RegClass(source).into(),
+            JsonB(serde_json::to_value(shape).expect("a shape serialises")).into(),
+        ],
+    )
 }
 
 /// Deletes a registration.

@@ -31,6 +31,7 @@ use qobra_sync_core::mapping::{map_columns, Source};
 use qobra_sync_core::push::{push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport};
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
+use qobra_sync_core::shape;
 use qobra_sync_core::wire::RecordEncoder;
 
 /// How many times a push may restart from the top after a late failure.
@@ -118,6 +119,9 @@ fn outcome(
     if let Some(why) = owner_refused(reg)? {
         return Ok(Outcome::ended(RunStatus::Blocked, why));
     }
+    if let Some(why) = drifted(source, reg) {
+        return Ok(Outcome::ended(RunStatus::Blocked, why));
+    }
     let (encoder, filter) = match prepare(source, reg, reader) {
         Ok(prepared) => prepared,
         Err(e) => return Ok(Outcome::ended(RunStatus::Failed, e.one_line())),
@@ -167,6 +171,18 @@ fn owner_refused(reg: &Registration) -> Result<Option<String>> {
     Ok(Some(why.one_line()))
 }
 
+/// Why the source no longer matches the registration's recorded shape (a synced column renamed,
+/// dropped or retyped), if it does not: such a run is blocked, Qobra is left untouched.
+fn drifted(source: &Source, reg: &Registration) -> Option<String> {
+    let changes = shape::drift(reg.shape.as_deref()?, source, &[]);
+    let why = shape::blocked(&source.name, &changes)?;
+    Some(
+        Error::new(SqlState::ObjectNotInPrerequisiteState, why)
+            .hint(shape::hint(&source.name, &changes))
+            .one_line(),
+    )
+}
+
 /// Releases the session-level push lock taken by [`start`] with [`Holding::Session`].
 pub fn unlock(source: pg_sys::Oid) {
     locks::release_push_lock(source);
@@ -194,6 +210,15 @@ fn prepare(
     reader: pg_sys::Oid,
 ) -> Result<(RecordEncoder, Option<String>)> {
     let mapping = map_columns(source, &reg.columns)?;
+    // Columns added since the shape was recorded are not sent; a registration from before
+    // shapes were recorded gets its shape now, as it pushes.
+    let mapping = match &reg.shape {
+        Some(recorded) => shape::apply(mapping, recorded),
+        None => {
+            registry::record_shape(pg_sys::Oid::from(source.oid), &shape::record(source, &mapping))?;
+            mapping
+        }
+    };
     let read: Vec<String> = mapping
         .iter()
         .filter(|m| m.synced)

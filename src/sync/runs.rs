@@ -225,6 +225,7 @@ mod tests {
             run_as_oid: crate::testing::role("t_reader").to_u32(),
             owner: "postgres".into(),
             owner_oid: 10,
+            shape: None,
             paused: false,
         };
         let run_id = start(&reg, Trigger::Manual).unwrap();
