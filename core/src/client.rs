@@ -154,6 +154,17 @@ impl PushError {
     pub fn is_transient(&self) -> bool {
         matches!(self, PushError::GaveUp { .. }) || self.is_retryable()
     }
+
+    /// Whether the receiver refused the body as too large (HTTP 413): a smaller one may pass.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, PushError::Refused { status: 413, .. })
+    }
+
+    /// Whether the failure must stop a push at once, dropping what else is on its way: a
+    /// rejected key fails every request alike, and an interrupt must not wait on Qobra.
+    pub fn stops_at_once(&self) -> bool {
+        matches!(self, PushError::KeyRejected { .. } | PushError::Interrupted)
+    }
 }
 
 /// `401 Unauthorized`, or just `401` for a code without a standard reason.

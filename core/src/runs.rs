@@ -84,14 +84,14 @@ pub const KEPT_REJECTIONS: usize = 1000;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rejections {
     pub count: u64,
-    /// (line number in the snapshot, the row's values by column, reason)
-    pub kept: Vec<(u64, Value, String)>,
+    /// (line number in the snapshot when known, the row's values by column, reason)
+    pub kept: Vec<(Option<u64>, Value, String)>,
 }
 
 impl Rejections {
     /// Counts one rejected row; keeps it in full while fewer than [`KEPT_REJECTIONS`] are kept
     /// (`row` is only called then).
-    pub fn add(&mut self, line: u64, row: impl FnOnce() -> Value, reason: String) {
+    pub fn add(&mut self, line: Option<u64>, row: impl FnOnce() -> Value, reason: String) {
         self.count += 1;
         if self.kept.len() < KEPT_REJECTIONS {
             self.kept.push((line, row(), reason));
@@ -267,10 +267,10 @@ mod tests {
     fn rejections_keep_the_first_thousand() {
         let mut r = Rejections::default();
         for i in 0..1500 {
-            r.add(i, || json!({"id": i}), "bad".into());
+            r.add(Some(i), || json!({"id": i}), "bad".into());
         }
         assert_eq!((r.count, r.kept.len()), (1500, KEPT_REJECTIONS));
-        assert_eq!(r.kept[999].0, 999);
+        assert_eq!(r.kept[999].0, Some(999));
     }
 
     #[test]

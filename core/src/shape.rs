@@ -219,8 +219,13 @@ mod tests {
     #[test]
     fn an_unchanged_source_does_not_drift() {
         let (source, shape) = recorded();
-        assert!(shape.iter().any(|s| s.column == "amount" && s.qobra_type == QobraType::Number));
-        assert!(!shape.iter().any(|s| s.column == "ref"), "unsupported columns are not synced");
+        assert!(shape
+            .iter()
+            .any(|s| s.column == "amount" && s.qobra_type == QobraType::Number));
+        assert!(
+            !shape.iter().any(|s| s.column == "ref"),
+            "unsupported columns are not synced"
+        );
         let mapping = map_columns(&source, &options()).unwrap();
         assert_eq!(drift(&shape, &source, &mapping), vec![]);
     }
@@ -228,9 +233,18 @@ mod tests {
     #[test]
     fn renamed_dropped_and_retyped_columns_block_and_added_ones_wait() {
         let (mut source, shape) = recorded();
-        source.columns.iter_mut().find(|c| c.name == "amount").unwrap().name = "amount_eur".into();
+        source
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "amount")
+            .unwrap()
+            .name = "amount_eur".into();
         source.columns.retain(|c| c.name != "won");
-        let close = source.columns.iter_mut().find(|c| c.name == "close_date").unwrap();
+        let close = source
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "close_date")
+            .unwrap();
         close.type_name = "text".into();
         close.base_type_oid = 25;
         let mut extra = source.columns[1].clone();
@@ -240,18 +254,41 @@ mod tests {
         let mapping = map_columns(&source, &options()).unwrap();
         let changes = drift(&shape, &source, &mapping);
         let texts: Vec<String> = changes.iter().map(Change::describe).collect();
-        assert!(texts.contains(&"column \"amount\" was renamed to \"amount_eur\"".to_owned()), "{texts:?}");
-        assert!(texts.contains(&"column \"won\" was dropped".to_owned()), "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("column \"close_date\" is now of type text (was date)")), "{texts:?}");
-        assert!(changes.contains(&Change::Added { column: "region".into() }));
         assert!(
-            !changes.contains(&Change::Added { column: "amount_eur".into() }),
+            texts.contains(&"column \"amount\" was renamed to \"amount_eur\"".to_owned()),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"column \"won\" was dropped".to_owned()),
+            "{texts:?}"
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("column \"close_date\" is now of type text (was date)")),
+            "{texts:?}"
+        );
+        assert!(changes.contains(&Change::Added {
+            column: "region".into()
+        }));
+        assert!(
+            !changes.contains(&Change::Added {
+                column: "amount_eur".into()
+            }),
             "a renamed column is not also new"
         );
         let message = blocked("public.deals", &changes).unwrap();
-        assert!(message.starts_with("the synced columns of public.deals changed"), "{message}");
-        assert!(!message.contains("region"), "an added column does not block");
-        assert!(hint("public.deals", &changes).contains(r#"field_keys => '{"amount_eur": "amount"}'"#));
+        assert!(
+            message.starts_with("the synced columns of public.deals changed"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("region"),
+            "an added column does not block"
+        );
+        assert!(
+            hint("public.deals", &changes).contains(r#"field_keys => '{"amount_eur": "amount"}'"#)
+        );
         let sent = apply(mapping, &shape);
         let region = sent.iter().find(|m| m.column_name == "region").unwrap();
         assert!(!region.synced && region.note == Some(Note::New));
@@ -260,11 +297,18 @@ mod tests {
     #[test]
     fn a_type_change_within_the_same_qobra_type_does_not_block() {
         let (mut source, shape) = recorded();
-        let amount = source.columns.iter_mut().find(|c| c.name == "amount").unwrap();
+        let amount = source
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "amount")
+            .unwrap();
         amount.type_name = "double precision".into();
         amount.base_type_oid = 701;
         let mapping = map_columns(&source, &options()).unwrap();
-        assert_eq!(blocked("public.deals", &drift(&shape, &source, &mapping)), None);
+        assert_eq!(
+            blocked("public.deals", &drift(&shape, &source, &mapping)),
+            None
+        );
     }
 
     #[test]

@@ -289,6 +289,37 @@ impl RecordEncoder {
             .into()
     }
 
+    /// A row by its id alone (`{id column: id text}`), as `run_errors` keeps a row too large to
+    /// keep whole; `{}` without an id field.
+    pub fn id_json(&self, values: &[Option<&str>]) -> serde_json::Value {
+        let mut row = serde_json::Map::new();
+        if let Some((field, value)) = self
+            .fields
+            .iter()
+            .zip(values)
+            .find(|(f, _)| f.encoding == Encoding::Id)
+        {
+            let value = value.map_or(serde_json::Value::Null, |s| s.to_owned().into());
+            row.insert(field.column.clone(), value);
+        }
+        row.into()
+    }
+
+    /// The same for a record as encoded: its id under the id column, read back from the record.
+    pub fn id_json_of_record(&self, record: &[u8]) -> serde_json::Value {
+        let mut row = serde_json::Map::new();
+        let parsed: Option<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(record).ok();
+        if let (Some(field), Some(mut parsed)) = (
+            self.fields.iter().find(|f| f.encoding == Encoding::Id),
+            parsed,
+        ) {
+            let value = parsed.remove(&field.field_key).unwrap_or_default();
+            row.insert(field.column.clone(), value);
+        }
+        row.into()
+    }
+
     /// One CSV row for `values`, or the reason the row would be rejected.
     pub fn csv_row(&self, values: &[Option<&str>]) -> Result<Vec<String>, Rejection> {
         self.fields
@@ -488,5 +519,22 @@ mod tests {
             doc,
             "id,name,owner,amount,close_date,at,won\n7,\"a,b\",,1.50,2026-01-02,,false\n"
         );
+    }
+
+    #[test]
+    fn a_row_too_large_is_kept_by_its_id() {
+        let enc = RecordEncoder {
+            fields: vec![
+                WireField::new("title", "name", Encoding::Text),
+                WireField::new("deal_id", "id", Encoding::Id),
+            ],
+        };
+        let values = [Some("a very long name"), Some("42")];
+        use serde_json::json;
+        assert_eq!(enc.id_json(&values), json!({"deal_id": "42"}));
+        let mut out = vec![];
+        enc.encode(&values, &mut out).unwrap();
+        assert_eq!(enc.id_json_of_record(&out), json!({"deal_id": "42"}));
+        assert_eq!(enc.id_json_of_record(b"not json"), json!({}));
     }
 }

@@ -4,29 +4,42 @@
 mod common;
 
 use common::{client, never, records, Fake, VecSource, TABLE};
-use qobra_sync_core::push::{push, Progress, PushFailure, PushReport};
+use qobra_sync_core::push::{push, Progress, PushFailure, PushReport, PushSettings};
 use qobra_sync_core::SqlState;
 use serde_json::json;
 
-/// Pushes `source` to the fake's `deals` table with `debounce` and a restart budget.
+/// Settings for the fake's `deals` table.
+fn settings(debounce: u32, restart_budget: u32, max_in_flight: usize) -> PushSettings<'static> {
+    PushSettings {
+        data_table_key: TABLE,
+        debounce_seconds: debounce,
+        restart_budget,
+        max_in_flight,
+    }
+}
+
+/// Pushes `source` to the fake's `deals` table with `settings`.
+fn run_with(
+    fake: &Fake,
+    source: &mut VecSource,
+    settings: PushSettings<'_>,
+) -> (Result<PushReport, PushFailure>, Vec<Progress>) {
+    let client = client(&fake.url());
+    let mut progress = Vec::new();
+    let result = push(source, &client, settings, &never, &mut |p| {
+        progress.push(p.clone())
+    });
+    (result, progress)
+}
+
+/// Pushes `source` one chunk at a time with `debounce` and a restart budget.
 fn run(
     fake: &Fake,
     source: &mut VecSource,
     debounce: u32,
     restart_budget: u32,
 ) -> (Result<PushReport, PushFailure>, Vec<Progress>) {
-    let client = client(&fake.url());
-    let mut progress = Vec::new();
-    let result = push(
-        source,
-        &client,
-        TABLE,
-        debounce,
-        restart_budget,
-        &never,
-        &mut |p| progress.push(p.clone()),
-    );
-    (result, progress)
+    run_with(fake, source, settings(debounce, restart_budget, 1))
 }
 
 #[test]
@@ -207,9 +220,202 @@ fn a_rejected_key_stops_the_push_after_one_request() {
     config.api_key = qobra_sync_core::client::ApiKey::new("not-the-key-42");
     let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
     let mut source = VecSource::new(records(5), 2);
-    let failure = push(&mut source, &client, TABLE, 0, 5, &never, &mut |_| {}).unwrap_err();
+    let failure = push(&mut source, &client, settings(0, 5, 4), &never, &mut |_| {}).unwrap_err();
     assert_eq!(failure.error.state, SqlState::InsufficientPrivilege);
     assert!(!failure.possibly_partial);
     assert_eq!(failure.report.requests, 1);
     assert_eq!(fake.requests().len(), 1);
+}
+
+/// The ids of the imports the fake holds, in the order it created them.
+fn fake_import_ids(fake: &Fake) -> Vec<String> {
+    let imports = fake.ok("GET", "/_fake/imports", None);
+    imports
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| i["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// The ids `0..n` as the fake lists them (text order).
+fn all_ids(n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn several_in_flight_through_a_500_a_reset_and_a_429_qobra_ends_whole() {
+    let fake = Fake::start();
+    fake.define_with_rows(TABLE, "id,name,amount\nstale,Stale,1\n");
+    fake.faults(json!([
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 3, "action": {"status": 500}},
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 5, "action": {"reset": true}},
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 7,
+         "action": {"status": 429, "headers": {"Retry-After": "1"}}},
+        {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 30}, "times": 0},
+    ]));
+    let mut source = VecSource::new(records(40), 2);
+    // debounce 0: every request is its own import, so each import id is distinct.
+    let (result, progress) = run_with(&fake, &mut source, settings(0, 0, 4));
+    let report = result.unwrap();
+    assert_eq!((report.rows_sent, report.chunks), (40, 20));
+    assert_eq!((report.retries, report.restarts), (3, 0));
+    let log = fake.requests();
+    assert_eq!(
+        report.requests as usize,
+        log.len(),
+        "every request counted once"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|e| e["query"] == "all=true&debounce=0")
+            .count(),
+        1
+    );
+    let mut ids = report.import_ids.clone();
+    ids.sort();
+    let mut held = fake_import_ids(&fake);
+    held.sort();
+    assert_eq!(ids, held, "every import id recorded, none twice");
+    assert_eq!(progress.last().unwrap().rows_sent, 40);
+    fake.flush();
+    assert_eq!(fake.ids(TABLE), all_ids(40));
+}
+
+#[test]
+fn a_failure_for_good_among_several_in_flight_restarts_once_the_others_landed() {
+    let fake = Fake::start();
+    fake.faults(json!([
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 4, "action": {"status": 502}},
+        {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 20}, "times": 0},
+    ]));
+    // No retries: the 502 fails its chunk for good.
+    let mut config = common::config(&fake.url());
+    config.retry.max_retries = 0;
+    let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
+    let mut source = VecSource::new(records(30), 3);
+    let report = push(&mut source, &client, settings(0, 1, 4), &never, &mut |_| {}).unwrap();
+    assert_eq!(report.restarts, 1);
+    assert_eq!(report.rows_sent, 30);
+    let log = fake.requests();
+    assert_eq!(report.requests as usize, log.len());
+    // Nothing of the first pass is answered after the second pass's all=true request arrives.
+    let second = log
+        .iter()
+        .rposition(|e| e["query"] == "all=true&debounce=0")
+        .unwrap();
+    assert!(second > 0);
+    let restart_at = log[second]["received_at"].as_str().unwrap().to_owned();
+    for e in &log[..second] {
+        assert!(
+            e["finished_at"].as_str().unwrap() <= restart_at.as_str(),
+            "{e}"
+        );
+    }
+    let mut ids = report.import_ids.clone();
+    ids.sort();
+    let mut held = fake_import_ids(&fake);
+    held.sort();
+    assert_eq!(ids, held);
+    fake.flush();
+    assert_eq!(fake.ids(TABLE), all_ids(30));
+}
+
+#[test]
+fn a_rejected_key_mid_flight_stops_everything() {
+    let fake = Fake::start();
+    fake.faults(json!([
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 3, "action": {"status": 401}},
+        {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 50}, "times": 0},
+    ]));
+    let mut source = VecSource::new(records(40), 2);
+    let failure = run_with(&fake, &mut source, settings(0, 5, 4))
+        .0
+        .unwrap_err();
+    assert_eq!(failure.error.state, SqlState::InsufficientPrivilege);
+    assert!(failure.possibly_partial);
+    assert_eq!(failure.report.restarts, 0);
+    // Nothing is sent after the 401: the first request, then at most the four in flight with
+    // the 401 and the one started when the second was answered.
+    assert!(fake.requests().len() <= 6, "{:?}", fake.queries());
+    let held = fake_import_ids(&fake);
+    assert!(failure.report.import_ids.iter().all(|id| held.contains(id)));
+}
+
+#[test]
+fn a_hanging_request_among_several_is_retried_and_the_others_wait_their_turn() {
+    let fake = Fake::start();
+    fake.faults(json!([
+        {"path_prefix": "/v1/tables/", "method": "POST", "nth": 3, "action": {"hang": true}},
+    ]));
+    let mut config = common::config(&fake.url());
+    config.request_timeout = std::time::Duration::from_millis(700);
+    let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
+    let mut source = VecSource::new(records(20), 2);
+    let report = push(&mut source, &client, settings(0, 0, 4), &never, &mut |_| {}).unwrap();
+    assert_eq!(report.rows_sent, 20);
+    assert_eq!(report.retries, 1);
+    fake.flush();
+    assert_eq!(fake.ids(TABLE), all_ids(20));
+}
+
+#[test]
+fn an_interrupt_mid_flight_stops_within_a_second() {
+    let fake = Fake::start();
+    fake.faults(json!([
+        {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 3000}, "nth": 4},
+        {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 20}, "times": 0},
+    ]));
+    let client = client(&fake.url());
+    let mut source = VecSource::new(records(40), 2);
+    let stop_at = std::cell::Cell::new(None::<std::time::Instant>);
+    let interrupted = || stop_at.get().is_some_and(|at| at.elapsed().as_millis() > 0);
+    let mut on_progress = |p: &Progress| {
+        if p.chunk == 2 && stop_at.get().is_none() {
+            stop_at.set(Some(std::time::Instant::now()));
+        }
+    };
+    let failure = push(
+        &mut source,
+        &client,
+        settings(0, 5, 4),
+        &interrupted,
+        &mut on_progress,
+    )
+    .unwrap_err();
+    let took = stop_at.get().unwrap().elapsed();
+    assert!(failure.interrupted);
+    assert!(took.as_millis() < 1000, "stopped after {took:?}");
+    assert_eq!(failure.report.restarts, 0);
+}
+
+#[test]
+fn a_413_splits_the_chunk_and_the_rest_is_sent_smaller() {
+    let fake = Fake::start();
+    // The fake's body limit, as a proxy's: more than 2 records of this size is refused.
+    let big: Vec<_> = records(12)
+        .into_iter()
+        .map(|mut r| {
+            r["name"] = json!("n".repeat(400));
+            r
+        })
+        .collect();
+    let size_of_two = serde_json::to_vec(&big[..2]).unwrap().len();
+    fake.ok(
+        "PUT",
+        "/_fake/settings",
+        Some(json!({"max_body_bytes": size_of_two})),
+    );
+    let mut source = VecSource::new(big, 8);
+    let report = run_with(&fake, &mut source, settings(0, 0, 4)).0.unwrap();
+    assert_eq!(report.rows_sent, 12);
+    let log = fake.requests();
+    let refused = log.iter().filter(|e| e["status"] == 413).count();
+    assert!(refused >= 2, "{log:?}");
+    assert_eq!(report.retries as usize, refused);
+    assert!(source.rejected.is_empty());
+    fake.flush();
+    assert_eq!(fake.ids(TABLE), all_ids(12));
 }

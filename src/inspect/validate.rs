@@ -200,8 +200,16 @@ fn shape_unchanged(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
         return vec![];
     }
     let changes = crate::inspect::drift(subject);
-    let blocking: Vec<String> = changes.iter().filter(|c| c.blocks()).map(|c| c.describe()).collect();
-    let new: Vec<String> = changes.iter().filter(|c| !c.blocks()).map(|c| c.describe()).collect();
+    let blocking: Vec<String> = changes
+        .iter()
+        .filter(|c| c.blocks())
+        .map(|c| c.describe())
+        .collect();
+    let new: Vec<String> = changes
+        .iter()
+        .filter(|c| !c.blocks())
+        .map(|c| c.describe())
+        .collect();
     let waiting = if new.is_empty() {
         String::new()
     } else {
@@ -222,7 +230,10 @@ fn shape_unchanged(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
         )];
     }
     if let Some(m) = facts.mapping.take() {
-        facts.mapping = Some(qobra_sync_core::shape::apply(m, subject.shape.as_deref().unwrap_or_default()));
+        facts.mapping = Some(qobra_sync_core::shape::apply(
+            m,
+            subject.shape.as_deref().unwrap_or_default(),
+        ));
     }
     vec![Check::new(
         "shape unchanged",

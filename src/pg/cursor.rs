@@ -18,8 +18,8 @@ use std::ffi::CString;
 /// (a push restarting from the top) sees exactly the same rows. Values are turned into text the
 /// way COPY does: text-like values are read in place, others through their type's output
 /// function (called directly, no SQL cast). Must be used inside an SPI connection
-/// (`Spi::connect`). Each batch's tuples and texts are freed before the next fetch, so memory is
-/// bounded by the batch size, not the table.
+/// (`Spi::connect`). Each fetch's tuples and texts are freed before the next fetch, so memory is
+/// bounded by the fetch size, not the table.
 pub struct Cursor {
     portal: pg_sys::Portal,
     values_cx: PgMemoryContexts,
@@ -28,6 +28,8 @@ pub struct Cursor {
     /// One row's values and NULL flags, deformed in one call.
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
+    /// Rows fetched and not all handed out yet.
+    fetched: Option<Fetched>,
 }
 
 /// How one result column becomes text.
@@ -122,62 +124,139 @@ impl Cursor {
             columns,
             values: vec![pg_sys::Datum::from(0usize); n],
             nulls: vec![false; n],
+            fetched: None,
         })
     }
 
-    /// Fetches up to `batch` rows and hands each to `each` (which returns false to stop).
-    /// Returns how many rows were handed over; 0 means the end.
-    pub fn next_batch(
+    /// Hands rows to `each` (see [`Next`]), from the rows already fetched or, when none are
+    /// left, from a new fetch of up to `fetch` rows. Returns how many rows `each` took, or
+    /// `None` at the end of the query. Call again for more.
+    pub fn next_rows(
         &mut self,
-        batch: i64,
-        mut each: impl FnMut(&[Option<&str>]) -> Result<bool>,
-    ) -> Result<usize> {
+        fetch: i64,
+        mut each: impl FnMut(&[Option<&str>]) -> Result<Next>,
+    ) -> Result<Option<usize>> {
+        if self.fetched.is_none() {
+            self.fetched = self.fetch(fetch);
+        }
+        let Some(fetched) = self.fetched.as_mut() else {
+            return Ok(None);
+        };
+        let (texts, columns, values, nulls) = (
+            &mut self.texts,
+            &mut self.columns,
+            &mut self.values,
+            &mut self.nulls,
+        );
+        // SAFETY: the texts made in the batch context are only handed to `each` and forgotten
+        // before the context is reset.
+        let taken = unsafe {
+            self.values_cx.switch_to(|_| -> Result<usize> {
+                let mut taken = 0;
+                while fetched.next < fetched.rows {
+                    fetched.texts_of_next(columns, values, nulls, texts);
+                    let next = each(texts);
+                    texts.clear();
+                    match next? {
+                        Next::Leave => break,
+                        Next::Stop => {
+                            fetched.next += 1;
+                            taken += 1;
+                            break;
+                        }
+                        Next::More => {
+                            fetched.next += 1;
+                            taken += 1;
+                        }
+                    }
+                }
+                Ok(taken)
+            })
+        };
+        if taken.is_err() || fetched.next == fetched.rows {
+            self.release();
+        }
+        taken.map(Some)
+    }
+
+    /// Fetches up to `fetch` rows, or `None` at the end of the query.
+    fn fetch(&mut self, fetch: i64) -> Option<Fetched> {
         pgrx::check_for_interrupts!();
         unsafe {
             pinned(|| {
                 let _timeout = FetchTimeout::arm();
-                pg_sys::SPI_cursor_fetch(self.portal, true, batch as std::ffi::c_long);
+                pg_sys::SPI_cursor_fetch(self.portal, true, fetch.max(1) as std::ffi::c_long);
             });
-            let tuptable = pg_sys::SPI_tuptable;
-            let n = pg_sys::SPI_processed as usize;
-            if tuptable.is_null() || n == 0 {
-                return Ok(0);
+            let table = pg_sys::SPI_tuptable;
+            let rows = pg_sys::SPI_processed as usize;
+            if table.is_null() {
+                return None;
             }
-            let tupdesc = (*tuptable).tupdesc;
-            let (texts, columns, values, nulls) = (
-                &mut self.texts,
-                &mut self.columns,
-                &mut self.values,
-                &mut self.nulls,
-            );
-            let result = self.values_cx.switch_to(|_| -> Result<usize> {
-                for i in 0..n {
-                    let tuple = *(*tuptable).vals.add(i);
-                    pg_sys::heap_deform_tuple(
-                        tuple,
-                        tupdesc,
-                        values.as_mut_ptr(),
-                        nulls.as_mut_ptr(),
-                    );
-                    texts.clear();
-                    for (col, column) in columns.iter_mut().enumerate() {
-                        texts.push(if nulls[col] {
-                            None
-                        } else {
-                            Some(column.text(values[col]))
-                        });
-                    }
-                    if !each(texts)? {
-                        texts.clear();
-                        return Ok(i + 1);
-                    }
-                }
-                texts.clear();
-                Ok(n)
-            });
-            self.values_cx.reset();
-            pg_sys::SPI_freetuptable(tuptable);
-            result
+            if rows == 0 {
+                pg_sys::SPI_freetuptable(table);
+                return None;
+            }
+            Some(Fetched {
+                table,
+                rows,
+                next: 0,
+            })
+        }
+    }
+
+    /// Frees the fetched rows and the texts made from them.
+    fn release(&mut self) {
+        if let Some(fetched) = self.fetched.take() {
+            // SAFETY: no text made in the context outlives the rows it was made from.
+            unsafe {
+                self.values_cx.reset();
+                pg_sys::SPI_freetuptable(fetched.table);
+            }
+        }
+    }
+}
+
+/// What the caller of [`Cursor::next_rows`] did with the row it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Took it; hand the next one.
+    More,
+    /// Took it; stop for now.
+    Stop,
+    /// Did not take it: stop, and hand it first at the next call.
+    Leave,
+}
+
+/// Rows fetched and not all handed out yet.
+struct Fetched {
+    table: *mut pg_sys::SPITupleTable,
+    rows: usize,
+    /// The next row to hand out.
+    next: usize,
+}
+
+impl Fetched {
+    /// Puts the texts of the next row's values into `texts` (allocated, when needed, in the
+    /// current memory context).
+    unsafe fn texts_of_next(
+        &self,
+        columns: &mut [ColumnText],
+        values: &mut [pg_sys::Datum],
+        nulls: &mut [bool],
+        texts: &mut Vec<Option<&'static str>>,
+    ) {
+        unsafe {
+            let tuple = *(*self.table).vals.add(self.next);
+            let desc = (*self.table).tupdesc;
+            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            texts.clear();
+            for (col, column) in columns.iter_mut().enumerate() {
+                texts.push(if nulls[col] {
+                    None
+                } else {
+                    Some(column.text(values[col]))
+                });
+            }
         }
     }
 }
@@ -257,8 +336,10 @@ impl Drop for FetchTimeout {
 }
 
 impl Drop for Cursor {
-    /// Closes the portal (it would be closed at the end of the transaction anyway).
+    /// Frees the rows still fetched and closes the portal (both would go at the end of the
+    /// transaction anyway).
     fn drop(&mut self) {
+        self.release();
         unsafe { pg_sys::SPI_cursor_close(self.portal) };
     }
 }
@@ -275,13 +356,15 @@ pub fn scan(
         let mut seen = 0u64;
         let mut stopped = false;
         loop {
-            let n = cursor.next_batch(batch, |row| {
-                let go_on = each(row)?;
-                stopped = !go_on;
-                Ok(go_on)
+            let taken = cursor.next_rows(batch, |row| {
+                stopped = !each(row)?;
+                Ok(if stopped { Next::Stop } else { Next::More })
             })?;
-            seen += n as u64;
-            if n == 0 || stopped {
+            match taken {
+                Some(n) => seen += n as u64,
+                None => return Ok(seen),
+            }
+            if stopped {
                 return Ok(seen);
             }
         }

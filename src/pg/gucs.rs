@@ -11,13 +11,26 @@ pub static DATABASE_NAME: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 /// Whether the worker starts scheduled pushes. On: registering a table is opting in.
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// Records per request. 5,000 records of ~200 bytes make ~1 MB bodies: large enough to amortise
-/// a round trip, small enough for any proxy's body limit.
-pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+/// Records per request, at most. 50,000: wide records close their chunk at `batch_bytes` long
+/// before this; it is what bounds chunks of narrow records (50,000 of 100 bytes are 5 MB), so
+/// that a push of a million rows takes a few dozen round trips, not hundreds.
+pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
+/// Bytes per request, at most; a record larger than this alone is rejected. 8 MiB: about 25,000
+/// typical records per round trip, under the 10 MB body limit common at API gateways; with
+/// `max_in_flight` 4, the chunks in flight and the one being read hold at most 40 MiB, inside the
+/// 64 MB a push may grow a backend by. A receiver that takes less answers 413 and the push
+/// halves its chunks.
+pub static BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(8 << 20);
+/// Requests in flight at once, after the first of a push was accepted (1 = one at a time). 4: at
+/// 100 ms a round trip, four chunks of 8 MiB on their way carry more than a backend encodes per
+/// second, so a push far from Qobra is bound by reading the table, not by round trips; more
+/// would only hold more memory (each chunk in flight is up to `batch_bytes`).
+pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Seconds Qobra waits before importing, so all chunks of a push land in one import. 60 s covers
 /// a slow link between two chunks.
 pub static DEBOUNCE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
-/// Total time allowed for one HTTP request. 30 s: a 1 MB body on a slow link, not a hung server.
+/// Total time allowed for one HTTP request, answer included. 30 s: an 8 MiB body over a
+/// 10 Mbit/s uplink takes 7 s; 30 s is a slow link, not a hung server.
 pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// Retries of one request before the run fails. 5 retries with backoff span about a minute.
 pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
@@ -77,6 +90,26 @@ pub fn register(preloaded: bool) {
         &BATCH_ROWS,
         1,
         1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.batch_bytes",
+        c"Bytes per request to Qobra, at most.",
+        c"A record larger than this alone is rejected into run_errors.",
+        &BATCH_BYTES,
+        64 << 10,
+        256 << 20,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.max_in_flight",
+        c"Requests to Qobra in flight at once during a push.",
+        c"The first request of a push is always sent alone.",
+        &MAX_IN_FLIGHT,
+        1,
+        16,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -22,13 +22,15 @@ use crate::registry::{self, destination};
 use crate::sync::client::client;
 use crate::sync::orphans;
 use crate::sync::runs;
-use crate::sync::snapshot::{self, Chunks};
+use crate::sync::snapshot::{self, ChunkLimits, Chunks};
 use pgrx::prelude::*;
 use qobra_sync_core::client::QobraClient;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide as judge, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::{map_columns, Source};
-use qobra_sync_core::push::{push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport};
+use qobra_sync_core::push::{
+    push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport, PushSettings,
+};
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
 use qobra_sync_core::shape;
@@ -215,7 +217,10 @@ fn prepare(
     let mapping = match &reg.shape {
         Some(recorded) => shape::apply(mapping, recorded),
         None => {
-            registry::record_shape(pg_sys::Oid::from(source.oid), &shape::record(source, &mapping))?;
+            registry::record_shape(
+                pg_sys::Oid::from(source.oid),
+                &shape::record(source, &mapping),
+            )?;
             mapping
         }
     };
@@ -311,19 +316,25 @@ fn decide(
 #[allow(clippy::result_large_err)]
 fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
     let encoding = snapshot::encoding_description(job.encoder);
-    let batch_rows = gucs::BATCH_ROWS.get() as usize;
-    let debounce = gucs::DEBOUNCE_SECONDS.get() as u32;
+    let limits = ChunkLimits {
+        rows: gucs::BATCH_ROWS.get() as usize,
+        bytes: gucs::BATCH_BYTES.get() as usize,
+    };
+    let settings = PushSettings {
+        data_table_key: &job.reg.data_table_key,
+        debounce_seconds: gucs::DEBOUNCE_SECONDS.get() as u32,
+        restart_budget: RESTART_BUDGET,
+        max_in_flight: gucs::MAX_IN_FLIGHT.get() as usize,
+    };
     let result = Spi::connect(|_| {
-        let mut chunks = Chunks::new(query.to_owned(), job.encoder, batch_rows);
+        let mut chunks = Chunks::new(query.to_owned(), job.encoder, limits);
         let mut on_progress = |p: &Progress| progressed(job, p);
         shared::progress_sending(job.slot);
         show_wait(pg_sys::PG_WAIT_EXTENSION);
         let result = push(
             &mut ShowingWaits(&mut chunks),
             job.client,
-            &job.reg.data_table_key,
-            debounce,
-            RESTART_BUDGET,
+            settings,
             &must_stop,
             &mut on_progress,
         );
@@ -403,5 +414,15 @@ impl ChunkSource for ShowingWaits<'_, '_> {
         let read = self.0.next_chunk(out);
         show_wait(pg_sys::PG_WAIT_EXTENSION);
         read
+    }
+
+    /// Sets the record aside.
+    fn reject(&mut self, record: &[u8], reason: String) {
+        self.0.reject(record, reason)
+    }
+
+    /// Closes later chunks smaller.
+    fn shrink(&mut self, max_bytes: usize) {
+        self.0.shrink(max_bytes)
     }
 }

@@ -70,7 +70,7 @@ pub fn finish(run_id: i64, o: &Outcome) -> Result<()> {
             c.update(
                 "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'push', $2, $3, $4)",
                 None,
-                &[run_id.into(), (*line as i64).into(), pgrx::JsonB(row.clone()).into(), details.as_str().into()],
+                &[run_id.into(), line.map(|l| l as i64).into(), pgrx::JsonB(row.clone()).into(), details.as_str().into()],
             )?;
         }
         Ok(())

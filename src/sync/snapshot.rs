@@ -3,7 +3,7 @@
 //! Both read the source as the reader, through read-only cursors in the statement's snapshot, so
 //! the census, the first pass and any restart from the top see exactly the same rows.
 
-use crate::pg::cursor::{one_row, Cursor};
+use crate::pg::cursor::{one_row, Cursor, Next};
 use crate::pg::error::{Error, Result};
 use crate::pg::query;
 use crate::pg::quote::literal;
@@ -46,7 +46,11 @@ pub fn encoding_description(encoder: &RecordEncoder) -> String {
 /// without sending anything (used to skip unchanged snapshots).
 pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
     Spi::connect(|_| {
-        let mut chunks = Chunks::new(query.to_owned(), encoder, 10_000);
+        let limits = ChunkLimits {
+            rows: 10_000,
+            bytes: usize::MAX,
+        };
+        let mut chunks = Chunks::new(query.to_owned(), encoder, limits);
         let mut body = Vec::new();
         while chunks.next_chunk(&mut body)?.is_some() {
             body.clear();
@@ -70,14 +74,35 @@ pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
     Ok(row[0].as_deref() == Some("true"))
 }
 
+/// How large a chunk may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Records per chunk (`qobra_sync.batch_rows`).
+    pub rows: usize,
+    /// Bytes per chunk (`qobra_sync.batch_bytes`): a record larger than this alone is rejected.
+    pub bytes: usize,
+}
+
+/// Bytes of rows one fetch should bring at most: the fetched rows' texts stay in memory until
+/// all are written, so wide rows are fetched a few at a time and narrow ones by thousands.
+const FETCH_BYTES: usize = 4 << 20;
+
+/// Rows of the first fetch, before any row's width is known, and the most of any fetch.
+const FETCH_ROWS: (usize, usize) = (100, 10_000);
+
 /// The records of a snapshot, written chunk by chunk for the push.
 pub struct Chunks<'a> {
     query: String,
     encoder: &'a RecordEncoder,
-    batch_rows: usize,
+    limits: ChunkLimits,
+    /// The byte size a 413 taught, below `limits.bytes`: chunks close there, and a larger
+    /// record goes alone.
+    learned_bytes: Option<usize>,
     cursor: Option<Cursor>,
     exhausted: bool,
     chunks: u64,
+    /// Records written and their bytes, to size fetches by the rows' width.
+    written: (u64, u64),
     /// Rows read in the current pass.
     pub rows_read: u64,
     /// Rows rejected in the current pass.
@@ -87,24 +112,48 @@ pub struct Chunks<'a> {
 }
 
 impl<'a> Chunks<'a> {
-    /// Chunks of `batch_rows` records from `query` (whose columns are the encoder's fields).
-    pub fn new(query: String, encoder: &'a RecordEncoder, batch_rows: usize) -> Chunks<'a> {
+    /// Chunks of records from `query` (whose columns are the encoder's fields) within `limits`.
+    pub fn new(query: String, encoder: &'a RecordEncoder, limits: ChunkLimits) -> Chunks<'a> {
         Chunks {
             query,
             encoder,
-            batch_rows: batch_rows.max(1),
+            limits: ChunkLimits {
+                rows: limits.rows.max(1),
+                bytes: limits.bytes.max(64),
+            },
+            learned_bytes: None,
             cursor: None,
             exhausted: false,
             chunks: 0,
+            written: (0, 0),
             rows_read: 0,
             rejections: Rejections::default(),
             fingerprint: Fingerprint::default(),
         }
     }
+
+    /// Where the current chunk closes, in bytes.
+    fn close_at(&self) -> usize {
+        self.learned_bytes
+            .map_or(self.limits.bytes, |b| b.min(self.limits.bytes))
+    }
+
+    /// Rows to fetch next for a chunk that has `records` records: what fits in
+    /// [`FETCH_BYTES`] at the width seen so far, never more than the chunk still takes.
+    fn fetch_size(&self, records: usize) -> i64 {
+        let (count, bytes) = self.written;
+        let by_width = match bytes.checked_div(count) {
+            Some(width) => FETCH_BYTES / (width as usize).max(1),
+            None => FETCH_ROWS.0,
+        };
+        let left = self.limits.rows - records;
+        by_width.clamp(1, FETCH_ROWS.1).min(left) as i64
+    }
 }
 
 impl ChunkSource for Chunks<'_> {
-    /// Closes the cursor; the next chunk reopens it in the same snapshot.
+    /// Closes the cursor; the next chunk reopens it in the same snapshot. What a 413 taught is
+    /// kept.
     fn restart(&mut self) -> Result<(), Error> {
         self.cursor = None;
         self.exhausted = false;
@@ -115,59 +164,134 @@ impl ChunkSource for Chunks<'_> {
         Ok(())
     }
 
-    /// Encodes up to `batch_rows` records into `out`; rejected rows are set aside, not sent.
+    /// Encodes records into `out` until the chunk is full (`batch_rows` records, or the next
+    /// record would pass the byte limit: it starts the next chunk); rejected rows are set aside.
     fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<Option<ChunkInfo>, Error> {
         if self.cursor.is_none() && !self.exhausted {
             self.cursor = Some(Cursor::open(&self.query)?);
         }
         out.push(b'[');
-        let mut records = 0usize;
-        while records < self.batch_rows && !self.exhausted {
+        let mut chunk = Chunk {
+            records: 0,
+            full: false,
+            close_at: self.close_at(),
+        };
+        while !chunk.full && chunk.records < self.limits.rows && !self.exhausted {
+            let fetch = self.fetch_size(chunk.records);
+            let mut writer = Writer {
+                encoder: self.encoder,
+                limits: self.limits,
+                rows_read: &mut self.rows_read,
+                rejections: &mut self.rejections,
+                fingerprint: &mut self.fingerprint,
+                written: &mut self.written,
+            };
             let cursor = self.cursor.as_mut().expect("opened above");
-            let (encoder, rows_read, rejections, fingerprint) = (
-                self.encoder,
-                &mut self.rows_read,
-                &mut self.rejections,
-                &mut self.fingerprint,
-            );
-            let want = (self.batch_rows - records) as i64;
-            let n = cursor.next_batch(want, |values| {
-                *rows_read += 1;
-                let mark = out.len();
-                if records > 0 {
-                    out.push(b',');
-                }
-                let record_start = out.len();
-                match encoder.encode(values, out) {
-                    Ok(()) => {
-                        fingerprint.add(&out[record_start..]);
-                        records += 1;
-                    }
-                    Err(rejection) => {
-                        out.truncate(mark);
-                        rejections.add(
-                            *rows_read,
-                            || encoder.row_json(values),
-                            format!("column {}: {}", rejection.column, rejection.reason),
-                        );
-                    }
-                }
-                Ok(true)
-            })?;
-            if n == 0 {
+            let taken =
+                cursor.next_rows(fetch, |values| Ok(writer.write(values, out, &mut chunk)))?;
+            if taken.is_none() {
                 self.exhausted = true;
                 self.cursor = None;
             }
         }
         out.push(b']');
-        if records == 0 && self.chunks > 0 {
+        if chunk.records == 0 && self.chunks > 0 {
             out.clear();
             return Ok(None);
         }
         self.chunks += 1;
         Ok(Some(ChunkInfo {
-            rows: records as u64,
+            rows: chunk.records as u64,
         }))
+    }
+
+    /// Keeps a record Qobra refused even alone among the rejected rows, by its id.
+    fn reject(&mut self, record: &[u8], reason: String) {
+        let encoder = self.encoder;
+        self.rejections
+            .add(None, || encoder.id_json_of_record(record), reason);
+    }
+
+    /// Closes later chunks at `max_bytes`.
+    fn shrink(&mut self, max_bytes: usize) {
+        self.learned_bytes = Some(max_bytes.max(64));
+    }
+}
+
+/// The chunk being written.
+struct Chunk {
+    records: usize,
+    /// The next record would not fit.
+    full: bool,
+    close_at: usize,
+}
+
+/// Writes rows into a chunk, counting what it reads, rejects and writes.
+struct Writer<'a> {
+    encoder: &'a RecordEncoder,
+    limits: ChunkLimits,
+    rows_read: &'a mut u64,
+    rejections: &'a mut Rejections,
+    fingerprint: &'a mut Fingerprint,
+    written: &'a mut (u64, u64),
+}
+
+impl Writer<'_> {
+    /// Writes one row's record into `out`, or sets the row aside (it cannot be encoded, or its
+    /// record alone passes `batch_bytes`), or leaves it for the next chunk (it would not fit
+    /// in this one).
+    fn write(&mut self, values: &[Option<&str>], out: &mut Vec<u8>, chunk: &mut Chunk) -> Next {
+        let mark = out.len();
+        if chunk.records > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        if let Err(rejection) = self.encoder.encode(values, out) {
+            out.truncate(mark);
+            self.reject(
+                values,
+                format!("column {}: {}", rejection.column, rejection.reason),
+                false,
+            );
+            return Next::More;
+        }
+        let len = out.len() - start;
+        // `[`, the record, `]`: a record that cannot fit even alone.
+        if len + 2 > self.limits.bytes {
+            out.truncate(mark);
+            let reason = format!(
+                "the record is {len} bytes, more than qobra_sync.batch_bytes ({} bytes)",
+                self.limits.bytes
+            );
+            self.reject(values, reason, true);
+            return Next::More;
+        }
+        if chunk.records > 0 && out.len() + 1 > chunk.close_at {
+            out.truncate(mark);
+            chunk.full = true;
+            return Next::Leave;
+        }
+        *self.rows_read += 1;
+        self.fingerprint.add(&out[start..]);
+        self.written.0 += 1;
+        self.written.1 += len as u64;
+        chunk.records += 1;
+        if chunk.records == self.limits.rows || out.len() + 1 >= chunk.close_at {
+            chunk.full = true;
+            return Next::Stop;
+        }
+        Next::More
+    }
+
+    /// Counts a row read and sets it aside: whole, or by its id when it is too large to keep.
+    fn reject(&mut self, values: &[Option<&str>], reason: String, too_large: bool) {
+        *self.rows_read += 1;
+        let encoder = self.encoder;
+        let row = || match too_large {
+            true => encoder.id_json(values),
+            false => encoder.row_json(values),
+        };
+        self.rejections.add(Some(*self.rows_read), row, reason);
     }
 }
 
@@ -210,5 +334,127 @@ mod tests {
         assert!(guaranteed("id"));
         assert!(!guaranteed("other"), "unique but nullable");
         assert!(!guaranteed("part"), "a partial index guarantees nothing");
+    }
+
+    /// An encoder for `id` and `note`, and chunks of `public.t_wide` within `limits`.
+    fn wide_chunks(encoder: &RecordEncoder, limits: ChunkLimits) -> Chunks<'_> {
+        let query = "SELECT id, note FROM public.t_wide ORDER BY id".to_owned();
+        Chunks::new(query, encoder, limits)
+    }
+
+    /// Every chunk `chunks` writes, parsed.
+    fn all_chunks(chunks: &mut Chunks<'_>) -> Vec<(usize, Vec<serde_json::Value>)> {
+        let mut out = vec![];
+        loop {
+            let mut body = vec![];
+            let Some(info) = chunks.next_chunk(&mut body).unwrap() else {
+                return out;
+            };
+            let records: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(records.len() as u64, info.rows);
+            out.push((body.len(), records));
+        }
+    }
+
+    #[pg_test]
+    fn chunks_close_at_their_byte_limit_and_a_record_too_large_is_set_aside() {
+        use qobra_sync_core::wire::{Encoding, WireField};
+        Spi::run(
+            "CREATE TABLE t_wide (id int PRIMARY KEY, note text);
+             INSERT INTO t_wide SELECT g, repeat('n', 900) FROM generate_series(1, 300) g;
+             UPDATE t_wide SET note = repeat('w', 20000) WHERE id = 150;",
+        )
+        .unwrap();
+        let encoder = RecordEncoder {
+            fields: vec![
+                WireField::new("id", "id", Encoding::Id),
+                WireField::new("note", "note", Encoding::Text),
+            ],
+        };
+        let limits = ChunkLimits {
+            rows: 1000,
+            bytes: 10_000,
+        };
+        let written = in_fresh_snapshot(|| {
+            Spi::connect(|_| {
+                let mut chunks = wide_chunks(&encoder, limits);
+                let written = all_chunks(&mut chunks);
+                (written, chunks.rows_read, chunks.rejections.clone())
+            })
+        });
+        let (written, rows_read, rejections) = written;
+        assert!(written.iter().all(|(len, _)| *len <= 10_000));
+        let (_, full) = written.split_last().unwrap();
+        assert!(
+            full.iter().all(|(len, _)| *len > 10_000 - 1000),
+            "chunks are filled"
+        );
+        let ids: Vec<String> = written
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|r| r["id"].as_str().unwrap().to_owned()))
+            .collect();
+        let expected: Vec<String> = (1..=300)
+            .filter(|i| *i != 150)
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(ids, expected, "every record once, in order, across fetches");
+        assert_eq!(rows_read, 300);
+        assert_eq!(rejections.count, 1);
+        let (line, row, reason) = &rejections.kept[0];
+        assert_eq!(*line, Some(150));
+        assert_eq!(
+            *row,
+            serde_json::json!({"id": "150"}),
+            "kept by its id alone"
+        );
+        assert!(reason.contains("qobra_sync.batch_bytes"), "{reason}");
+    }
+
+    #[pg_test]
+    fn a_learned_limit_closes_later_chunks_sooner_and_a_larger_record_goes_alone() {
+        use qobra_sync_core::wire::{Encoding, WireField};
+        Spi::run(
+            "CREATE TABLE t_wide (id int PRIMARY KEY, note text);
+             INSERT INTO t_wide SELECT g, repeat('n', 900) FROM generate_series(1, 100) g;
+             UPDATE t_wide SET note = repeat('w', 5000) WHERE id = 80;",
+        )
+        .unwrap();
+        let encoder = RecordEncoder {
+            fields: vec![
+                WireField::new("id", "id", Encoding::Id),
+                WireField::new("note", "note", Encoding::Text),
+            ],
+        };
+        let limits = ChunkLimits {
+            rows: 20,
+            bytes: 1 << 20,
+        };
+        let written = in_fresh_snapshot(|| {
+            Spi::connect(|_| {
+                let mut chunks = wide_chunks(&encoder, limits);
+                let mut first = vec![];
+                let info = chunks.next_chunk(&mut first).unwrap().unwrap();
+                chunks.shrink(3000);
+                (info.rows, all_chunks(&mut chunks), chunks.rejections.count)
+            })
+        });
+        let (first, later, rejected) = written;
+        assert_eq!(first, 20);
+        assert_eq!(rejected, 0);
+        for (len, records) in &later {
+            let alone = records.len() == 1 && records[0]["id"] == "80";
+            assert!(
+                *len <= 3000 || alone,
+                "{len} bytes, {} records",
+                records.len()
+            );
+            assert!(records.len() >= 2 || alone || records[0]["id"] == "100");
+        }
+        let ids: Vec<u32> = later
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|r| r["id"].as_str().unwrap().parse().unwrap()))
+            .collect();
+        assert_eq!(ids, (21..=100).collect::<Vec<_>>());
+        assert!(later.iter().any(|(len, _)| *len > 3000), "id 80 went alone");
     }
 }

@@ -193,6 +193,10 @@ pub struct VecSource {
     pub batch: usize,
     pub next: usize,
     pub restarts: u32,
+    /// Records set aside as too large, with the reason.
+    pub rejected: Vec<(Value, String)>,
+    /// The byte limit a 413 taught, if any.
+    pub max_bytes: Option<usize>,
 }
 
 impl VecSource {
@@ -203,6 +207,8 @@ impl VecSource {
             batch,
             next: 0,
             restarts: 0,
+            rejected: Vec::new(),
+            max_bytes: None,
         }
     }
 }
@@ -215,16 +221,36 @@ impl ChunkSource for VecSource {
         Ok(())
     }
 
-    /// The next `batch` records as a JSON array.
+    /// The next `batch` records as a JSON array, fewer when the learned byte limit says so.
     fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<Option<ChunkInfo>, Error> {
         if self.next >= self.records.len() {
             return Ok(None);
         }
-        let end = (self.next + self.batch).min(self.records.len());
+        let mut end = (self.next + self.batch).min(self.records.len());
+        while let Some(max) = self.max_bytes {
+            let len = serde_json::to_vec(&self.records[self.next..end])
+                .expect("serialise")
+                .len();
+            if len <= max || end == self.next + 1 {
+                break;
+            }
+            end -= 1;
+        }
         serde_json::to_writer(&mut *out, &self.records[self.next..end]).expect("serialise");
         let rows = (end - self.next) as u64;
         self.next = end;
         Ok(Some(ChunkInfo { rows }))
+    }
+
+    /// Keeps the record and the reason.
+    fn reject(&mut self, record: &[u8], reason: String) {
+        let record = serde_json::from_slice(record).expect("a record");
+        self.rejected.push((record, reason));
+    }
+
+    /// Uses the limit from now on.
+    fn shrink(&mut self, max_bytes: usize) {
+        self.max_bytes = Some(max_bytes);
     }
 }
 

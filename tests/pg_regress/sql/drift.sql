@@ -66,6 +66,5 @@ SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;
 DROP FUNCTION last_run();
 DROP VIEW drifting_view;
 DROP TABLE drifting;
-DELETE FROM qobra_sync.destination;
 RESET qobra_sync.max_retries;
 RESET client_min_messages;
