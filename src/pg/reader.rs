@@ -153,7 +153,10 @@ mod tests {
             })
         });
         let error = outcome.expect_err("the write must fail");
-        assert!(matches!(error.state, crate::pg::error::SqlState::Postgres(_)));
+        assert!(matches!(
+            error.state,
+            crate::pg::error::SqlState::Postgres(_)
+        ));
         let message = error.message;
         assert!(
             message.contains("read-only transaction")
