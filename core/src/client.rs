@@ -10,20 +10,34 @@
 //! client's threads block every signal, so that Postgres' handlers only ever run on the
 //! backend's thread.
 //!
-//! Safety rules, each enforced here: redirects are never followed, proxies are never used, the
-//! `X-API-Key` header is marked sensitive, and no error or `Debug` output carries the key (any
-//! text that came from the network is scrubbed of it before it lands in an error).
+//! Safety rules, each enforced here:
+//! - certificates are always verified, against the built-in roots plus the CA certificates of
+//!   `ca_file`; a certificate problem fails the request at once ([`PushError::Tls`]), before
+//!   the key was sent;
+//! - redirects are never followed;
+//! - no proxy comes from the environment: only the configured `https_proxy` is used, for every
+//!   request (a CONNECT tunnel to an https destination); its credentials are shown nowhere;
+//! - the `X-API-Key` header (and the proxy's `Proxy-Authorization`) are marked sensitive, and
+//!   no error or `Debug` output carries the key or the proxy's credentials (any text that came
+//!   from the network is scrubbed of them before it lands in an error);
+//! - at most [`BODY_LIMIT`] bytes of an answer are ever read or held, and `request_timeout`
+//!   bounds the whole exchange, the answer's body included.
 
-use crate::destination::check_base_url;
+use crate::destination::{check_base_url, check_proxy_url, read_ca_file, shown_url, ProxyUrl};
 use crate::error::{Error, SqlState};
 use crate::imports::{parse_import_id, parse_import_status, ImportStatus};
 use crate::retry::{classify_status, RetryPolicy, StatusClass, TransportKind};
 pub use crate::secret::ApiKey;
+use crate::secret::{Scrub, Secrets};
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+};
 use reqwest::{Method, RequestBuilder};
+use rustls::CertificateError;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,12 +50,13 @@ pub const USER_AGENT: &str = concat!("qobra_sync/", env!("CARGO_PKG_VERSION"));
 const TICK: Duration = Duration::from_millis(100);
 /// Most bytes read of an error answer (only an excerpt is kept).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
-/// Most bytes read of a successful answer (an import status lists at most 1000 parsing errors).
-const SUCCESS_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Most bytes read of any answer: a successful one must fit (an import id, an import status),
+/// a larger one fails the request like a server fault ([`PushError::AnswerTooLarge`]).
+pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Longest excerpt of an answer quoted in an error.
 const EXCERPT_CHARS: usize = 300;
 /// How the client of a push is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Qobra's API base URL (checked again by [`check_base_url`]).
     pub base_url: String,
@@ -53,6 +68,29 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Seed of the jitter; `None` draws one (tests pass a seed to be deterministic).
     pub jitter_seed: Option<u64>,
+    /// A PEM file of CA certificates trusted besides the built-in roots
+    /// (`qobra_sync.ca_file`), for networks whose proxy inspects TLS.
+    pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy every request goes through (`qobra_sync.https_proxy`):
+    /// `http://host:port`, or `http://user:password@host:port` when it asks for credentials.
+    /// The environment's proxy variables are never used.
+    pub https_proxy: Option<String>,
+}
+
+impl fmt::Debug for ClientConfig {
+    /// Every setting, but the key and the proxy's credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &shown_url(&self.base_url))
+            .field("api_key", &self.api_key)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry", &self.retry)
+            .field("jitter_seed", &self.jitter_seed)
+            .field("ca_file", &self.ca_file)
+            .field("https_proxy", &self.https_proxy.as_deref().map(shown_url))
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -66,6 +104,8 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             jitter_seed: None,
+            ca_file: None,
+            https_proxy: None,
         }
     }
 }
@@ -117,6 +157,29 @@ pub enum PushError {
         status: u16,
         excerpt: String,
     },
+    /// 413: the body is larger than Qobra takes. Not retried: the caller may split the chunk.
+    #[error("Qobra refused {request} as too large (HTTP 413 Payload Too Large)")]
+    TooLarge { request: String, excerpt: String },
+    /// Qobra's certificate could not be verified (self-signed, unknown CA, wrong host name,
+    /// expired…). Not retried; the handshake failed, so the key was never sent. `message` says
+    /// what is wrong with the certificate in plain words.
+    #[error("{request} failed: Qobra's certificate was refused: {message}")]
+    Tls { request: String, message: String },
+    /// The proxy would not open a tunnel to Qobra (it answered CONNECT with something else
+    /// than 200). Not retried. `proxy` is its address, without credentials.
+    #[error("{request} failed: the proxy {proxy} refused the tunnel: {message}")]
+    ProxyRefused {
+        request: String,
+        proxy: String,
+        message: String,
+    },
+    /// A 2xx answer larger than [`BODY_LIMIT`]: read no further, retried like a 5xx.
+    #[error("{request} failed: the answer (HTTP {}) is larger than {limit} bytes", status_text(*.status))]
+    AnswerTooLarge {
+        request: String,
+        status: u16,
+        limit: usize,
+    },
     /// 408, 429 or 5xx (retryable).
     #[error("{request} failed with HTTP {}", status_text(*.status))]
     Server {
@@ -140,10 +203,11 @@ pub enum PushError {
 }
 
 impl PushError {
-    /// Whether a new attempt may succeed (408/429/5xx and transport failures).
+    /// Whether a new attempt may succeed (408/429/5xx, answers too large, and transport
+    /// failures).
     pub fn is_retryable(&self) -> bool {
         match self {
-            PushError::Server { .. } => true,
+            PushError::Server { .. } | PushError::AnswerTooLarge { .. } => true,
             PushError::Transport { kind, .. } => kind.is_retryable(),
             _ => false,
         }
@@ -228,9 +292,43 @@ impl From<PushError> for Error {
             .detail(format!("Qobra answered: {excerpt}"))
             .hint(match status {
                 404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
-                413 => "Lower qobra_sync.batch_rows so that each request is smaller.",
                 _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
             }),
+            PushError::TooLarge { request, excerpt } => Error::new(
+                SqlState::ExternalFailure,
+                format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
+            )
+            .detail(format!("Qobra answered: {excerpt}"))
+            .hint("Lower qobra_sync.batch_rows so that each request is smaller."),
+            PushError::Tls { request, message } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: Qobra's TLS certificate could not be verified"),
+            )
+            .detail(format!("{message}. The request was not sent (nor the API key)."))
+            .hint("Check base_url given to qobra_sync.set_destination(). If a company proxy inspects TLS, give its CA certificate to qobra_sync.ca_file."),
+            PushError::ProxyRefused {
+                request,
+                proxy,
+                message,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: the proxy {proxy} refused to open a tunnel to Qobra"),
+            )
+            .detail(message)
+            .hint("Check qobra_sync.https_proxy, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443."),
+            PushError::AnswerTooLarge {
+                request,
+                status,
+                limit,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: the answer is larger than {limit} bytes"),
+            )
+            .detail(format!(
+                "Qobra answered HTTP {} with a body that was not read beyond {limit} bytes.",
+                status_text(status)
+            ))
+            .hint(destination_hint),
             PushError::Server {
                 request,
                 status,
@@ -292,7 +390,12 @@ pub struct QobraClient {
 struct Shared {
     http: reqwest::Client,
     base: Url,
-    key: ApiKey,
+    /// The key and the proxy's credentials, scrubbed out of every text from the network.
+    secrets: Secrets,
+    /// The proxy every request goes through, if any.
+    proxy: Option<ProxyUrl>,
+    /// Time allowed for a whole exchange, the answer's body included.
+    request_timeout: Duration,
     policy: RetryPolicy,
     rng: Mutex<fastrand::Rng>,
     requests: AtomicU32,
@@ -312,15 +415,29 @@ impl Drop for InFlight {
 }
 
 impl fmt::Debug for QobraClient {
-    /// The base URL and policy; never the key.
+    /// The base URL, proxy and policy; never the key nor the proxy's credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QobraClient")
             .field("base", &self.shared.base.as_str())
-            .field("key", &self.shared.key)
+            .field("secrets", &self.shared.secrets)
+            .field("proxy", &self.shared.proxy)
             .field("policy", &self.shared.policy)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
+}
+
+/// The reqwest proxy for every request (http and https destinations alike), its credentials
+/// in a sensitive `Proxy-Authorization` header rather than in its URL.
+fn reqwest_proxy(proxy: &ProxyUrl) -> Result<reqwest::Proxy, reqwest::Error> {
+    let mut out = reqwest::Proxy::all(proxy.address.as_str())?;
+    if let Some(auth) = proxy.basic_auth() {
+        if let Ok(mut value) = HeaderValue::from_str(&auth) {
+            value.set_sensitive(true);
+            out = out.custom_http_auth(value);
+        }
+    }
+    Ok(out)
 }
 
 /// Blocks every signal in the calling thread (each thread the client's runtime starts).
@@ -334,14 +451,26 @@ fn block_signals() {
 }
 
 impl QobraClient {
-    /// Builds the client: checks the base URL, sets the key as a sensitive default header, no
-    /// redirects, no proxy, the configured timeouts, and starts its runtime.
+    /// Builds the client: checks the base URL and the proxy's, reads the CA file, sets the key
+    /// as a sensitive default header, no redirects, only the configured proxy, the configured
+    /// timeouts, and starts its runtime.
     pub fn new(config: &ClientConfig) -> Result<QobraClient, Error> {
         let base = check_base_url(&config.base_url)?;
         let base = Url::parse(&base).map_err(|e| Error::internal(format!("base URL: {e}")))?;
         if base.cannot_be_a_base() {
             return Err(Error::internal("base URL cannot be a base"));
         }
+        let proxy = config
+            .https_proxy
+            .as_deref()
+            .map(check_proxy_url)
+            .transpose()?;
+        let secrets = Secrets::new(
+            config.api_key.clone(),
+            proxy
+                .iter()
+                .flat_map(|p| [p.username.clone(), p.password.clone()]),
+        );
         let mut key = HeaderValue::from_str(config.api_key.expose()).map_err(|_| {
             Error::new(
                 SqlState::InvalidParameterValue,
@@ -357,17 +486,28 @@ impl QobraClient {
                 SqlState::ExternalFailure,
                 format!("could not set up the HTTP client: {what}"),
             )
-            .detail(config.api_key.scrub(&error_chain(e)))
+            .detail(secrets.scrub(&error_chain(e)))
         };
-        let http = reqwest::Client::builder()
+        // Only the configured proxy: `no_proxy` drops any taken from the environment.
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .tls_built_in_root_certs(true)
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| setup_failed("reqwest", &e))?;
+            .timeout(config.request_timeout);
+        if let Some(p) = &proxy {
+            builder = builder.proxy(reqwest_proxy(p).map_err(|e| setup_failed("proxy", &e))?);
+        }
+        if let Some(path) = &config.ca_file {
+            for der in read_ca_file(path)? {
+                let cert = reqwest::Certificate::from_der(&der)
+                    .map_err(|e| setup_failed("ca_file", &e))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| setup_failed("reqwest", &e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(1)
@@ -384,7 +524,9 @@ impl QobraClient {
             shared: Arc::new(Shared {
                 http,
                 base,
-                key: config.api_key.clone(),
+                secrets,
+                proxy,
+                request_timeout: config.request_timeout,
                 policy: config.retry,
                 rng: Mutex::new(rng),
                 requests: AtomicU32::new(0),
@@ -443,9 +585,9 @@ impl QobraClient {
             let (answer, requests) = shared.send(Method::POST, url, Some(body)).await?;
             let import_id = parse_import_id(&answer.body).map_err(|e| PushError::Protocol {
                 request: format!("POST {}", answer.path),
-                message: shared.key.scrub(&format!(
+                message: shared.secrets.scrub(&format!(
                     "no import_id in the answer ({e}): {}",
-                    excerpt(&answer.body, &shared.key)
+                    excerpt(&answer.body, &shared.secrets)
                 )),
             })?;
             Ok(Posted {
@@ -484,13 +626,13 @@ impl QobraClient {
         // Parsing errors quote rows and details back: none of it may carry the key.
         let body = self
             .shared
-            .key
+            .secrets
             .scrub(&String::from_utf8_lossy(&answer.body));
         parse_import_status(body.as_bytes()).map_err(|e| PushError::Protocol {
             request: format!("GET {}", answer.path),
-            message: self.shared.key.scrub(&format!(
+            message: self.shared.secrets.scrub(&format!(
                 "not an import status ({e}): {}",
-                excerpt(&answer.body, &self.shared.key)
+                excerpt(&answer.body, &self.shared.secrets)
             )),
         })
     }
@@ -538,6 +680,31 @@ impl Shared {
         url
     }
 
+    /// What a request that failed below HTTP becomes: a certificate problem or a proxy that
+    /// refuses the tunnel fail at once; anything else is a transport failure, retried.
+    fn failure(&self, request: &str, url: &Url, e: reqwest::Error) -> Failed {
+        if let Some(problem) = certificate_problem(&e, url) {
+            return Failed::Final(PushError::Tls {
+                request: request.to_owned(),
+                message: self.secrets.scrub(&problem),
+            });
+        }
+        let kind = transport_kind(&e);
+        let chain = error_chain(&e.without_url());
+        if let (Some(proxy), Some(why)) = (&self.proxy, tunnel_refusal(&chain)) {
+            return Failed::Final(PushError::ProxyRefused {
+                request: request.to_owned(),
+                proxy: proxy.shown(),
+                message: why.to_owned(),
+            });
+        }
+        Failed::Retry(PushError::Transport {
+            request: request.to_owned(),
+            kind,
+            message: self.secrets.scrub(&chain),
+        })
+    }
+
     /// Sends a request until it succeeds, fails for good, or the retry budget runs out. Returns
     /// the 2xx answer and the number of requests it took.
     async fn send(
@@ -547,7 +714,7 @@ impl Shared {
         body: Option<Bytes>,
     ) -> Result<(Success, u32), PushError> {
         // Only the path names the request in messages: the query is ours, but keep them short.
-        let request = self.key.scrub(&format!("{method} {}", url.path()));
+        let request = self.secrets.scrub(&format!("{method} {}", url.path()));
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
@@ -558,37 +725,45 @@ impl Shared {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let outcome = exchange(builder).await;
+            let outcome = tokio::time::timeout(self.request_timeout, exchange(builder)).await;
             let (failure, retry_after) = match outcome {
-                Err(e) if e.is_builder() => {
-                    return Err(PushError::Protocol {
-                        request,
-                        message: self.key.scrub(&error_chain(&e.without_url())),
-                    })
-                }
-                Err(e) => (
+                // The whole exchange, the answer's body included, took too long.
+                Err(_) => (
                     PushError::Transport {
                         request: request.clone(),
-                        kind: transport_kind(&e),
-                        message: self.key.scrub(&error_chain(&e.without_url())),
+                        kind: TransportKind::Timeout,
+                        message: format!(
+                            "no complete answer within {} ms",
+                            self.request_timeout.as_millis()
+                        ),
                     },
                     None,
                 ),
-                Ok(answer) => match classify_status(answer.status) {
-                    StatusClass::Success if answer.truncated => {
-                        return Err(PushError::Protocol {
-                            request,
-                            message: format!(
-                                "the answer is larger than {SUCCESS_BODY_LIMIT} bytes"
-                            ),
-                        })
-                    }
+                Ok(Err(e)) if e.is_builder() => {
+                    return Err(PushError::Protocol {
+                        request,
+                        message: self.secrets.scrub(&error_chain(&e.without_url())),
+                    })
+                }
+                Ok(Err(e)) => match self.failure(&request, &url, e) {
+                    Failed::Final(failure) => return Err(failure),
+                    Failed::Retry(failure) => (failure, None),
+                },
+                Ok(Ok(answer)) => match classify_status(answer.status) {
+                    StatusClass::Success if answer.truncated => (
+                        PushError::AnswerTooLarge {
+                            request: request.clone(),
+                            status: answer.status,
+                            limit: BODY_LIMIT,
+                        },
+                        None,
+                    ),
                     StatusClass::Success => {
                         let path = url.path().to_owned();
                         return Ok((
                             Success {
                                 body: answer.body,
-                                path: self.key.scrub(&path),
+                                path: self.secrets.scrub(&path),
                             },
                             attempts,
                         ));
@@ -597,7 +772,7 @@ impl Shared {
                         return Err(PushError::KeyRejected {
                             request,
                             status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.key),
+                            excerpt: excerpt(&answer.body, &self.secrets),
                         })
                     }
                     StatusClass::Redirect => {
@@ -608,21 +783,27 @@ impl Shared {
                                 .location
                                 .as_deref()
                                 .and_then(|l| describe_location(&url, l))
-                                .map(|l| self.key.scrub(&l)),
+                                .map(|l| self.secrets.scrub(&l)),
+                        })
+                    }
+                    StatusClass::PayloadTooLarge => {
+                        return Err(PushError::TooLarge {
+                            request,
+                            excerpt: excerpt(&answer.body, &self.secrets),
                         })
                     }
                     StatusClass::Fatal => {
                         return Err(PushError::Refused {
                             request,
                             status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.key),
+                            excerpt: excerpt(&answer.body, &self.secrets),
                         })
                     }
                     StatusClass::Retryable => (
                         PushError::Server {
                             request: request.clone(),
                             status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.key),
+                            excerpt: excerpt(&answer.body, &self.secrets),
                         },
                         answer.retry_after,
                     ),
@@ -654,8 +835,16 @@ struct Success {
     path: String,
 }
 
-/// Sends a request and reads its answer: the whole body of a 2xx (up to
-/// [`SUCCESS_BODY_LIMIT`]), the start of any other (up to [`ERROR_BODY_LIMIT`]).
+/// How a request failed below HTTP: for good, or worth another attempt.
+enum Failed {
+    Final(PushError),
+    Retry(PushError),
+}
+
+/// Sends a request and reads its answer: the whole body of a 2xx (up to [`BODY_LIMIT`]; an
+/// answer that announces more is not read at all), the start of any other (up to
+/// [`ERROR_BODY_LIMIT`]). Never holds more than the limit: the rest is left unread, and the
+/// connection is dropped with the response.
 async fn exchange(builder: RequestBuilder) -> Result<Answer, reqwest::Error> {
     let mut response = builder.send().await?;
     let status = response.status().as_u16();
@@ -668,29 +857,124 @@ async fn exchange(builder: RequestBuilder) -> Result<Answer, reqwest::Error> {
     };
     let retry_after = header(RETRY_AFTER);
     let location = header(LOCATION);
+    let announced = header(CONTENT_LENGTH).and_then(|l| l.trim().parse::<u64>().ok());
     let limit = if classify_status(status) == StatusClass::Success {
-        SUCCESS_BODY_LIMIT
+        BODY_LIMIT
     } else {
         ERROR_BODY_LIMIT
     };
-    let mut body = Vec::new();
-    let mut truncated = false;
-    while let Some(chunk) = response.chunk().await? {
-        let room = limit - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            truncated = true;
-            break;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Answer {
+    let mut answer = Answer {
         status,
         retry_after,
         location,
-        body,
-        truncated,
+        body: Vec::new(),
+        truncated: false,
+    };
+    if limit == BODY_LIMIT && announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+        answer.truncated = true;
+        return Ok(answer);
+    }
+    answer.body = Vec::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - answer.body.len();
+        if chunk.len() > room {
+            answer.body.extend_from_slice(&chunk[..room]);
+            answer.truncated = true;
+            break;
+        }
+        answer.body.extend_from_slice(&chunk);
+    }
+    Ok(answer)
+}
+
+/// The rustls error somewhere in an error's chain (tokio-rustls wraps it in an `io::Error`,
+/// whose `source` skips it, so each `io::Error` is opened too).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(r) = rustls_error(inner) {
+                return Some(r);
+            }
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// What is wrong with the server's certificate, in plain words, when that is why the request
+/// failed; `None` for any other failure (TLS or not).
+fn certificate_problem(e: &reqwest::Error, url: &Url) -> Option<String> {
+    let host = url.host_str().unwrap_or("the destination");
+    let problem = match rustls_error(e)? {
+        rustls::Error::InvalidCertificate(problem) => problem,
+        rustls::Error::NoCertificatesPresented => {
+            return Some(format!("{host} presented no certificate"))
+        }
+        _ => return None,
+    };
+    Some(match problem {
+        CertificateError::UnknownIssuer => format!(
+            "the certificate of {host} is not signed by a trusted certificate authority (it is self-signed, or its CA is unknown)"
+        ),
+        CertificateError::NotValidForName => {
+            format!("the certificate is not valid for the host name {host}")
+        }
+        CertificateError::NotValidForNameContext { presented, .. } => {
+            let mut names: Vec<String> = presented.iter().take(3).map(|n| plain_name(n)).collect();
+            if presented.len() > 3 {
+                names.push("…".into());
+            }
+            format!(
+                "the certificate is not valid for the host name {host} (it is for {})",
+                names.join(", ")
+            )
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            format!("the certificate of {host} has expired")
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            format!("the certificate of {host} is not valid yet (check this machine's clock)")
+        }
+        CertificateError::Revoked => format!("the certificate of {host} has been revoked"),
+        CertificateError::BadEncoding | CertificateError::BadSignature => {
+            format!("the certificate of {host} is malformed or its signature is invalid")
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            format!("the certificate of {host} is not meant for a TLS server")
+        }
+        other => format!("the certificate of {host} was refused ({other:?})"),
     })
+}
+
+/// A name a certificate presents, as rustls describes it (`DnsName("api.qobra.co")`), without
+/// the wrapping.
+fn plain_name(presented: &str) -> String {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .unwrap_or(presented)
+        .to_owned()
+}
+
+/// Why the proxy refused the CONNECT tunnel, from the error's text (hyper's tunnel error is
+/// not public); `None` when the failure was something else (the proxy unreachable, a reset).
+fn tunnel_refusal(chain: &str) -> Option<&'static str> {
+    if chain.contains("tunnel error: proxy authorization required") {
+        Some("The proxy asks for credentials (HTTP 407): give them in the proxy URL, http://user:password@host:port, or check them.")
+    } else if chain.contains("tunnel error: unsuccessful") {
+        Some("The proxy answered CONNECT with a status other than 200 (it may forbid this destination).")
+    } else if chain.contains("tunnel error: proxy response headers too long") {
+        Some("The proxy answered CONNECT with an answer too long to be a tunnel's.")
+    } else {
+        None
+    }
 }
 
 /// Which kind of transport failure a reqwest error is.
@@ -739,7 +1023,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// A short excerpt of an answer body for an error message: the JSON `detail`, `message` or
 /// `error` string when there is one, else the text; control characters dropped, whitespace
 /// collapsed, the key scrubbed, at most [`EXCERPT_CHARS`] characters.
-pub fn excerpt(body: &[u8], key: &ApiKey) -> String {
+pub fn excerpt(body: &[u8], key: &impl Scrub) -> String {
     let text = String::from_utf8_lossy(body);
     let chosen = serde_json::from_str::<serde_json::Value>(&text)
         .ok()

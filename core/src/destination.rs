@@ -1,6 +1,13 @@
-//! The destination: where pushes go (Qobra's API base URL), the API key, and the checks on both.
+//! The destination: where pushes go (Qobra's API base URL), the API key, and how to reach it
+//! (an HTTP proxy, CA certificates to trust besides the built-in roots), with the checks on each.
 
 use crate::error::{quoted, Error, Result, SqlState};
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::CertificateDer;
+use std::fmt;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use url::{Host, Url};
@@ -54,11 +61,15 @@ pub fn check_base_url(text: &str) -> Result<String> {
 }
 
 /// A URL as messages may show it: quoted, without user name, password, query or fragment
-/// (any of which may hold a secret); a text that does not parse as a URL is not shown at all.
+/// (any of which may hold a secret); a text that does not parse as a URL with a host is not
+/// shown at all (`user:password@host` parses as a URL of scheme `user`).
 pub fn shown_url(text: &str) -> String {
     let Ok(mut url) = Url::parse(text) else {
         return "(not shown: it does not parse as a URL)".into();
     };
+    if url.host().is_none() {
+        return "(not shown: it is not a URL with a host)".into();
+    }
     let hidden = !url.username().is_empty()
         || url.password().is_some()
         || url.query().is_some()
@@ -135,6 +146,155 @@ pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
         refuse("it does not hold a valid API key".into()).detail(e.detail.unwrap_or_default())
     })?;
     Ok(key.to_owned())
+}
+
+/// An HTTP proxy as `qobra_sync.https_proxy` gives it, checked: where it is
+/// (`http://host:port`, shown as is) and the credentials it wants, if any (never shown).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// `http://host:port`, without credentials: safe to show.
+    pub address: String,
+    /// The user name, percent-decoded (empty when the URL has none).
+    pub username: String,
+    /// The password, percent-decoded (empty when the URL has none).
+    pub password: String,
+}
+
+impl ProxyUrl {
+    /// Whether the URL carried credentials.
+    pub fn has_credentials(&self) -> bool {
+        !self.username.is_empty() || !self.password.is_empty()
+    }
+
+    /// The `Proxy-Authorization` value for the credentials: `Basic base64(user:password)`.
+    pub fn basic_auth(&self) -> Option<String> {
+        self.has_credentials().then(|| {
+            let pair = format!("{}:{}", self.username, self.password);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        })
+    }
+
+    /// The proxy as messages show it: quoted, saying when credentials were left out.
+    pub fn shown(&self) -> String {
+        if self.has_credentials() {
+            format!("{} (credentials not shown)", quoted(&self.address))
+        } else {
+            quoted(&self.address)
+        }
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    /// The address, never the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({})", self.shown())
+    }
+}
+
+/// Checks the URL of an HTTP proxy (`qobra_sync.https_proxy`): `http://host[:port]`, with
+/// `user:password@` when the proxy wants credentials (percent-encoded as URLs need), no path,
+/// query or fragment. Requests to an `https://` destination go through it in a CONNECT tunnel,
+/// so the proxy itself is spoken to in plain HTTP. Errors never show the credentials.
+pub fn check_proxy_url(text: &str) -> Result<ProxyUrl> {
+    let invalid = |why: &str| {
+        Error::new(
+            SqlState::InvalidParameterValue,
+            format!("invalid qobra_sync.https_proxy {}", shown_url(text)),
+        )
+        .detail(why.to_owned())
+        .hint("Give the proxy as http://host:port, or http://user:password@host:port when it asks for credentials.")
+    };
+    let url = Url::parse(text.trim())
+        .map_err(|e| invalid(&format!("It does not parse as a URL: {e}.")))?;
+    if url.scheme() != "http" {
+        return Err(invalid(
+            "Only http:// proxies are supported (requests to Qobra cross them in an encrypted tunnel).",
+        ));
+    }
+    let host = url.host_str().ok_or_else(|| invalid("It has no host."))?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("It has a path, a query or a fragment."));
+    }
+    let decode = |part: &str| {
+        percent_decode_str(part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| invalid("Its user name or password is not UTF-8 once percent-decoded."))
+    };
+    let username = decode(url.username())?;
+    let password = decode(url.password().unwrap_or(""))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    Ok(ProxyUrl {
+        address: format!("http://{host}:{port}"),
+        username,
+        password,
+    })
+}
+
+/// The largest CA file read (a bundle of every public CA is about 200 KB).
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads the CA certificates `qobra_sync.ca_file` names: a regular file of at most
+/// [`MAX_CA_FILE_BYTES`] holding one or more PEM certificates (`-----BEGIN CERTIFICATE-----`;
+/// other PEM sections are skipped), each a well-formed X.509 trust anchor. Returns their DER
+/// bytes. Errors name the setting and the file, never its content.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let name = quoted(&path.display().to_string());
+    let refuse = |why: String| {
+        Error::new(
+            SqlState::ConfigFileError,
+            format!("qobra_sync.ca_file {name} cannot be used: {why}"),
+        )
+        .hint("Give qobra_sync.ca_file a PEM file of the CA certificates to trust (-----BEGIN CERTIFICATE----- blocks), such as the one a TLS-inspecting proxy signs with.")
+    };
+    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    if meta.len() > MAX_CA_FILE_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {MAX_CA_FILE_BYTES} bytes"
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| refuse(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {MAX_CA_FILE_BYTES} bytes"
+        )));
+    }
+    let mut certs = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&bytes) {
+        // The PEM error's text may quote a line of the file: it is not shown.
+        let cert = item.map_err(|e| {
+            refuse(match e {
+                pem::Error::Base64Decode(_) => "a certificate's base64 text is malformed".into(),
+                pem::Error::MissingSectionEnd { .. } => {
+                    "a -----BEGIN line has no matching -----END line".into()
+                }
+                _ => "its PEM text is malformed".into(),
+            })
+        })?;
+        let mut store = rustls::RootCertStore::empty();
+        store.add(cert.clone()).map_err(|e| {
+            refuse(format!(
+                "certificate {} does not parse as an X.509 certificate ({e})",
+                certs.len() + 1
+            ))
+        })?;
+        certs.push(cert);
+    }
+    if certs.is_empty() {
+        return Err(refuse(
+            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
 }
 
 /// Whether the host is this machine.
@@ -214,6 +374,151 @@ mod tests {
             shown_url("https://api.qobra.co/"),
             "\"https://api.qobra.co\""
         );
+    }
+
+    #[test]
+    fn urls_without_a_host_are_not_shown() {
+        for text in [
+            "user:SECRET@proxy.example:3128",
+            "proxy:SECRET",
+            "mailto:SECRET@x",
+            "file:///SECRET",
+        ] {
+            assert!(!shown_url(text).contains("SECRET"), "{text}");
+            assert!(
+                !format!("{:?}", check_base_url(text)).contains("SECRET"),
+                "{text}"
+            );
+            assert!(
+                !format!("{:?}", check_proxy_url(text)).contains("SECRET"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_urls_are_checked_and_credentials_never_shown() {
+        let p = check_proxy_url("http://proxy.corp:3128").unwrap();
+        assert_eq!(p.address, "http://proxy.corp:3128");
+        assert!(!p.has_credentials() && p.basic_auth().is_none());
+        assert_eq!(p.shown(), "\"http://proxy.corp:3128\"");
+        assert_eq!(
+            check_proxy_url("http://10.0.0.1/").unwrap().address,
+            "http://10.0.0.1:80"
+        );
+        let p = check_proxy_url("http://al%40ice:p%3Ass@[::1]:8080").unwrap();
+        assert_eq!(p.address, "http://[::1]:8080");
+        assert_eq!(
+            (p.username.as_str(), p.password.as_str()),
+            ("al@ice", "p:ss")
+        );
+        assert_eq!(p.basic_auth().unwrap(), "Basic YWxAaWNlOnA6c3M=");
+        assert_eq!(p.shown(), "\"http://[::1]:8080\" (credentials not shown)");
+        assert!(!format!("{p:?}").contains("p:ss") && !format!("{p:?}").contains("al@ice"));
+        for bad in [
+            "https://u:SECRET@proxy:3128",
+            "socks5://u:SECRET@proxy:1080",
+            "http://u:SECRET@proxy:3128/path",
+            "http://u:SECRET@proxy:3128?x=1",
+            "http://u:SECRET@proxy:3128#f",
+            "http://u:%FFSECRET@proxy:3128",
+            "proxy:3128",
+            "u:SECRET@proxy:3128",
+            "",
+            "http://",
+            "not a url SECRET",
+        ] {
+            let e = check_proxy_url(bad).unwrap_err();
+            assert_eq!(e.state, SqlState::InvalidParameterValue, "{bad}");
+            assert!(
+                e.message.contains("qobra_sync.https_proxy"),
+                "{}",
+                e.message
+            );
+            assert!(!format!("{e:?}").contains("SECRET"), "{bad}: {e:?}");
+        }
+    }
+
+    /// A file in a fresh directory.
+    fn temp_file(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "qs-ca-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn ca_files_must_hold_pem_certificates() {
+        let secret_text = "SECRET-CONTENT-LINE";
+        let cases: [(&str, Vec<u8>, &str); 5] = [
+            ("empty", vec![], "no PEM certificate"),
+            (
+                "text",
+                format!("{secret_text}\n").into_bytes(),
+                "no PEM certificate",
+            ),
+            (
+                "unterminated",
+                format!("-----BEGIN CERTIFICATE-----\n{secret_text}\n").into_bytes(),
+                "-----END",
+            ),
+            (
+                "bad-base64",
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{secret_text}!!\n-----END CERTIFICATE-----\n"
+                )
+                .into_bytes(),
+                "base64",
+            ),
+            (
+                "not-x509",
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    base64::engine::general_purpose::STANDARD.encode(secret_text)
+                )
+                .into_bytes(),
+                "certificate 1 does not parse",
+            ),
+        ];
+        for (name, content, why) in cases {
+            let path = temp_file(name, &content);
+            let e = read_ca_file(&path).unwrap_err();
+            assert_eq!(e.state, SqlState::ConfigFileError, "{name}");
+            assert!(
+                e.message.contains("qobra_sync.ca_file"),
+                "{name}: {}",
+                e.message
+            );
+            assert!(e.message.contains(why), "{name}: {}", e.message);
+            assert!(!format!("{e:?}").contains("SECRET"), "{name}: {e:?}");
+        }
+        let missing = read_ca_file(Path::new("/nonexistent/qs-ca.pem")).unwrap_err();
+        assert_eq!(missing.state, SqlState::ConfigFileError);
+        assert!(missing.message.contains("/nonexistent/qs-ca.pem"));
+        let dir = read_ca_file(Path::new("/tmp")).unwrap_err();
+        assert!(
+            dir.message.contains("not a regular file"),
+            "{}",
+            dir.message
+        );
+        let big = temp_file("big", &vec![b'a'; MAX_CA_FILE_BYTES as usize + 1]);
+        assert!(read_ca_file(&big)
+            .unwrap_err()
+            .message
+            .contains("larger than"));
+        // An unreadable file (unless running as root, who reads everything).
+        use std::os::unix::fs::PermissionsExt;
+        let locked = temp_file("locked", b"x");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::read(&locked).is_err() {
+            let e = read_ca_file(&locked).unwrap_err();
+            assert!(e.message.contains("ermission denied"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub enum StatusClass {
     KeyRejected,
     /// 3xx: a redirect, which is never followed (the key must not travel elsewhere).
     Redirect,
+    /// 413: the body is larger than Qobra takes; the same body would be refused again, but a
+    /// smaller one may pass (the caller may split the chunk).
+    PayloadTooLarge,
     /// Any other status (mostly 4xx): the request itself is wrong; stop.
     Fatal,
 }
@@ -115,20 +118,23 @@ pub fn classify_status(status: u16) -> StatusClass {
     match status {
         200..=299 => StatusClass::Success,
         401 | 403 => StatusClass::KeyRejected,
+        413 => StatusClass::PayloadTooLarge,
         408 | 429 | 500..=599 => StatusClass::Retryable,
         300..=399 => StatusClass::Redirect,
         _ => StatusClass::Fatal,
     }
 }
 
-/// How a request failed below HTTP. Every kind is retryable: a timeout or a reset leaves the
+/// How a request failed below HTTP (but for certificate problems and a proxy that refuses the
+/// tunnel, which fail at once: see the client). Every kind is retryable: a timeout or a reset leaves the
 /// request's fate unknown, and resending a chunk is harmless (records are upserts by id, and an
 /// `all=true` chunk starts the table over anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
     /// The connect or total request timeout expired.
     Timeout,
-    /// No connection could be made (refused, unreachable, DNS, TLS handshake).
+    /// No connection could be made (refused, unreachable, DNS, a TLS handshake that failed but
+    /// for a certificate problem, which is never retried: see the client's `PushError::Tls`).
     Connect,
     /// The connection was reset or closed before the answer was complete.
     Reset,
@@ -287,7 +293,7 @@ mod tests {
             (403, KeyRejected),
             (404, Fatal),
             (408, Retryable),
-            (413, Fatal),
+            (413, PayloadTooLarge),
             (422, Fatal),
             (429, Retryable),
             (500, Retryable),

@@ -1,5 +1,5 @@
-//! The API key as a secret: it is never printed, and any echo of it found in text that came
-//! from the network is redacted before that text is kept or shown.
+//! The API key (and a proxy's credentials) as secrets: they are never printed, and any echo of
+//! them found in text that came from the network is redacted before that text is kept or shown.
 //!
 //! An echo may not be byte-for-byte: a server can quote a key in another case, URL-encoded (a
 //! `Location` header, a query string) or base64-encoded (a `Basic` credential, a token). Each of
@@ -99,6 +99,69 @@ impl fmt::Debug for ApiKey {
     /// Prints `ApiKey([redacted])`, never the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKey({REDACTED})")
+    }
+}
+
+/// What can scrub secrets out of text from the network.
+pub trait Scrub {
+    /// `text` with every echo of the secrets replaced by [`REDACTED`].
+    fn scrub(&self, text: &str) -> String;
+}
+
+impl Scrub for ApiKey {
+    /// Scrubs the key ([`ApiKey::scrub`]).
+    fn scrub(&self, text: &str) -> String {
+        ApiKey::scrub(self, text)
+    }
+}
+
+/// Every secret one HTTP client holds: the API key and, when it goes through a proxy that
+/// wants them, the proxy's user name and password. Each is scrubbed in every form
+/// [`ApiKey::scrub`] knows (a `Basic` credential holds `user:password` in base64, whose
+/// password part is found at any alignment). Its `Debug` shows none of them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secrets {
+    key: ApiKey,
+    others: Vec<ApiKey>,
+}
+
+impl Secrets {
+    /// The API key and any other secrets (empty ones are ignored).
+    pub fn new(key: ApiKey, others: impl IntoIterator<Item = String>) -> Secrets {
+        Secrets {
+            key,
+            others: others
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(ApiKey::new)
+                .collect(),
+        }
+    }
+
+    /// The API key.
+    pub fn key(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl Scrub for Secrets {
+    /// Scrubs the key, then every other secret, longest first (so that no part of a longer
+    /// one survives a shorter one's redaction).
+    fn scrub(&self, text: &str) -> String {
+        let mut all: Vec<&ApiKey> = self.others.iter().chain([&self.key]).collect();
+        all.sort_by_key(|k| std::cmp::Reverse(k.0.len()));
+        all.iter().fold(text.to_owned(), |t, k| k.scrub(&t))
+    }
+}
+
+impl fmt::Debug for Secrets {
+    /// Prints how many secrets there are, never one of them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Secrets(key {REDACTED}, {} more {REDACTED})",
+            self.others.len()
+        )
     }
 }
 
@@ -296,6 +359,31 @@ mod tests {
         assert_eq!(key.scrub(text), text);
         assert_eq!(ApiKey::new("abc").scrub("abc"), "abc", "too short to scrub");
         assert_eq!(format!("{key:?}"), "ApiKey([redacted])");
+    }
+
+    #[test]
+    fn proxy_credentials_are_redacted_with_the_key() {
+        let secrets = Secrets::new(
+            ApiKey::new(KEY),
+            [
+                "proxyuser".to_owned(),
+                "pr0xy-pa55w0rd".to_owned(),
+                String::new(),
+            ],
+        );
+        let basic = STANDARD.encode("proxyuser:pr0xy-pa55w0rd");
+        let text = format!("key {KEY}, user PROXYUSER, password pr0xy-pa55w0rd, Basic {basic}");
+        let scrubbed = secrets.scrub(&text);
+        for secret in [KEY, "proxyuser", "PROXYUSER", "pa55w0rd", &basic] {
+            assert!(!scrubbed.contains(secret), "{secret}: {scrubbed}");
+        }
+        assert!(
+            scrubbed.starts_with("key [redacted], user [redacted]"),
+            "{scrubbed}"
+        );
+        let debug = format!("{secrets:?}");
+        assert!(!debug.contains("proxyuser") && !debug.contains("pa55") && !debug.contains(KEY));
+        assert_eq!(secrets.key().expose(), KEY);
     }
 
     #[test]

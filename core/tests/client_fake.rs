@@ -1,11 +1,15 @@
 //! The HTTP client against the fake Qobra: retries, Retry-After, resets, timeouts, interrupts,
-//! rejected keys, redirects, import status, and that no error ever carries the API key.
+//! rejected keys, redirects, import status, and that no error ever carries the API key; HTTPS
+//! with verified certificates (a CA file, certificate problems that fail at once), a proxy
+//! (tunnels, credentials, refusals), bounded answers (huge, dripping) and 413.
 
 mod common;
 
 use bytes::Bytes;
+use common::certs::{self, Ca, Leaf};
+use common::proxy::{Mode, Proxy};
 use common::{client, config, never, records, Fake, KEY, TABLE};
-use qobra_sync_core::client::{ApiKey, PushError, QobraClient};
+use qobra_sync_core::client::{ApiKey, PushError, QobraClient, BODY_LIMIT};
 use qobra_sync_core::imports::ImportState;
 use qobra_sync_core::retry::TransportKind;
 use qobra_sync_core::{Error, SqlState};
@@ -514,4 +518,463 @@ fn a_started_chunk_travels_while_the_caller_works_and_a_dropped_one_is_abandoned
         .post_records(TABLE, false, 0, body(), &never)
         .unwrap();
     assert_eq!(again.requests, 1);
+}
+
+/// A CA, a fake serving HTTPS with a certificate it signed for `localhost` and 127.0.0.1, and a
+/// test configuration for that fake at `https://localhost:PORT` trusting the CA.
+fn trusted_tls() -> (Ca, Fake, qobra_sync_core::client::ClientConfig) {
+    let ca = Ca::new("qobra_sync test CA");
+    let fake = Fake::start_tls(ca.server(Leaf {
+        names: &["localhost", "127.0.0.1"],
+        expired: false,
+    }));
+    let mut cfg = config(&fake.localhost_url());
+    cfg.ca_file = Some(ca.file());
+    (ca, fake, cfg)
+}
+
+/// Every text an error can be shown as: its Display and Debug, and the converted error's parts.
+fn texts(err: &PushError) -> String {
+    let e = Error::from(err.clone());
+    format!(
+        "{err} | {err:?} | {} | {:?} | {:?} | {e:?}",
+        e.message, e.detail, e.hint
+    )
+}
+
+#[test]
+fn https_with_a_ca_file_is_trusted() {
+    let (_ca, fake, cfg) = trusted_tls();
+    assert!(fake.url().starts_with("https://"));
+    let client = QobraClient::new(&cfg).unwrap();
+    let posted = client.post_records(TABLE, true, 0, body(), &never).unwrap();
+    assert_eq!(posted.requests, 1);
+    let status = client.import_status(&posted.import_id, &never).unwrap();
+    assert_eq!(status.id, posted.import_id);
+    let log = fake.requests();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e["api_key_valid"] == true));
+    fake.flush();
+    assert_eq!(fake.ids(TABLE), ["0", "1"]);
+    // Through the IP address the certificate names too.
+    let mut by_ip = cfg.clone();
+    by_ip.base_url = fake.url();
+    let client = QobraClient::new(&by_ip).unwrap();
+    client
+        .post_records(TABLE, false, 0, body(), &never)
+        .unwrap();
+}
+
+#[test]
+fn certificate_problems_fail_at_once_and_the_key_is_never_sent() {
+    let ca = Ca::new("qobra_sync test CA");
+    let other_ca = Ca::new("someone else's CA");
+    let local = ["localhost", "127.0.0.1"];
+    let cases: [(&str, fake_qobra::Tls, Option<&Ca>, &str); 5] = [
+        (
+            "self-signed",
+            certs::self_signed(&local),
+            None,
+            "not signed by a trusted certificate authority",
+        ),
+        (
+            "unknown CA, built-in roots only",
+            ca.server(Leaf {
+                names: &local,
+                expired: false,
+            }),
+            None,
+            "not signed by a trusted certificate authority",
+        ),
+        (
+            "another CA than the one trusted",
+            other_ca.server(Leaf {
+                names: &local,
+                expired: false,
+            }),
+            Some(&ca),
+            "not signed by a trusted certificate authority",
+        ),
+        (
+            "wrong host name",
+            ca.server(Leaf {
+                names: &["qobra.example"],
+                expired: false,
+            }),
+            Some(&ca),
+            "not valid for the host name localhost (it is for qobra.example)",
+        ),
+        (
+            "expired",
+            ca.server(Leaf {
+                names: &local,
+                expired: true,
+            }),
+            Some(&ca),
+            "has expired",
+        ),
+    ];
+    for (case, tls, trusted, problem) in cases {
+        let fake = Fake::start_tls(tls);
+        fake.clear();
+        let mut cfg = config(&fake.localhost_url());
+        cfg.ca_file = trusted.map(Ca::file);
+        let client = QobraClient::new(&cfg).unwrap();
+        let err = client
+            .post_records(TABLE, true, 0, body(), &never)
+            .unwrap_err();
+        let PushError::Tls { message, .. } = &err else {
+            panic!("{case}: {err:?}")
+        };
+        assert!(message.contains(problem), "{case}: {message}");
+        assert!(!err.is_retryable() && !err.is_transient(), "{case}");
+        assert_eq!(client.stats().requests, 1, "{case}: one attempt");
+        assert_eq!(client.stats().retries, 0, "{case}");
+        assert_eq!(
+            fake.stats()["tls_handshake_failures"],
+            1,
+            "{case}: one handshake, refused"
+        );
+        assert!(
+            fake.requests().is_empty(),
+            "{case}: the fake saw no request, so no key"
+        );
+        let e = Error::from(err.clone());
+        assert_eq!(e.state, SqlState::ExternalFailure);
+        assert!(e.message.contains("certificate"), "{case}: {}", e.message);
+        assert!(e.hint.unwrap().contains("qobra_sync.ca_file"), "{case}");
+        assert!(!texts(&err).contains(KEY), "{case}");
+    }
+}
+
+#[test]
+fn ca_files_that_cannot_be_used_are_clear_errors() {
+    let secret = "PRIVATE-CONTENT-0123";
+    let garbage = certs::pem_file(&format!("{secret}\n"));
+    let not_x509 = certs::pem_file(&format!(
+        "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n{secret}\n"
+    ));
+    for path in [
+        std::path::PathBuf::from("/nonexistent/ca.pem"),
+        garbage,
+        not_x509,
+    ] {
+        let mut cfg = config("https://localhost:9");
+        cfg.ca_file = Some(path.clone());
+        let e = QobraClient::new(&cfg).unwrap_err();
+        assert_eq!(e.state, SqlState::ConfigFileError, "{path:?}");
+        assert!(e.message.contains("qobra_sync.ca_file"), "{}", e.message);
+        assert!(e.message.contains(&path.display().to_string()));
+        assert!(!format!("{e:?}").contains(secret), "{e:?}");
+    }
+    // A file with several certificates (and other PEM sections) is fine.
+    let (a, b) = (Ca::new("a"), Ca::new("b"));
+    let bundle = certs::pem_file(&format!(
+        "{}\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{}",
+        a.pem(),
+        b.pem()
+    ));
+    let mut cfg = config("https://localhost:9");
+    cfg.ca_file = Some(bundle);
+    QobraClient::new(&cfg).unwrap();
+}
+
+/// `Basic base64(user:password)`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[test]
+fn requests_go_through_the_proxy_with_its_credentials_shown_nowhere() {
+    let (_ca, fake, mut cfg) = trusted_tls();
+    let proxy = Proxy::start(Mode::Pass, Some(basic("pxuser", "px:pa55word")));
+    // The password's `:` percent-encoded, as URLs need.
+    cfg.https_proxy = Some(proxy.url(Some("pxuser:px%3Apa55word")));
+    let client = QobraClient::new(&cfg).unwrap();
+    let posted = client.post_records(TABLE, true, 0, body(), &never).unwrap();
+    client.import_status(&posted.import_id, &never).unwrap();
+    let seen = proxy.seen();
+    assert!(!seen.is_empty());
+    let port = fake.server.addr().port();
+    for s in &seen {
+        // A tunnel to the destination: the key only travels inside it, encrypted.
+        assert_eq!(s.method, "CONNECT", "{s:?}");
+        assert_eq!(s.target, format!("localhost:{port}"));
+        assert_eq!(
+            s.proxy_authorization.as_deref(),
+            Some(basic("pxuser", "px:pa55word").as_str())
+        );
+        assert!(!s.head.contains(KEY), "{}", s.head);
+    }
+    assert_eq!(fake.requests().len(), 2);
+    for text in [format!("{cfg:?}"), format!("{client:?}")] {
+        assert!(
+            !text.contains("pa55word") && !text.contains("pxuser"),
+            "{text}"
+        );
+        assert!(!text.contains(KEY), "{text}");
+    }
+    assert!(format!("{client:?}").contains(&format!("127.0.0.1:{}", proxy.port)));
+
+    // A plain-http loopback destination goes through the proxy too (forwarded, not tunnelled).
+    let plain = Fake::start();
+    let mut cfg = config(&plain.url());
+    cfg.https_proxy = Some(proxy.url(Some("pxuser:px%3Apa55word")));
+    let before = proxy.seen().len();
+    QobraClient::new(&cfg)
+        .unwrap()
+        .post_records(TABLE, true, 0, body(), &never)
+        .unwrap();
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), before + 1);
+    let forwarded = &seen[before];
+    assert_eq!(forwarded.method, "POST");
+    assert!(
+        forwarded
+            .target
+            .starts_with(&format!("{}/v1/tables/{TABLE}/records/bulk", plain.url())),
+        "{forwarded:?}"
+    );
+    assert_eq!(
+        forwarded.proxy_authorization.as_deref(),
+        Some(basic("pxuser", "px:pa55word").as_str())
+    );
+    assert_eq!(plain.requests().len(), 1);
+}
+
+#[test]
+fn a_proxy_that_refuses_the_tunnel_fails_at_once_and_says_which() {
+    let (_ca, fake, cfg) = trusted_tls();
+    let forbidding = Proxy::start(Mode::Refuse("403 Forbidden"), None);
+    let wanting = Proxy::start(Mode::Pass, Some(basic("pxuser", "right-pa55")));
+    let cases = [
+        (&forbidding, Some("pxuser:s3cret-pa55"), "other than 200"),
+        (&wanting, Some("pxuser:wrong-pa55"), "asks for credentials"),
+        (&wanting, None, "asks for credentials"),
+    ];
+    for (proxy, userinfo, why) in cases {
+        let before = proxy.seen().len();
+        let mut cfg = cfg.clone();
+        cfg.https_proxy = Some(proxy.url(userinfo));
+        let client = QobraClient::new(&cfg).unwrap();
+        let err = client
+            .post_records(TABLE, true, 0, body(), &never)
+            .unwrap_err();
+        let PushError::ProxyRefused {
+            proxy: shown,
+            message,
+            ..
+        } = &err
+        else {
+            panic!("{userinfo:?}: {err:?}")
+        };
+        assert!(message.contains(why), "{message}");
+        assert!(
+            shown.contains(&format!("http://127.0.0.1:{}", proxy.port)),
+            "{shown}"
+        );
+        assert_eq!(shown.contains("credentials not shown"), userinfo.is_some());
+        assert!(!err.is_transient());
+        assert_eq!(client.stats().requests, 1, "not retried");
+        assert_eq!(proxy.seen().len(), before + 1, "one CONNECT");
+        let all = texts(&err);
+        assert!(
+            !all.contains("pa55") && !all.contains("pxuser") && !all.contains(KEY),
+            "{all}"
+        );
+        assert!(all.contains("qobra_sync.https_proxy"), "{all}");
+    }
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn an_unreachable_proxy_is_a_transport_failure_and_retried() {
+    let (_ca, _fake, mut cfg) = trusted_tls();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    cfg.https_proxy = Some(format!("http://pxuser:s3cret-pa55@127.0.0.1:{port}"));
+    let client = QobraClient::new(&cfg).unwrap();
+    let err = client
+        .post_records(TABLE, true, 0, body(), &never)
+        .unwrap_err();
+    let PushError::GaveUp { attempts: 3, last } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            **last,
+            PushError::Transport {
+                kind: TransportKind::Connect,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    assert!(err.is_transient());
+    assert!(!texts(&err).contains("s3cret"));
+}
+
+#[test]
+fn invalid_proxy_urls_are_refused_by_new() {
+    for bad in [
+        "https://pxuser:s3cret@proxy.example:3128",
+        "pxuser:s3cret@proxy.example:3128",
+        "http://pxuser:s3cret@proxy.example:3128/path",
+        "socks5://proxy.example:1080",
+    ] {
+        let mut cfg = config("https://localhost:9");
+        cfg.https_proxy = Some(bad.into());
+        let e = QobraClient::new(&cfg).unwrap_err();
+        assert_eq!(e.state, SqlState::InvalidParameterValue, "{bad}");
+        assert!(
+            e.message.contains("qobra_sync.https_proxy"),
+            "{}",
+            e.message
+        );
+        assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+        assert!(!format!("{cfg:?}").contains("s3cret"), "{cfg:?}");
+    }
+}
+
+#[test]
+fn answers_are_read_up_to_one_mebibyte() {
+    let fake = Fake::start();
+    let client = client(&fake.url());
+    for announced in [true, false] {
+        // An answer of exactly the limit is read whole (a JSON object with an import id).
+        fake.clear();
+        fake.faults(json!({"path_prefix": "/v1/", "action":
+                           {"huge": {"bytes": BODY_LIMIT, "content_length": announced}}}));
+        let posted = client.post_records(TABLE, true, 0, body(), &never).unwrap();
+        assert_eq!(posted.import_id, "generated", "{announced}");
+        // One byte more, and then gigabytes: a server fault, retried, and never read whole.
+        for bytes in [BODY_LIMIT as u64 + 1, 8 << 30] {
+            fake.clear();
+            fake.faults(json!({"path_prefix": "/v1/", "times": 0, "action":
+                               {"huge": {"bytes": bytes, "content_length": announced}}}));
+            let started = Instant::now();
+            let err = client
+                .post_records(TABLE, true, 0, body(), &never)
+                .unwrap_err();
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{bytes} {announced}: {:?}",
+                started.elapsed()
+            );
+            let PushError::GaveUp { attempts: 3, last } = &err else {
+                panic!("{bytes} {announced}: {err:?}")
+            };
+            assert!(
+                matches!(
+                    **last,
+                    PushError::AnswerTooLarge {
+                        status: 200,
+                        limit: BODY_LIMIT,
+                        ..
+                    }
+                ),
+                "{last:?}"
+            );
+            assert!(err.is_transient());
+            let e = Error::from(err);
+            assert!(e.detail.unwrap().contains("larger than 1048576 bytes"));
+        }
+    }
+    // A huge error answer is cut to its excerpt, and retried as its status says.
+    fake.clear();
+    fake.faults(json!({"path_prefix": "/v1/", "times": 0, "action":
+                       {"huge": {"status": 503, "bytes": 8u64 << 30, "content_length": false}}}));
+    let started = Instant::now();
+    let err = client.import_status("x", &never).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let PushError::GaveUp { last, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let PushError::Server {
+        status: 503,
+        excerpt,
+        ..
+    } = &**last
+    else {
+        panic!("{last:?}")
+    };
+    assert!(excerpt.chars().count() <= 301);
+}
+
+#[test]
+fn a_dripping_answer_is_bounded_by_the_request_timeout() {
+    let fake = Fake::start();
+    let mut cfg = config(&fake.url());
+    cfg.request_timeout = Duration::from_millis(600);
+    cfg.retry.max_retries = 0;
+    let client = QobraClient::new(&cfg).unwrap();
+    // The head comes at once; the 300 bytes of body take 3 s.
+    fake.faults(json!({"path_prefix": "/v1/", "times": 0, "action":
+                       {"drip": {"body_bytes": 300, "bytes_per_second": 100}}}));
+    let started = Instant::now();
+    let err = client
+        .post_records(TABLE, true, 0, body(), &never)
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        (Duration::from_millis(550)..Duration::from_millis(1500)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    let PushError::GaveUp { attempts: 1, last } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            **last,
+            PushError::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    // The same answer dripping fast enough is read.
+    fake.clear();
+    fake.faults(json!({"path_prefix": "/v1/", "action":
+                       {"drip": {"body_bytes": 100, "bytes_per_second": 500}}}));
+    let started = Instant::now();
+    let posted = client.post_records(TABLE, true, 0, body(), &never).unwrap();
+    assert_eq!(posted.import_id, "generated");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[test]
+fn a_413_is_too_large_and_not_retried() {
+    let fake = Fake::start();
+    let client = client(&fake.url());
+    let big = Bytes::from(serde_json::to_vec(&records(50)).unwrap());
+    fake.settings(json!({"max_body_bytes": big.len() - 1}));
+    let err = client
+        .post_records(TABLE, true, 0, big.clone(), &never)
+        .unwrap_err();
+    let PushError::TooLarge { excerpt, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(excerpt.contains("larger than the limit"), "{excerpt}");
+    assert!(!err.is_retryable() && !err.is_transient());
+    let log = fake.requests();
+    assert_eq!(log.len(), 1, "not retried");
+    assert_eq!(log[0]["status"], 413);
+    assert_eq!(log[0]["body_bytes"], big.len());
+    let e = Error::from(err);
+    assert!(e.message.contains("413"), "{}", e.message);
+    assert!(e.hint.unwrap().contains("batch_rows"));
+    fake.flush();
+    assert!(fake.ids(TABLE).is_empty(), "nothing stored");
+    // A body within the limit goes through.
+    fake.settings(json!({"max_body_bytes": big.len()}));
+    client.post_records(TABLE, true, 0, big, &never).unwrap();
+    fake.flush();
+    assert_eq!(fake.ids(TABLE).len(), 50);
 }

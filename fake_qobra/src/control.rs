@@ -1,5 +1,6 @@
 //! The control API under `/_fake/`: define tables, read them back, inspect the
-//! request log, flush imports, inject faults, reset and shut down.
+//! request log, flush imports, inject faults, change settings, read counters, reset and
+//! shut down.
 //! No API key is needed; the server only listens on loopback addresses.
 
 use crate::fields::{decimal, FieldType, RawRecord, TableDef, UserKey};
@@ -61,10 +62,21 @@ pub fn handle(shared: &Shared, req: Request) -> Response {
             shared.faults.clear();
             Response::json(200, &json!({ "cleared": true }))
         }
+        ("GET", ["settings"]) => Response::json(200, &shared.settings.to_json()),
+        ("PUT", ["settings"]) => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(v) => match shared.settings.update(&v) {
+                Ok(()) => Response::json(200, &shared.settings.to_json()),
+                Err(e) => Response::detail(400, e),
+            },
+            Err(e) => Response::detail(400, format!("Body must be JSON: {e}")),
+        },
+        ("GET", ["stats"]) => Response::json(200, &shared.stats.to_json()),
         ("POST", ["reset"]) => {
             store.reset();
             shared.faults.clear();
             shared.log.clear();
+            shared.settings.reset();
+            shared.stats.reset();
             Response::json(200, &json!({ "reset": true }))
         }
         ("POST", ["shutdown"]) => {

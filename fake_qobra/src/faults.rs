@@ -26,6 +26,21 @@ pub enum Action {
     Reset { read_body: bool },
     /// Close the connection without answering.
     Close { read_body: bool },
+    /// Answer with this status and a generated body of `body_bytes`, sent at
+    /// `bytes_per_second`.
+    Drip {
+        status: u16,
+        body_bytes: u64,
+        bytes_per_second: u64,
+        content_length: bool,
+    },
+    /// Answer with this status and a generated body of `bytes`, sent as fast as the client
+    /// reads it, never held in memory.
+    Huge {
+        status: u16,
+        bytes: u64,
+        content_length: bool,
+    },
 }
 
 impl Action {
@@ -37,6 +52,8 @@ impl Action {
             Action::Hang => "hang",
             Action::Reset { .. } => "reset",
             Action::Close { .. } => "close",
+            Action::Drip { .. } => "drip",
+            Action::Huge { .. } => "huge",
         }
     }
 
@@ -49,12 +66,7 @@ impl Action {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if let Some(status) = obj.get("status") {
-            // A 1xx status is informational: it cannot end an answer, so HTTP has no way
-            // to send one as the answer to a request.
-            let status = status
-                .as_u64()
-                .filter(|s| (200..=999).contains(s))
-                .ok_or("status must be an integer between 200 and 999")?;
+            let status = answer_status(status)?;
             let mut headers = Vec::new();
             if let Some(h) = obj.get("headers") {
                 for (k, v) in h.as_object().ok_or("headers must be an object")? {
@@ -90,7 +102,7 @@ impl Action {
                 headers.push(("Content-Type".into(), ct.into()));
             }
             return Ok(Action::Respond {
-                status: status as u16,
+                status,
                 headers,
                 body: body.into_bytes(),
             });
@@ -110,7 +122,75 @@ impl Action {
         if flag("close") {
             return Ok(Action::Close { read_body });
         }
-        Err("action needs one of: status, delay_ms, hang, reset, close".into())
+        if let Some(drip) = obj.get("drip") {
+            let d = Generated::parse(drip, "drip", "body_bytes")?;
+            let bytes_per_second = d
+                .obj
+                .get("bytes_per_second")
+                .and_then(Value::as_u64)
+                .filter(|r| *r > 0)
+                .ok_or("drip.bytes_per_second must be a positive integer")?;
+            return Ok(Action::Drip {
+                status: d.status,
+                body_bytes: d.bytes,
+                bytes_per_second,
+                content_length: d.content_length,
+            });
+        }
+        if let Some(huge) = obj.get("huge") {
+            let h = Generated::parse(huge, "huge", "bytes")?;
+            return Ok(Action::Huge {
+                status: h.status,
+                bytes: h.bytes,
+                content_length: h.content_length,
+            });
+        }
+        Err("action needs one of: status, delay_ms, hang, reset, close, drip, huge".into())
+    }
+}
+
+/// The status of an answer a rule makes: 200 to 999. A 1xx status is informational: it
+/// cannot end an answer, so HTTP has no way to send one as the answer to a request.
+fn answer_status(v: &Value) -> Result<u16, String> {
+    v.as_u64()
+        .filter(|s| (200..=999).contains(s))
+        .map(|s| s as u16)
+        .ok_or_else(|| "status must be an integer between 200 and 999".into())
+}
+
+/// The common part of `drip` and `huge`: status (default 200), length, and whether it is
+/// announced by `Content-Length` (`content_length`, default true) or sent chunked.
+struct Generated<'a> {
+    obj: &'a Map<String, Value>,
+    status: u16,
+    bytes: u64,
+    content_length: bool,
+}
+
+impl<'a> Generated<'a> {
+    /// Parses `{"status": 200, "<length>": N, "content_length": true}` of action `name`.
+    fn parse(v: &'a Value, name: &str, length: &str) -> Result<Generated<'a>, String> {
+        let obj = v.as_object().ok_or(format!("{name} must be an object"))?;
+        let status = match obj.get("status") {
+            None => 200,
+            Some(s) => answer_status(s).map_err(|e| format!("{name}.{e}"))?,
+        };
+        let bytes = obj
+            .get(length)
+            .and_then(Value::as_u64)
+            .ok_or(format!("{name}.{length} must be a non-negative integer"))?;
+        let content_length = match obj.get("content_length") {
+            None => true,
+            Some(b) => b
+                .as_bool()
+                .ok_or(format!("{name}.content_length must be true or false"))?,
+        };
+        Ok(Generated {
+            obj,
+            status,
+            bytes,
+            content_length,
+        })
     }
 }
 
@@ -313,6 +393,17 @@ mod tests {
             .add(&json!([{"nth": 0, "action": {"hang": true}}]))
             .is_err());
         assert!(f.add(&json!([{"action": {"status": 42}}])).is_err());
+        for bad in [
+            json!({"drip": {"body_bytes": 10}}),
+            json!({"drip": {"body_bytes": 10, "bytes_per_second": 0}}),
+            json!({"drip": {"bytes_per_second": 5}}),
+            json!({"drip": {"status": 100, "body_bytes": 1, "bytes_per_second": 5}}),
+            json!({"huge": {"bytes": -1}}),
+            json!({"huge": {"bytes": 1, "content_length": "no"}}),
+            json!({"huge": 5}),
+        ] {
+            assert!(f.add(&json!({ "action": bad })).is_err(), "{bad}");
+        }
         assert!(f.add(&json!([{"action": {"status": 100}}])).is_err());
         for headers in [
             json!({"Bad Name": "x"}),
@@ -328,6 +419,30 @@ mod tests {
         f.clear();
         assert!(f.add(&json!("x")).is_err());
         assert_eq!(f.list(), json!([]));
+    }
+
+    /// Drip and huge answers default to 200 with a Content-Length.
+    #[test]
+    fn generated_answers_parse() {
+        assert_eq!(
+            Action::parse(&json!({"drip": {"body_bytes": 10, "bytes_per_second": 5}})),
+            Ok(Action::Drip {
+                status: 200,
+                body_bytes: 10,
+                bytes_per_second: 5,
+                content_length: true
+            })
+        );
+        assert_eq!(
+            Action::parse(
+                &json!({"huge": {"status": 503, "bytes": 5_000_000_000u64, "content_length": false}})
+            ),
+            Ok(Action::Huge {
+                status: 503,
+                bytes: 5_000_000_000,
+                content_length: false
+            })
+        );
     }
 
     /// A status action keeps its headers and gets a content type.

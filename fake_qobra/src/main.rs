@@ -1,20 +1,30 @@
 //! `fake-qobra`: runs the fake Qobra server until SIGTERM, SIGINT or `POST /_fake/shutdown`.
 
-use fake_qobra::Server;
+use fake_qobra::{Options as ServerOptions, Server, Tls};
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Command-line usage.
 const USAGE: &str = "usage: fake-qobra --listen 127.0.0.1:0 --api-key KEY [--port-file PATH]
-  --listen ADDR     loopback address and port to listen on (port 0 picks one)
-  --api-key KEY     the key clients must send in X-API-Key (or set FAKE_QOBRA_API_KEY)
-  --port-file PATH  write the bound port to PATH once listening";
+                  [--tls-cert PATH --tls-key PATH] [--latency-ms N] [--max-body-bytes N]
+  --listen ADDR          loopback address and port to listen on (port 0 picks one)
+  --api-key KEY          the key clients must send in X-API-Key (or set FAKE_QOBRA_API_KEY)
+  --port-file PATH       write the bound port to PATH once listening
+  --tls-cert PATH        serve HTTPS with this PEM certificate chain (needs --tls-key)
+  --tls-key PATH         the PEM private key of --tls-cert
+  --latency-ms N         answer every public request N ms after it arrived
+  --max-body-bytes N     answer 413 to a bulk request whose body is larger than N bytes";
 
 /// Parsed command-line options.
 struct Options {
     listen: String,
     api_key: String,
     port_file: Option<String>,
+    tls: Option<(String, String)>,
+    latency_ms: u64,
+    max_body_bytes: Option<u64>,
 }
 
 /// Parses the command line (and FAKE_QOBRA_API_KEY as a fallback for the key).
@@ -22,6 +32,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut listen = None;
     let mut api_key = std::env::var("FAKE_QOBRA_API_KEY").ok();
     let mut port_file = None;
+    let (mut tls_cert, mut tls_key) = (None, None);
+    let mut latency_ms = 0;
+    let mut max_body_bytes = None;
+    let number = |name: &str, v: String| {
+        v.parse::<u64>()
+            .map_err(|_| format!("{name} needs a non-negative integer, got '{v}'"))
+    };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -38,16 +55,28 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--listen" => listen = Some(value()?),
             "--api-key" => api_key = Some(value()?),
             "--port-file" => port_file = Some(value()?),
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
+            "--latency-ms" => latency_ms = number(&name, value()?)?,
+            "--max-body-bytes" => max_body_bytes = Some(number(&name, value()?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     Ok(Options {
         listen: listen.ok_or("--listen is required")?,
         api_key: api_key
             .filter(|k| !k.is_empty())
             .ok_or("--api-key is required")?,
         port_file,
+        tls,
+        latency_ms,
+        max_body_bytes,
     })
 }
 
@@ -63,7 +92,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut server = match Server::start(&opts.listen, &opts.api_key) {
+    let tls = match &opts.tls {
+        None => None,
+        Some((cert, key)) => match Tls::from_files(Path::new(cert), Path::new(key)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("fake-qobra: cannot serve HTTPS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let options = ServerOptions {
+        tls,
+        latency: Duration::from_millis(opts.latency_ms),
+        max_body_bytes: opts.max_body_bytes,
+    };
+    let mut server = match Server::start_with(&opts.listen, &opts.api_key, options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fake-qobra: cannot listen on {}: {e}", opts.listen);

@@ -1,5 +1,6 @@
-//! One request, from its head to its answer: fault injection, reading the body,
-//! authentication, routing to the control or the public API, and the request log.
+//! One request, from its head to its answer: fault injection, reading the body (as it
+//! arrives, within the body limit), authentication, routing to the control or the public
+//! API, the latency setting, the count of requests in flight, and the request log.
 //!
 //! Each request runs in a task of its own, so that, as with a thread per connection,
 //! a request whose body has been read is handled to the end even when its client
@@ -59,40 +60,84 @@ pub async fn serve(
 enum BodyError {
     /// Answer with this status and message (malformed or too large).
     Refused(u16, String),
+    /// Larger than the `max_body_bytes` setting: read to its end (`received` bytes) but not kept.
+    OverLimit { received: usize, limit: u64 },
     /// The client went away in the middle of the body.
     Gone,
 }
 
-/// Handles one request: picks a fault, reads the body, then answers, delays, hangs,
-/// resets or closes.
+/// Whether a path is the control API's (never delayed by the latency setting nor counted
+/// in flight).
+fn is_control(path: &str) -> bool {
+    path == "/_fake" || path.starts_with("/_fake/")
+}
+
+/// Handles one request: counts it in flight and answers it no sooner than the latency
+/// setting says after its arrival (public API only); [`respond`] does the rest.
 async fn handle(
     shared: Arc<Shared>,
     ending: Arc<Ending>,
     req: hyper::Request<Incoming>,
 ) -> Result<HttpResponse, NoAnswer> {
+    let arrived = tokio::time::Instant::now();
+    if is_control(req.uri().path()) {
+        return respond(&shared, ending, req).await;
+    }
+    let flight = shared.stats.arrive();
+    let answer = respond(&shared, ending, req).await?;
+    let latency = shared.settings.latency();
+    if !latency.is_zero() {
+        tokio::select! {
+            biased;
+            // The answer is dropped: its log entry is written by its end hook.
+            _ = shared.stopped() => return Err(NoAnswer("the server is stopping")),
+            _ = tokio::time::sleep_until(arrived + latency) => {}
+        }
+    }
+    Ok(answer.map(|body| body.on_end(move || drop(flight))))
+}
+
+/// Answers one request: picks a fault, reads the body (as it arrives), then answers,
+/// delays, hangs, resets or closes.
+async fn respond(
+    shared: &Arc<Shared>,
+    ending: Arc<Ending>,
+    req: hyper::Request<Incoming>,
+) -> Result<HttpResponse, NoAnswer> {
     let (parts, body) = req.into_parts();
-    let mut entry = new_entry(&shared, &parts);
+    let mut entry = new_entry(shared, &parts);
     let fault = shared.faults.check(parts.method.as_str(), parts.uri.path());
     entry.fault = fault.as_ref().map(|a| a.name().to_string());
+    let handled = matches!(fault, None | Some(Action::Delay(_)));
+    let is_bulk = parts.method == http::Method::POST && parts.uri.path().ends_with("/records/bulk");
+    let limit = if handled && is_bulk {
+        shared.settings.max_body_bytes()
+    } else {
+        None
+    };
     let body = match &fault {
         Some(Action::Reset { read_body: false } | Action::Close { read_body: false }) => Vec::new(),
-        _ => match read_body(body).await {
+        _ => match read_body(body, limit).await {
             Ok(b) => b,
             Err(BodyError::Refused(status, msg)) => {
-                return Ok(answer(&shared, entry, Response::detail(status, msg)));
+                return Ok(answer(shared, entry, Response::detail(status, msg)));
+            }
+            Err(BodyError::OverLimit { received, limit }) => {
+                entry.body_bytes = received;
+                let msg = format!(
+                    "Request body of {received} bytes is larger than the limit of {limit} bytes"
+                );
+                return Ok(answer(shared, entry, Response::detail(413, msg)));
             }
             Err(BodyError::Gone) => {
-                finish(&shared, entry);
+                finish(shared, entry);
                 return Err(NoAnswer("the client went away"));
             }
         },
     };
     entry.body_bytes = body.len();
     // Handled bulk requests are counted by their handler; faulted ones here.
-    let faulted = fault
-        .as_ref()
-        .is_some_and(|a| !matches!(a, Action::Delay(_)));
-    if faulted && parts.uri.path().ends_with("/records/bulk") {
+    if !handled && is_bulk {
         entry.records = count_objects(&body).ok();
     }
     let req = Request {
@@ -104,12 +149,12 @@ async fn handle(
     };
     match fault {
         Some(Action::Reset { .. }) => {
-            finish(&shared, entry);
+            finish(shared, entry);
             ending.reset();
             Err(NoAnswer("reset fault"))
         }
         Some(Action::Close { .. }) => {
-            finish(&shared, entry);
+            finish(shared, entry);
             ending.close();
             Err(NoAnswer("close fault"))
         }
@@ -123,7 +168,7 @@ async fn handle(
             headers,
             body,
         }) => Ok(answer(
-            &shared,
+            shared,
             entry,
             Response {
                 status,
@@ -131,39 +176,73 @@ async fn handle(
                 body,
             },
         )),
+        Some(Action::Drip {
+            status,
+            body_bytes,
+            bytes_per_second,
+            content_length,
+        }) => {
+            let body = Answer::generated(body_bytes, Some(bytes_per_second), content_length);
+            Ok(answer_with(shared, entry, status, json_type(), body))
+        }
+        Some(Action::Huge {
+            status,
+            bytes,
+            content_length,
+        }) => {
+            let body = Answer::generated(bytes, None, content_length);
+            Ok(answer_with(shared, entry, status, json_type(), body))
+        }
         Some(Action::Delay(d)) => {
             tokio::select! {
                 biased;
                 _ = shared.stopped() => {
-                    finish(&shared, entry);
+                    finish(shared, entry);
                     return Err(NoAnswer("the server is stopping"));
                 }
                 _ = tokio::time::sleep(d) => {}
             }
-            Ok(dispatch(shared, req, entry).await)
+            Ok(dispatch(Arc::clone(shared), req, entry).await)
         }
-        None => Ok(dispatch(shared, req, entry).await),
+        None => Ok(dispatch(Arc::clone(shared), req, entry).await),
     }
 }
 
-/// Reads a whole request body; refuses one larger than `MAX_BODY`.
-async fn read_body(mut body: Incoming) -> Result<Vec<u8>, BodyError> {
+/// The headers of a generated JSON answer.
+fn json_type() -> Vec<(String, String)> {
+    vec![("Content-Type".into(), "application/json".into())]
+}
+
+/// Reads a whole request body as it arrives; refuses one larger than `MAX_BODY`. A body
+/// larger than `limit` is read to its end but not kept (so that its client, still sending,
+/// gets the answer rather than a reset).
+async fn read_body(mut body: Incoming, limit: Option<u64>) -> Result<Vec<u8>, BodyError> {
     let too_large = || BodyError::Refused(413, "Request body too large".into());
     let announced = body.size_hint().lower();
     if announced > MAX_BODY as u64 {
         return Err(too_large());
     }
-    let mut out = Vec::with_capacity(announced.min(PREALLOCATE) as usize);
+    let keep = limit.unwrap_or(u64::MAX);
+    let mut out = Vec::with_capacity(announced.min(PREALLOCATE).min(keep) as usize);
+    let mut received: usize = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(body_error)?;
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > MAX_BODY {
+            if received + data.len() > MAX_BODY {
                 return Err(too_large());
             }
-            out.extend_from_slice(&data);
+            received += data.len();
+            if received as u64 > keep {
+                out = Vec::new();
+            } else {
+                out.extend_from_slice(&data);
+            }
         }
     }
-    Ok(out)
+    match limit {
+        Some(limit) if received as u64 > limit => Err(BodyError::OverLimit { received, limit }),
+        _ => Ok(out),
+    }
 }
 
 /// Tells a malformed body (answered 400) from a client that went away.
@@ -196,7 +275,7 @@ async fn dispatch(shared: Arc<Shared>, req: Request, mut entry: Entry) -> HttpRe
 /// Routes a request: the control API, or authentication then the public API.
 /// Also returns the number of records pushed, if any.
 fn route(shared: &Shared, req: Request, key_valid: bool) -> (Response, Option<usize>) {
-    if req.path == "/_fake" || req.path.starts_with("/_fake/") {
+    if is_control(&req.path) {
         return (crate::control::handle(shared, req), None);
     }
     if !key_valid {
@@ -207,21 +286,34 @@ fn route(shared: &Shared, req: Request, key_valid: bool) -> (Response, Option<us
 
 /// Turns a response into what hyper sends; the entry is logged once the body is sent
 /// (or dropped with the connection).
-fn answer(shared: &Arc<Shared>, mut entry: Entry, resp: Response) -> HttpResponse {
-    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+fn answer(shared: &Arc<Shared>, entry: Entry, resp: Response) -> HttpResponse {
+    let body = Answer::full(resp.body);
+    answer_with(shared, entry, resp.status, resp.headers, body)
+}
+
+/// An answer of this status, headers and body; the entry is logged once the body is sent
+/// (or dropped with the connection).
+fn answer_with(
+    shared: &Arc<Shared>,
+    mut entry: Entry,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Answer,
+) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     entry.status = Some(status.as_u16());
     let shared = Arc::clone(shared);
-    let body = Answer::full(resp.body).on_end(move || finish(&shared, entry));
+    let body = body.on_end(move || finish(&shared, entry));
     let mut out = hyper::Response::new(body);
     *out.status_mut() = status;
-    let headers = out.headers_mut();
-    for (name, value) in resp.headers {
+    let map = out.headers_mut();
+    for (name, value) in headers {
         // Fault rules are checked when set; the handlers only send valid headers.
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {
-            headers.append(n, v);
+            map.append(n, v);
         }
     }
     out

@@ -1,8 +1,9 @@
 //! The state every connection shares: tables and imports, fault rules, the request log,
-//! the API key and the stop signal. The server and the handlers use it; it uses neither.
+//! the settings and counters, the API key and the stop signal. The server and the handlers use it; it uses neither.
 
 use crate::faults::Faults;
 use crate::reqlog::RequestLog;
+use crate::settings::{Initial, Settings, Stats};
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,21 +15,35 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub faults: Faults,
     pub log: RequestLog,
+    pub settings: Settings,
+    pub stats: Stats,
     /// The address actually bound.
     pub addr: SocketAddr,
+    /// Whether the server speaks HTTPS.
+    pub tls: bool,
     api_key: String,
     /// `true` once the server is stopping; connections and waiting handlers watch it.
     stop: watch::Sender<bool>,
 }
 
 impl Shared {
-    /// Fresh state for a server on `addr` that accepts `api_key`.
-    pub fn new(store: Arc<Store>, api_key: &str, addr: SocketAddr) -> Shared {
+    /// Fresh state for a server on `addr` (speaking HTTPS when `tls`) that accepts `api_key`,
+    /// with these settings.
+    pub fn new(
+        store: Arc<Store>,
+        api_key: &str,
+        addr: SocketAddr,
+        tls: bool,
+        initial: Initial,
+    ) -> Shared {
         Shared {
             store,
             faults: Faults::default(),
             log: RequestLog::default(),
+            settings: Settings::new(initial),
+            stats: Stats::default(),
             addr,
+            tls,
             api_key: api_key.to_string(),
             stop: watch::Sender::new(false),
         }

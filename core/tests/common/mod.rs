@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: a fake Qobra on a free loopback port with its control
-//! API, a client configured for fast tests, and an in-memory chunk source.
+//! API (over HTTP or HTTPS), a client configured for fast tests, an in-memory chunk source,
+//! throwaway certificates (`certs`) and a test proxy (`proxy`).
 
 #![allow(dead_code)]
+
+pub mod certs;
+pub mod proxy;
 
 use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
@@ -27,7 +31,22 @@ impl Fake {
     /// Starts a fake on a free loopback port, with the `deals` table defined
     /// (`id`, `name`, `amount` as a number).
     pub fn start() -> Fake {
-        let server = fake_qobra::Server::start("127.0.0.1:0", KEY).expect("start fake Qobra");
+        Fake::start_with(fake_qobra::Options::default())
+    }
+
+    /// Starts a fake serving HTTPS with this certificate (its control API is called without
+    /// checking the certificate, which the tests may make untrustworthy on purpose).
+    pub fn start_tls(tls: fake_qobra::Tls) -> Fake {
+        Fake::start_with(fake_qobra::Options {
+            tls: Some(tls),
+            ..Default::default()
+        })
+    }
+
+    /// Starts a fake with these options, with the `deals` table defined.
+    pub fn start_with(options: fake_qobra::Options) -> Fake {
+        let server =
+            fake_qobra::Server::start_with("127.0.0.1:0", KEY, options).expect("start fake Qobra");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -35,6 +54,8 @@ impl Fake {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
+            .danger_accept_invalid_certs(true)
+            .no_proxy()
             .build()
             .expect("control client");
         let fake = Fake {
@@ -49,6 +70,21 @@ impl Fake {
     /// The fake's base URL.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The fake's base URL with `localhost` for its host (the name its test certificates carry).
+    pub fn localhost_url(&self) -> String {
+        self.url().replace("127.0.0.1", "localhost")
+    }
+
+    /// The fake's counters (`GET /_fake/stats`).
+    pub fn stats(&self) -> Value {
+        self.ok("GET", "/_fake/stats", None)
+    }
+
+    /// Changes the fake's settings (`PUT /_fake/settings`).
+    pub fn settings(&self, settings: Value) -> Value {
+        self.ok("PUT", "/_fake/settings", Some(settings))
     }
 
     /// A control-API call: method, path, optional raw body; returns status and JSON.
@@ -172,6 +208,8 @@ pub fn config(url: &str) -> ClientConfig {
             retry_after_cap: Duration::from_millis(400),
         },
         jitter_seed: Some(1),
+        ca_file: None,
+        https_proxy: None,
     }
 }
 
