@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing qobra_sync needs, and nothing that is already there:
-# Debian's PostgreSQL (the major scripts/postgres.sh names) with its server headers, clang (for pgrx's bindings), sudo, and
+# Debian's PostgreSQL (the major scripts/postgres.sh names) with its server headers, clang (for pgrx's bindings), sudo,
+# openssl and tinyproxy (the end-to-end tests' test CA and HTTP proxy), and
 # cargo-pgrx 0.18.1 initialised against Debian's pg_config. Safe to run again.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ PGRX_VERSION=0.18.1
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo; do
+for pkg in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo openssl tinyproxy; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -75,6 +75,9 @@ pub struct ClientConfig {
     /// `http://host:port`, or `http://user:password@host:port` when it asks for credentials.
     /// The environment's proxy variables are never used.
     pub https_proxy: Option<String>,
+    /// The proxy's user name and password given apart from its URL
+    /// (`qobra_sync.https_proxy_auth_file`).
+    pub proxy_credentials: Option<(String, String)>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -89,6 +92,10 @@ impl fmt::Debug for ClientConfig {
             .field("jitter_seed", &self.jitter_seed)
             .field("ca_file", &self.ca_file)
             .field("https_proxy", &self.https_proxy.as_deref().map(shown_url))
+            .field(
+                "proxy_credentials",
+                &self.proxy_credentials.as_ref().map(|_| "(not shown)"),
+            )
             .finish()
     }
 }
@@ -106,6 +113,7 @@ impl ClientConfig {
             jitter_seed: None,
             ca_file: None,
             https_proxy: None,
+            proxy_credentials: None,
         }
     }
 }
@@ -221,7 +229,7 @@ impl PushError {
 
     /// Whether the receiver refused the body as too large (HTTP 413): a smaller one may pass.
     pub fn is_too_large(&self) -> bool {
-        matches!(self, PushError::Refused { status: 413, .. })
+        matches!(self, PushError::TooLarge { .. })
     }
 
     /// Whether the failure must stop a push at once, dropping what else is on its way: a
@@ -299,7 +307,7 @@ impl From<PushError> for Error {
                 format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
             )
             .detail(format!("Qobra answered: {excerpt}"))
-            .hint("Lower qobra_sync.batch_rows so that each request is smaller."),
+            .hint("Lower qobra_sync.batch_bytes or qobra_sync.batch_rows so that each request is smaller."),
             PushError::Tls { request, message } => Error::new(
                 SqlState::ExternalFailure,
                 format!("{request} failed: Qobra's TLS certificate could not be verified"),
@@ -460,11 +468,16 @@ impl QobraClient {
         if base.cannot_be_a_base() {
             return Err(Error::internal("base URL cannot be a base"));
         }
-        let proxy = config
-            .https_proxy
-            .as_deref()
-            .map(check_proxy_url)
-            .transpose()?;
+        let proxy = match (
+            config.https_proxy.as_deref(),
+            config.proxy_credentials.clone(),
+        ) {
+            (None, _) => None,
+            (Some(url), None) => Some(check_proxy_url(url)?),
+            (Some(url), Some((user, password))) => {
+                Some(check_proxy_url(url)?.with_credentials(user, password)?)
+            }
+        };
         let secrets = Secrets::new(
             config.api_key.clone(),
             proxy
@@ -949,6 +962,11 @@ fn certificate_problem(e: &reqwest::Error, url: &Url) -> Option<String> {
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             format!("the certificate of {host} is not meant for a TLS server")
         }
+        // webpki's refusal of a CA certificate presented as a server's: what openssl's
+        // default self-signed certificate is.
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+            "the certificate of {host} is self-signed (a CA certificate, not signed by a trusted certificate authority)"
+        ),
         other => format!("the certificate of {host} was refused ({other:?})"),
     })
 }

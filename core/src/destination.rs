@@ -105,22 +105,57 @@ pub fn check_api_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads the API key from the file `qobra_sync.api_key_file` names, checked as PostgreSQL
-/// checks `ssl_key_file`: a regular file, owned by the server's OS user (`server_uid`) with no
-/// group or world access (0600 or less), or owned by root with at most group read (0640 or
-/// less). Its content, without trailing white space, must be a valid key.
+/// Reads the API key from the file `qobra_sync.api_key_file` names (checked by
+/// [`read_secret_file`]): its content, without trailing white space, must be a valid key.
 pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let name = quoted(&path.display().to_string());
-    let refuse = |why: String| {
-        Error::new(
-            SqlState::ConfigFileError,
-            format!("qobra_sync.api_key_file {name} cannot be used: {why}"),
+    let key = read_secret_file("qobra_sync.api_key_file", path, server_uid)?;
+    check_api_key(&key).map_err(|e| {
+        secret_file_refused(
+            "qobra_sync.api_key_file",
+            path,
+            "it does not hold a valid API key",
         )
-    };
-    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
+        .detail(e.detail.unwrap_or_default())
+    })?;
+    Ok(key)
+}
+
+/// Reads the proxy's credentials from the file `qobra_sync.https_proxy_auth_file` names
+/// (checked by [`read_secret_file`]): `user:password` on one line. Returns (user, password).
+pub fn read_proxy_auth_file(path: &Path, server_uid: u32) -> Result<(String, String)> {
+    const SETTING: &str = "qobra_sync.https_proxy_auth_file";
+    let text = read_secret_file(SETTING, path, server_uid)?;
+    match text.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !text.contains('\n') => {
+            Ok((user.to_owned(), password.to_owned()))
+        }
+        _ => Err(
+            secret_file_refused(SETTING, path, "it does not hold user:password on one line")
+                .hint("Write the proxy's user name and password in it as user:password."),
+        ),
+    }
+}
+
+/// The error of a secret file that cannot be used: names the setting and the file, never
+/// the content.
+fn secret_file_refused(setting: &str, path: &Path, why: &str) -> Error {
+    let name = quoted(&path.display().to_string());
+    Error::new(
+        SqlState::ConfigFileError,
+        format!("{setting} {name} cannot be used: {why}"),
+    )
+}
+
+/// Reads a file holding a secret, checked as PostgreSQL checks `ssl_key_file`: a regular
+/// file, owned by the server's OS user (`server_uid`) with no group or world access (0600 or
+/// less), or owned by root with at most group read (0640 or less). Returns its UTF-8 content
+/// without trailing white space; errors name `setting` and the file, never the content.
+fn read_secret_file(setting: &str, path: &Path, server_uid: u32) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| secret_file_refused(setting, path, why);
+    let meta = std::fs::metadata(path).map_err(|e| refuse(&e.to_string()))?;
     if !meta.is_file() {
-        return Err(refuse("it is not a regular file".into()));
+        return Err(refuse("it is not a regular file"));
     }
     let mode = meta.mode();
     let (owner_ok, too_open) = match meta.uid() {
@@ -130,22 +165,18 @@ pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
     };
     if !owner_ok {
         return Err(
-            refuse("it must be owned by the database server's OS user or root".into())
+            refuse("it must be owned by the database server's OS user or root")
                 .hint("chown it to the user the server runs as."),
         );
     }
     if too_open {
-        return Err(refuse("it has group or world access".into()).hint(
+        return Err(refuse("it has group or world access").hint(
             "Give it permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| refuse(e.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8 text".into()))?;
-    let key = text.trim_end();
-    check_api_key(key).map_err(|e| {
-        refuse("it does not hold a valid API key".into()).detail(e.detail.unwrap_or_default())
-    })?;
-    Ok(key.to_owned())
+    let bytes = std::fs::read(path).map_err(|e| refuse(&e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8 text"))?;
+    Ok(text.trim_end().to_owned())
 }
 
 /// An HTTP proxy as `qobra_sync.https_proxy` gives it, checked: where it is
@@ -174,6 +205,24 @@ impl ProxyUrl {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)
             )
+        })
+    }
+
+    /// The proxy with credentials given apart (`qobra_sync.https_proxy_auth_file`); refused
+    /// when its URL carries some already.
+    pub fn with_credentials(self, username: String, password: String) -> Result<ProxyUrl> {
+        if self.has_credentials() {
+            return Err(Error::new(
+                SqlState::InvalidParameterValue,
+                "the proxy's credentials are given twice",
+            )
+            .detail("qobra_sync.https_proxy carries credentials and qobra_sync.https_proxy_auth_file is set.")
+            .hint("Keep them in qobra_sync.https_proxy_auth_file only: a URL's credentials reach the server log when the setting is reloaded."));
+        }
+        Ok(ProxyUrl {
+            username,
+            password,
+            ..self
         })
     }
 
@@ -584,5 +633,42 @@ mod tests {
         let e = read_key_file(&bad, me).unwrap_err();
         assert!(e.message.contains("does not hold a valid API key"));
         assert!(!format!("{e:?}").contains("two words"));
+    }
+
+    #[test]
+    fn proxy_auth_files_hold_user_and_password_and_are_checked_alike() {
+        use std::os::unix::fs::MetadataExt;
+        let path = key_file("proxy-user:pa:ss word\n", 0o600);
+        let me = std::fs::metadata(&path).unwrap().uid();
+        assert_eq!(
+            read_proxy_auth_file(&path, me).unwrap(),
+            ("proxy-user".to_owned(), "pa:ss word".to_owned())
+        );
+        let open = key_file("u:p", 0o644);
+        let e = read_proxy_auth_file(&open, me).unwrap_err();
+        assert!(
+            e.message.contains("qobra_sync.https_proxy_auth_file"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("group or world access"), "{}", e.message);
+        for bad in ["no-colon-s3cret", ":s3cret", "u:s3cret\nmore"] {
+            let e = read_proxy_auth_file(&key_file(bad, 0o600), me).unwrap_err();
+            assert!(e.message.contains("user:password"), "{}", e.message);
+            assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_apart_are_used_but_never_given_twice() {
+        let proxy = check_proxy_url("http://proxy.corp:3128").unwrap();
+        let with = proxy.with_credentials("u".into(), "s3cret".into()).unwrap();
+        assert_eq!(with.basic_auth().unwrap(), "Basic dTpzM2NyZXQ=");
+        assert!(!format!("{with:?}").contains("s3cret"));
+        let twice = check_proxy_url("http://a:b@proxy.corp:3128")
+            .unwrap()
+            .with_credentials("u".into(), "s3cret".into())
+            .unwrap_err();
+        assert!(twice.message.contains("given twice"), "{}", twice.message);
     }
 }

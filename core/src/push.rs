@@ -412,11 +412,10 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     }
 
     /// Puts the two halves of a chunk refused as too large in its place, and has the source
-    /// close later chunks at the larger half's size; a single record is set aside instead.
+    /// close later chunks at the larger half's size (the chunks already read and waiting are
+    /// cut to that size too); a single record is set aside instead.
     fn split(&mut self, chunk: Chunk) -> Result<(), Stop> {
-        let records: Vec<&RawValue> = serde_json::from_slice(&chunk.body).map_err(|e| {
-            Stop::Source(Error::internal(format!("a chunk is not a JSON array: {e}")))
-        })?;
+        let records = records_of(&chunk)?;
         if records.len() <= 1 {
             if let Some(record) = records.first() {
                 let reason = format!(
@@ -430,9 +429,13 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         self.splits += 1;
         let (first, second) = records.split_at(records.len() / 2);
         let (first, second) = (array(first), array(second));
-        self.source.shrink(first.body.len().max(second.body.len()));
-        self.pass.ready.push_front(second);
-        self.pass.ready.push_front(first);
+        let limit = first.body.len().max(second.body.len());
+        self.source.shrink(limit);
+        let waiting = std::mem::take(&mut self.pass.ready);
+        self.pass.ready = [first, second].into();
+        for chunk in waiting {
+            self.pass.ready.extend(cut(chunk, limit)?);
+        }
         Ok(())
     }
 
@@ -484,6 +487,34 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
             report: self.tally(),
         }
     }
+}
+
+/// The records of a chunk, as they were written.
+fn records_of(chunk: &Chunk) -> Result<Vec<&RawValue>, Stop> {
+    serde_json::from_slice(&chunk.body)
+        .map_err(|e| Stop::Source(Error::internal(format!("a chunk is not a JSON array: {e}"))))
+}
+
+/// A chunk cut, in order, into chunks of at most `max_bytes` (a larger record goes alone):
+/// what a chunk read before a 413 taught the limit becomes without a request.
+fn cut(chunk: Chunk, max_bytes: usize) -> Result<Vec<Chunk>, Stop> {
+    if chunk.body.len() <= max_bytes {
+        return Ok(vec![chunk]);
+    }
+    let records = records_of(&chunk)?;
+    let mut out = Vec::new();
+    let (mut start, mut len) = (0, 2);
+    for (i, record) in records.iter().enumerate() {
+        let grown = len + record.get().len() + usize::from(i > start);
+        if i > start && grown > max_bytes {
+            out.push(array(&records[start..i]));
+            (start, len) = (i, 2 + record.get().len());
+        } else {
+            len = grown;
+        }
+    }
+    out.push(array(&records[start..]));
+    Ok(out)
 }
 
 /// A JSON array of `records`, as a chunk's body.
@@ -710,9 +741,8 @@ mod tests {
 
     /// A 413.
     fn too_large() -> PushError {
-        PushError::Refused {
+        PushError::TooLarge {
             request: "POST /x".into(),
-            status: 413,
             excerpt: "too large".into(),
         }
     }
@@ -993,9 +1023,10 @@ mod tests {
         assert_eq!(bodies[1].len(), 85);
         assert_eq!(bodies[2].len(), 43);
         assert_eq!(&source.shrunk[..2], [85, 43]);
-        // Only the chunk read ahead before the first 413 was as large; the third was built at
-        // the learned size.
-        assert_eq!(bodies.iter().filter(|b| b.len() > 85).count(), 2);
+        // The chunk read ahead before the first 413 was cut to the learned size before it was
+        // sent, and later ones were built at it: only the first chunk's line was refused.
+        assert_eq!(bodies.iter().filter(|b| b.len() > 85).count(), 1);
+        assert_eq!(refused, [1, 2]);
         assert!(bodies
             .iter()
             .any(|b| b.contains(r#""id":"16""#) && b.len() <= 43));
@@ -1006,6 +1037,35 @@ mod tests {
         );
         assert_eq!(report.chunks as usize, bodies.len() - refused.len());
         assert!(source.rejected.is_empty());
+    }
+
+    #[test]
+    fn cut_keeps_the_records_in_order_within_the_limit() {
+        let records = r#"[{"id":"1"},{"id":"22"},{"id":"333333333333"},{"id":"4"},{"id":"5"}]"#;
+        let chunk = Chunk {
+            body: Bytes::from(records.as_bytes().to_vec()),
+            rows: 5,
+        };
+        let pieces = cut(chunk, 25).ok().unwrap();
+        let bodies: Vec<&[u8]> = pieces.iter().map(|c| c.body.as_ref()).collect();
+        assert_eq!(
+            bodies,
+            [
+                &br#"[{"id":"1"},{"id":"22"}]"#[..],
+                br#"[{"id":"333333333333"}]"#,
+                br#"[{"id":"4"},{"id":"5"}]"#,
+            ]
+        );
+        assert_eq!(pieces.iter().map(|c| c.rows).collect::<Vec<_>>(), [2, 1, 2]);
+        let small = Chunk {
+            body: Bytes::from_static(b"[{}]"),
+            rows: 1,
+        };
+        assert_eq!(
+            cut(small, 25).ok().unwrap().len(),
+            1,
+            "small enough: as it is"
+        );
     }
 
     #[test]

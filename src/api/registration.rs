@@ -89,6 +89,11 @@ fn alter_table(
             field_keys: field_keys.map(|j| j.0),
             exclude_columns: exclude_columns.map(|v| v.0),
         };
+        // The shape is accepted by a call about columns, or by a call with no option at all;
+        // changing only the schedule, filter, key or reader keeps the recorded shape.
+        let others_only =
+            data_table_key.is_some() || filter.is_some() || schedule.is_some() || run_as.is_some();
+        let accept_shape = !changes.is_empty() || !others_only;
         let columns = changes.apply(reg.columns.clone())?;
         let filter = match filter {
             None => reg.filter.clone(),
@@ -106,6 +111,7 @@ fn alter_table(
                 schedule: schedule.map(str::to_owned).unwrap_or(reg.schedule),
                 run_as: run_as.map(|n| n.0).unwrap_or(reg.run_as),
             },
+            accept_shape,
         )
     };
     run().or_raise()

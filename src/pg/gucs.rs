@@ -15,22 +15,22 @@ pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// before this; it is what bounds chunks of narrow records (50,000 of 100 bytes are 5 MB), so
 /// that a push of a million rows takes a few dozen round trips, not hundreds.
 pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
-/// Bytes per request, at most; a record larger than this alone is rejected. 8 MiB: about 25,000
-/// typical records per round trip, under the 10 MB body limit common at API gateways; with
-/// `max_in_flight` 4, the chunks in flight and the one being read hold at most 40 MiB, inside the
-/// 64 MB a push may grow a backend by. A receiver that takes less answers 413 and the push
-/// halves its chunks.
-pub static BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(8 << 20);
+/// Bytes per request, at most; a record larger than this alone is rejected. 4 MiB: about 12,000
+/// typical records per round trip, well under the 10 MB body limit common at API gateways. A
+/// push holds up to `max_in_flight` + 2 chunks (in flight, read ahead, being read): 24 MiB at
+/// the defaults, leaving room for the fetched rows inside the 64 MB a push may grow a backend
+/// by. A receiver that takes less answers 413 and the push halves its chunks.
+pub static BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
 /// Requests in flight at once, after the first of a push was accepted (1 = one at a time). 4: at
-/// 100 ms a round trip, four chunks of 8 MiB on their way carry more than a backend encodes per
+/// 100 ms a round trip, four chunks of 4 MiB on their way carry more than a backend encodes per
 /// second, so a push far from Qobra is bound by reading the table, not by round trips; more
 /// would only hold more memory (each chunk in flight is up to `batch_bytes`).
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Seconds Qobra waits before importing, so all chunks of a push land in one import. 60 s covers
 /// a slow link between two chunks.
 pub static DEBOUNCE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
-/// Total time allowed for one HTTP request, answer included. 30 s: an 8 MiB body over a
-/// 10 Mbit/s uplink takes 7 s; 30 s is a slow link, not a hung server.
+/// Total time allowed for one HTTP request, answer included. 30 s: a 4 MiB body over a
+/// 10 Mbit/s uplink takes 4 s (four at once, 14 s); longer is a hung server, not a slow link.
 pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 /// Retries of one request before the run fails. 5 retries with backoff span about a minute.
 pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
@@ -49,6 +49,17 @@ pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10 * 6
 /// the key stored by `set_destination` is used. A file keeps the key out of every SQL
 /// statement, and so out of the server log; it also fits mounted secrets.
 pub static API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// A PEM file of CA certificates trusted besides the built-in roots. Empty: only the built-in
+/// roots. For networks whose proxy inspects TLS with the company's own CA.
+pub static CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The HTTP proxy every request to Qobra goes through (`http://[user:password@]host:port`).
+/// Empty: direct connections. The server's environment (`https_proxy`, …) is never used, so
+/// that where the key goes is decided here, by a superuser, and nowhere else.
+pub static HTTPS_PROXY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// A file holding the proxy's credentials as `user:password`, read at every push. A file keeps
+/// them out of the server log, where PostgreSQL writes a changed setting's value on reload.
+pub static HTTPS_PROXY_AUTH_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 /// A snapshot smaller than this fraction of the last successful one is blocked unless forced.
 /// 0.5: losing half the rows is more likely a broken filter or view than real deletions.
 pub static DELETION_GUARD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
@@ -206,6 +217,31 @@ pub fn register(preloaded: bool) {
         c"File holding Qobra's API key (instead of set_destination's).",
         c"Readable only by the server's OS user, as ssl_key_file is.",
         &API_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"qobra_sync.ca_file",
+        c"PEM file of CA certificates trusted besides the built-in roots.",
+        c"For a proxy that inspects TLS; Qobra's certificate is always verified.",
+        &CA_FILE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // Superuser-only: the URL may carry the proxy's password.
+    GucRegistry::define_string_guc(
+        c"qobra_sync.https_proxy",
+        c"HTTP proxy for every request to Qobra (http://[user:password@]host:port).",
+        c"The environment's proxy variables are never used.",
+        &HTTPS_PROXY,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"qobra_sync.https_proxy_auth_file",
+        c"File holding the proxy's credentials as user:password.",
+        c"Readable only by the server's OS user, as ssl_key_file is.",
+        &HTTPS_PROXY_AUTH_FILE,
         GucContext::Sighup,
         GucFlags::default(),
     );

@@ -178,17 +178,20 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     )
 }
 
-/// Replaces a registration with `spec` (already merged with the stored values).
-pub fn update(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
+/// Replaces a registration with `spec` (already merged with the stored values); the source's
+/// current shape becomes the recorded one when `accept_shape`, else the recorded one stays.
+pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result<()> {
     let source = describe_source(source_oid)?;
     check_key_free(&spec.data_table_key, source_oid)?;
     let checked = checked(&source, &spec)?;
+    // $16 (the shape) is passed either way; left unused, the recorded shape stays.
+    let shape = if accept_shape { ", shape = $16" } else { "" };
     store(
-        "UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
+        &format!("UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
              name_column = $5::pg_catalog.name, user_columns = $6::pg_catalog.name[], user_key = $7, column_types = $8,
              field_keys = $9, exclude_columns = $10::pg_catalog.name[], filter = $11, schedule = $12,
-             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, shape = $16, updated_at = pg_catalog.now()
-         WHERE source OPERATOR(pg_catalog.=) $1",
+             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, updated_at = pg_catalog.now(){shape}
+         WHERE source OPERATOR(pg_catalog.=) $1"),
         &source,
         &spec,
         checked,

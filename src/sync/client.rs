@@ -4,7 +4,9 @@ use crate::pg::error::Result;
 use crate::pg::gucs;
 use crate::registry::destination;
 use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
+use qobra_sync_core::destination::read_proxy_auth_file;
 use qobra_sync_core::retry::RetryPolicy;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A client for the destination, with the timeouts and retry policy the settings give.
@@ -21,5 +23,15 @@ pub fn client() -> Result<QobraClient> {
         retry_after_cap: wait_max,
         ..RetryPolicy::default()
     };
+    config.ca_file = Some(gucs::text(&gucs::CA_FILE))
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    config.https_proxy = Some(gucs::text(&gucs::HTTPS_PROXY)).filter(|p| !p.is_empty());
+    let auth_file = gucs::text(&gucs::HTTPS_PROXY_AUTH_FILE);
+    if !auth_file.is_empty() {
+        // SAFETY: geteuid only reads the process's effective user id.
+        let server_uid = unsafe { libc::geteuid() };
+        config.proxy_credentials = Some(read_proxy_auth_file(Path::new(&auth_file), server_uid)?);
+    }
     QobraClient::new(&config)
 }

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -60,6 +61,43 @@ def sync_in_background(db, table):
     return thread, outcome
 
 
+MIB = 1024 * 1024
+
+
+def rss_anon_kib(pid):
+    """The anonymous resident memory of a process, in KiB (from /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no RssAnon for pid {pid}")
+
+
+class PeakMemory:
+    """Samples a process's RssAnon (KiB) every 10 ms on a thread: `start` when made, `peak` the
+    largest seen."""
+
+    def __init__(self, pid):
+        self.pid, self.samples = pid, 0
+        self.start = self.peak = rss_anon_kib(pid)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample)
+
+    def _sample(self):
+        """Runs until `stop()`."""
+        while not self.done.wait(0.01):
+            self.peak = max(self.peak, rss_anon_kib(self.pid))
+            self.samples += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.done.set()
+        self.thread.join()
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -89,18 +127,25 @@ def dumps(value):
 class FakeQobra:
     """A running `fake-qobra` process and its control API (`/_fake/...`)."""
 
-    def __init__(self, workdir, name):
+    def __init__(self, workdir, name, tls=None, args=()):
+        """Starts the fake; `tls` = (certificate file, key file) serves HTTPS, `args` are more
+        flags (`--latency-ms`, `--max-body-bytes`)."""
         self.api_key = "qk_e2e_" + secrets.token_hex(16)
         port_file = Path(workdir) / f"{name}.port"
         port_file.unlink(missing_ok=True)
         self.log = open(Path(workdir) / f"{name}.log", "wb")
+        tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
         self.proc = subprocess.Popen(
             [str(FAKE_BIN), "--listen", "127.0.0.1:0", "--api-key", self.api_key,
-             "--port-file", str(port_file)],
+             "--port-file", str(port_file), *tls_args, *args],
             stdout=self.log, stderr=subprocess.STDOUT)
         port = wait_for(lambda: port_file.exists() and port_file.read_text().strip(),
                         what=f"{name} to listen")
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.port = int(port)
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        # The harness's own control calls do not check the certificate: what the extension
+        # accepts is what the tests are about.
+        self.ssl = ssl._create_unverified_context() if tls else None
 
     def stop(self):
         """Stops the process (SIGTERM, then SIGKILL)."""
@@ -119,7 +164,7 @@ class FakeQobra:
             body.encode() if isinstance(body, str) else dumps(body).encode())
         req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=30, context=self.ssl) as resp:
                 status, text = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read()
@@ -172,6 +217,15 @@ class FakeQobra:
     def add_faults(self, *rules):
         """Adds fault rules (see fake_qobra/README.md)."""
         return self.control("POST", "/faults", list(rules))
+
+    def settings(self, **changes):
+        """Changes the network settings (`latency_ms`, `max_body_bytes`); returns them all."""
+        return self.control("PUT", "/settings", changes)
+
+    def stats(self):
+        """What the server counted: in_flight, max_in_flight, connections,
+        tls_handshake_failures (since the last reset)."""
+        return self.control("GET", "/stats")
 
     def clear_faults(self):
         """Removes all fault rules."""

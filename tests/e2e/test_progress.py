@@ -26,6 +26,7 @@ def test_progress_view_shows_a_push_in_flight(db, fake, connect):
     key = db.register("deals")
     db.define_in_fake(fake, "deals")
     db.rows("SET qobra_sync.batch_rows = 10")
+    db.rows("SET qobra_sync.max_in_flight = 1")  # one chunk at a time: progress in steps
     fake.add_faults(bulk_fault(key, {"delay_ms": 400}, times=0))
     pid = db.value("SELECT pg_backend_pid()")
     done = {}

@@ -210,6 +210,7 @@ pub fn config(url: &str) -> ClientConfig {
         jitter_seed: Some(1),
         ca_file: None,
         https_proxy: None,
+        proxy_credentials: None,
     }
 }
 

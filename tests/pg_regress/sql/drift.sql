@@ -24,6 +24,9 @@ SELECT qobra_sync.sync_now('drifting') IS NOT NULL AS pushed;
 SELECT * FROM last_run();
 SELECT check_name, ok, detail FROM qobra_sync.validate('drifting') WHERE check_name IN ('shape unchanged', 'rows');
 SELECT try($$SELECT * FROM qobra_sync.preview('drifting')$$);
+-- Changing only the schedule does not accept the new shape.
+SELECT qobra_sync.alter_table('drifting', schedule => '0 0 28 2 *');
+SELECT check_name, ok FROM qobra_sync.validate('drifting') WHERE check_name = 'shape unchanged';
 -- Accepting it under the old field key.
 SELECT qobra_sync.alter_table('drifting', field_keys => '{"amount_eur": "amount"}');
 SELECT * FROM qobra_sync.preview('drifting', 1);

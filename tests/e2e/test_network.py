@@ -1,0 +1,223 @@
+"""Company networks against the fake Qobra serving HTTPS: certificates verified (a private CA
+trusted through qobra_sync.ca_file; self-signed and wrong-host certificates fail at once, the
+key never sent), a real proxy (tinyproxy) through qobra_sync.https_proxy with its credentials
+shown nowhere, a proxy that refuses; and answers that misbehave (gigabytes, a slow drip)."""
+
+import shutil
+
+import psycopg
+import pytest
+
+from helpers import MIB, WORK, FakeQobra, PeakMemory, bulk_fault
+from net_helpers import CertificateAuthority, TinyProxy
+from worker_helpers import wait_setting
+
+PROXY_USER, PROXY_PASSWORD = "qs-proxy-user", "pr0xy-s3cret-a7f1"
+
+
+@pytest.fixture(scope="module")
+def ca():
+    """The test CA, in the test directory (readable by the cluster's OS user)."""
+    return CertificateAuthority(WORK / "tls")
+
+
+@pytest.fixture(scope="module")
+def https_fakes(ca, cluster):
+    """Three fakes serving HTTPS: `good` (signed by the CA for 127.0.0.1), `wrong_host` (signed
+    by the CA for qobra.invalid), `self_signed`."""
+    certs = {"good": ca.server("good"),
+             "wrong_host": ca.server("wrong-host", "DNS:qobra.invalid"),
+             "self_signed": ca.self_signed("self-signed")}
+    started = {}
+    try:
+        for name, tls in certs.items():
+            started[name] = FakeQobra(WORK, f"fake-qobra-{name}", tls=tls)
+        yield started
+    finally:
+        for fake in started.values():
+            fake.stop()
+
+
+@pytest.fixture
+def to_fake(db, fakes):
+    """Points the destination at another fake, resets it and defines the test's `deals` table
+    there; the session's destination is set back afterwards."""
+    def point(other):
+        other.reset()
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (other.api_key, other.base_url))
+        db.define_in_fake(other, "deals")
+        return other
+    yield point
+    db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fakes[0].api_key, fakes[0].base_url))
+
+
+@pytest.fixture
+def deals(db):
+    """A registered deals table of 20 rows; its data table key."""
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount numeric)")
+    db.rows("INSERT INTO deals SELECT i, 'deal ' || i, i FROM generate_series(1, 20) i")
+    return db.register("deals")
+
+
+def set_and_wait(system, db, name, value):
+    """ALTER SYSTEM SET, reload, and wait until the test's session sees it."""
+    system.set(name, value)
+    wait_setting(db, name, str(value))
+
+
+def assert_failed_at_once(run, *phrases):
+    """The run failed without retrying, with an error holding every phrase."""
+    assert run["status"] == "failed", run
+    assert run["retries"] == 0 and run["restarts"] == 0, run
+    for phrase in phrases:
+        assert phrase in run["error"], run["error"]
+
+
+def test_a_private_ca_is_trusted_only_through_ca_file(db, system, deals, to_fake, https_fakes, ca):
+    """Signed by an unknown CA: the run fails at once naming the problem, and the fake logs no
+    request (the key was never sent). With ca_file naming the CA, the same push lands."""
+    fake = to_fake(https_fakes["good"])
+    run = db.sync("deals")
+    assert_failed_at_once(run, "certificate", "not signed by a trusted certificate authority",
+                          "qobra_sync.ca_file")
+    assert fake.requests() == [] and fake.stats()["tls_handshake_failures"] >= 1
+
+    set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+    run = db.sync("deals")
+    assert run["status"] == "succeeded", run["error"]
+    fake.flush()
+    assert len(fake.records(deals)) == 20
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("wrong_host", "not valid for the host name 127.0.0.1"),
+    ("self_signed", "is self-signed"),
+])
+def test_wrong_host_and_self_signed_certificates_fail_at_once(db, system, deals, to_fake,
+                                                              https_fakes, ca, name, problem):
+    """Even with the CA trusted, a certificate for another host or a self-signed one fails the
+    run at once, naming the problem; nothing reaches the fake."""
+    set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+    fake = to_fake(https_fakes[name])
+    run = db.sync("deals")
+    assert_failed_at_once(run, problem)
+    assert run["elapsed"] < 10
+    assert fake.requests() == []
+
+
+def auth_file(directory, text):
+    """A 0600 file of the cluster's OS user holding `text` (proxy credentials)."""
+    path = directory / "proxy-auth"
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    shutil.chown(path, "postgres")
+    return path
+
+
+def test_pushes_go_through_the_proxy_and_its_credentials_show_nowhere(
+        cluster, db, system, deals, to_fake, https_fakes, ca):
+    """tinyproxy asking for credentials, given in https_proxy_auth_file: the push goes through a
+    CONNECT tunnel and lands; a wrong password fails at once (407). The passwords are in no run,
+    no error and no server log line."""
+    proxy = TinyProxy(WORK / "proxy", "tinyproxy-auth", credentials=(PROXY_USER, PROXY_PASSWORD))
+    try:
+        set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+        fake = to_fake(https_fakes["good"])
+        set_and_wait(system, db, "qobra_sync.https_proxy", proxy.url())
+        path = auth_file(proxy.dir, f"{PROXY_USER}:{PROXY_PASSWORD}")
+        set_and_wait(system, db, "qobra_sync.https_proxy_auth_file", path)
+        run = db.sync("deals")
+        assert run["status"] == "succeeded", run["error"]
+        assert any(f"CONNECT 127.0.0.1:{fake.port}" in line for line in proxy.connects()), proxy.connects()
+        fake.flush()
+        assert len(fake.records(deals)) == 20
+
+        auth_file(proxy.dir, f"{PROXY_USER}:wrong-pw-9c2e")
+        db.rows("UPDATE deals SET amount = amount + 1")
+        refused = db.sync("deals")
+        assert_failed_at_once(refused, "refused to open a tunnel", "credentials")
+        runs_text = str(db.rows("SELECT * FROM qobra_sync.runs"))
+        log = cluster.server_log.read_text()
+        for secret in (PROXY_PASSWORD, "wrong-pw-9c2e"):
+            assert secret not in runs_text and secret not in log
+    finally:
+        proxy.stop()
+
+
+def test_credentials_in_the_proxy_url_are_shown_nowhere_we_show_them(
+        db, system, deals, to_fake, https_fakes, ca):
+    """https_proxy = http://user:password@host:port works too; errors say '(credentials not
+    shown)', and a non-superuser cannot read the setting (PostgreSQL itself logs a reloaded
+    setting's value: the README points to https_proxy_auth_file for that reason)."""
+    proxy = TinyProxy(WORK / "proxy", "tinyproxy-url", credentials=(PROXY_USER, PROXY_PASSWORD))
+    try:
+        set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+        fake = to_fake(https_fakes["good"])
+        set_and_wait(system, db, "qobra_sync.https_proxy", proxy.url((PROXY_USER, PROXY_PASSWORD)))
+        run = db.sync("deals")
+        assert run["status"] == "succeeded", run["error"]
+        assert proxy.connects()
+        set_and_wait(system, db, "qobra_sync.https_proxy", proxy.url((PROXY_USER, "wrong-pw-9c2e")))
+        db.rows("UPDATE deals SET amount = amount + 1")
+        refused = db.sync("deals")
+        assert_failed_at_once(refused, "refused to open a tunnel", "(credentials not shown)")
+        runs_text = str(db.rows("SELECT * FROM qobra_sync.runs"))
+        assert PROXY_PASSWORD not in runs_text and "wrong-pw-9c2e" not in runs_text
+        assert PROXY_USER not in runs_text
+        db.rows("SET ROLE qobra_reader")
+        try:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                db.rows("SHOW qobra_sync.https_proxy")
+        finally:
+            db.rows("RESET ROLE")
+    finally:
+        proxy.stop()
+
+
+def test_a_proxy_that_forbids_the_destination_fails_at_once(db, system, deals, to_fake,
+                                                             https_fakes, ca):
+    """tinyproxy allowing CONNECT to port 443 only: the run fails at once, saying the proxy
+    refused the tunnel; nothing reaches the fake."""
+    proxy = TinyProxy(WORK / "proxy", "tinyproxy-443", connect_ports=[443])
+    try:
+        set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+        fake = to_fake(https_fakes["good"])
+        set_and_wait(system, db, "qobra_sync.https_proxy", proxy.url())
+        run = db.sync("deals")
+        assert_failed_at_once(run, f'the proxy "http://127.0.0.1:{proxy.port}"', "refused to open a tunnel")
+        assert fake.requests() == []
+        assert any("Refused CONNECT" in line for line in proxy.log.read_text().splitlines())
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("content_length", [True, False])
+def test_an_answer_of_gigabytes_is_cut_at_one_mebibyte_and_retried(db, fake, deals, content_length):
+    """The first bulk answer is 4 GB (announced, or chunked): the client reads at most 1 MiB,
+    fails that request like a server fault and retries it; the push lands and the backend
+    never held the answer."""
+    db.define_in_fake(fake, "deals")
+    fake.add_faults(bulk_fault(deals, {"huge": {"bytes": 4_000_000_000,
+                                                 "content_length": content_length}}))
+    pid = db.value("SELECT pg_backend_pid()")
+    with PeakMemory(pid) as memory:
+        run = db.sync("deals")
+    assert run["status"] == "succeeded", run["error"]
+    assert run["retries"] == 1, run
+    assert (memory.peak - memory.start) * 1024 < 64 * MIB
+    fake.flush()
+    assert len(fake.records(deals)) == 20
+
+
+def test_an_answer_that_drips_is_bounded_by_http_timeout_ms(db, fake, deals):
+    """The first bulk answer trickles at 1 kB/s: the request ends at http_timeout_ms (2 s) in
+    total, not at its last byte, and is retried; the push lands."""
+    db.define_in_fake(fake, "deals")
+    db.rows("SET qobra_sync.http_timeout_ms = 2000")
+    fake.add_faults(bulk_fault(deals, {"drip": {"body_bytes": 100_000, "bytes_per_second": 1000}}))
+    run = db.sync("deals")
+    assert run["status"] == "succeeded", run["error"]
+    assert run["retries"] == 1, run
+    assert 2 <= run["elapsed"] < 15, run["elapsed"]
+    fake.flush()
+    assert len(fake.records(deals)) == 20
