@@ -985,7 +985,7 @@ fn plain_name(presented: &str) -> String {
 /// not public); `None` when the failure was something else (the proxy unreachable, a reset).
 fn tunnel_refusal(chain: &str) -> Option<&'static str> {
     if chain.contains("tunnel error: proxy authorization required") {
-        Some("The proxy asks for credentials (HTTP 407): give them in the proxy URL, http://user:password@host:port, or check them.")
+        Some("The proxy asks for credentials (HTTP 407): give them in qobra_sync.https_proxy_auth_file as user:password, or check them.")
     } else if chain.contains("tunnel error: unsuccessful") {
         Some("The proxy answered CONNECT with a status other than 200 (it may forbid this destination).")
     } else if chain.contains("tunnel error: proxy response headers too long") {

@@ -45,8 +45,12 @@ impl ShapeColumn {
 /// What changed in a source since its shape was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A synced column has another name now.
-    Renamed { from: String, to: String },
+    /// A synced column has another name now; `key` is the field key it was sent under.
+    Renamed {
+        from: String,
+        to: String,
+        key: String,
+    },
     /// A synced column is gone.
     Dropped { column: String },
     /// A synced column's type now maps to another Qobra type, or to none.
@@ -69,7 +73,7 @@ impl Change {
     /// The change in words.
     pub fn describe(&self) -> String {
         match self {
-            Change::Renamed { from, to } => {
+            Change::Renamed { from, to, .. } => {
                 format!("column {} was renamed to {}", quoted(from), quoted(to))
             }
             Change::Dropped { column } => format!("column {} was dropped", quoted(column)),
@@ -122,6 +126,7 @@ pub fn drift(shape: &[ShapeColumn], source: &Source, mapping: &[ColumnMapping]) 
                 return Some(Change::Renamed {
                     from: recorded.column.clone(),
                     to: now.name.clone(),
+                    key: recorded.field_key.clone(),
                 });
             }
             (!recorded.still_sendable(now)).then(|| Change::Retyped {
@@ -162,18 +167,33 @@ pub fn blocked(source: &str, changes: &[Change]) -> Option<String> {
     })
 }
 
-/// The hint of a blocked push: how to accept the new shape, or keep a field's key.
-pub fn hint(source: &str, changes: &[Change]) -> String {
+/// The hint of a blocked push: how to accept the new shape, or keep renamed columns' keys.
+/// `field_keys` are the registration's: the call given keeps them, since `field_keys`
+/// replaces the whole map.
+pub fn hint(
+    source: &str,
+    changes: &[Change],
+    field_keys: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let source = source.replace('\'', "''");
     let mut hint = format!(
-        "Check the source, then accept its new shape with qobra_sync.alter_table('{}').",
-        source.replace('\'', "''")
+        "Check the source, then accept its new shape with qobra_sync.alter_table('{source}')."
     );
-    if let Some(Change::Renamed { from, to }) =
-        changes.iter().find(|c| matches!(c, Change::Renamed { .. }))
-    {
+    let mut keys = field_keys.clone();
+    let mut renamed = false;
+    for change in changes {
+        if let Change::Renamed { from, to, key } = change {
+            keys.remove(from);
+            keys.insert(to.clone(), key.clone());
+            renamed = true;
+        }
+    }
+    if renamed {
+        let keys = serde_json::to_string(&keys)
+            .expect("a map of strings serialises")
+            .replace('\'', "''");
         hint.push_str(&format!(
-            " To keep sending a renamed column under its old key: qobra_sync.alter_table('{}', field_keys => '{{\"{to}\": \"{from}\"}}').",
-            source.replace('\'', "''")
+            " To keep sending a renamed column under its old key: qobra_sync.alter_table('{source}', field_keys => '{keys}')."
         ));
     }
     hint
@@ -286,9 +306,20 @@ mod tests {
             !message.contains("region"),
             "an added column does not block"
         );
-        assert!(
-            hint("public.deals", &changes).contains(r#"field_keys => '{"amount_eur": "amount"}'"#)
-        );
+        let none = std::collections::BTreeMap::new();
+        assert!(hint("public.deals", &changes, &none)
+            .contains(r#"field_keys => '{"amount_eur":"amount"}'"#));
+        // The registration's other keys are kept in the call; the renamed column's key is the
+        // one it was sent under, not its old name.
+        let others = [("stage".to_owned(), "deal_stage".to_owned())].into();
+        let mut custom = changes.clone();
+        for c in custom.iter_mut() {
+            if let Change::Renamed { key, .. } = c {
+                *key = "deal_amount".into();
+            }
+        }
+        assert!(hint("public.deals", &custom, &others)
+            .contains(r#"field_keys => '{"amount_eur":"deal_amount","stage":"deal_stage"}'"#));
         let sent = apply(mapping, &shape);
         let region = sent.iter().find(|m| m.column_name == "region").unwrap();
         assert!(!region.synced && region.note == Some(Note::New));

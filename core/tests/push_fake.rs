@@ -419,3 +419,20 @@ fn a_413_splits_the_chunk_and_the_rest_is_sent_smaller() {
     fake.flush();
     assert_eq!(fake.ids(TABLE), all_ids(12));
 }
+
+#[test]
+fn one_in_flight_at_a_time_is_what_the_fake_counts() {
+    let fake = Fake::start_with(fake_qobra::Options {
+        latency: std::time::Duration::from_millis(100),
+        ..Default::default()
+    });
+    let mut source = VecSource::new(records(10), 2);
+    let (result, _) = run_with(&fake, &mut source, settings(0, 0, 1));
+    result.unwrap();
+    let stats = fake.stats();
+    assert_eq!(
+        (stats["in_flight"].clone(), stats["max_in_flight"].clone()),
+        (json!(0), json!(1)),
+        "{stats}"
+    );
+}

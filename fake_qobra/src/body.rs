@@ -150,15 +150,22 @@ impl Body for Answer {
     type Data = Bytes;
     type Error = Infallible;
 
-    /// Yields the buffer once, or the generated frames as they are due; then the end.
+    /// Yields the buffer once, or the generated frames as they are due; then the end. The end
+    /// hooks run as the last frame is handed over, before the client can have read it, so
+    /// that an answer is over (in the log, in the count in flight) before the client's next
+    /// request can arrive.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.source {
+        let frame = match &mut self.source {
             Source::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Source::Generated(g) => g.poll_next(cx).map(|f| f.map(|d| Ok(Frame::data(d)))),
+        };
+        if frame.is_ready() && self.is_end_stream() {
+            self.run_end_hooks();
         }
+        frame
     }
 
     /// Whether every byte has been yielded.
@@ -180,12 +187,19 @@ impl Body for Answer {
     }
 }
 
-impl Drop for Answer {
-    /// Runs the end hooks, in the order they were added.
-    fn drop(&mut self) {
+impl Answer {
+    /// Runs the end hooks not run yet, in the order they were added.
+    fn run_end_hooks(&mut self) {
         for f in self.on_end.drain(..) {
             f();
         }
+    }
+}
+
+impl Drop for Answer {
+    /// Runs the end hooks if the last frame was not handed over (the connection dropped it).
+    fn drop(&mut self) {
+        self.run_end_hooks();
     }
 }
 

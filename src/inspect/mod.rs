@@ -136,6 +136,10 @@ pub fn check_drift(subject: &Subject) -> Result<()> {
         None => Ok(()),
         Some(why) => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, why)
             .detail("Pushes of this source are blocked until the new shape is accepted.")
-            .hint(shape::hint(&subject.source.name, &changes))),
+            .hint(shape::hint(
+                &subject.source.name,
+                &changes,
+                &subject.columns.field_keys,
+            ))),
     }
 }

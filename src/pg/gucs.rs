@@ -1,6 +1,8 @@
 //! Settings (`qobra_sync.*`), each with the reason for its default.
 //!
-//! Secrets are never settings: the API key lives in an owner-only table.
+//! Secrets are never setting values: the API key lives in an owner-only table or in the file
+//! `api_key_file` names, the proxy's credentials in the file `https_proxy_auth_file` names
+//! (PostgreSQL writes a reloaded setting's value to the server log).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
@@ -11,9 +13,9 @@ pub static DATABASE_NAME: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 /// Whether the worker starts scheduled pushes. On: registering a table is opting in.
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// Records per request, at most. 50,000: wide records close their chunk at `batch_bytes` long
-/// before this; it is what bounds chunks of narrow records (50,000 of 100 bytes are 5 MB), so
-/// that a push of a million rows takes a few dozen round trips, not hundreds.
+/// Records per request, at most. 50,000: most records close their chunk at `batch_bytes` first
+/// (50,000 of 84 bytes fill 4 MiB); this bounds chunks of very narrow records, so that a push
+/// of a million rows takes a few dozen round trips, not hundreds.
 pub static BATCH_ROWS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
 /// Bytes per request, at most; a record larger than this alone is rejected. 4 MiB: about 12,000
 /// typical records per round trip, well under the 10 MB body limit common at API gateways. A

@@ -327,7 +327,7 @@ mod tests {
         let mut changed = spec();
         changed.schedule = "1 hour".into();
         changed.filter = None;
-        in_fresh_snapshot(|| update(source, changed)).unwrap();
+        in_fresh_snapshot(|| update(source, changed, true)).unwrap();
         let reg = require(source).unwrap();
         assert_eq!((reg.schedule.as_str(), reg.filter), ("1 hour", None));
         set_paused(source, true).unwrap();

@@ -28,7 +28,8 @@ pub fn client() -> Result<QobraClient> {
         .map(PathBuf::from);
     config.https_proxy = Some(gucs::text(&gucs::HTTPS_PROXY)).filter(|p| !p.is_empty());
     let auth_file = gucs::text(&gucs::HTTPS_PROXY_AUTH_FILE);
-    if !auth_file.is_empty() {
+    // Only read when there is a proxy to authenticate to.
+    if !auth_file.is_empty() && config.https_proxy.is_some() {
         // SAFETY: geteuid only reads the process's effective user id.
         let server_uid = unsafe { libc::geteuid() };
         config.proxy_credentials = Some(read_proxy_auth_file(Path::new(&auth_file), server_uid)?);

@@ -180,7 +180,7 @@ fn drifted(source: &Source, reg: &Registration) -> Option<String> {
     let why = shape::blocked(&source.name, &changes)?;
     Some(
         Error::new(SqlState::ObjectNotInPrerequisiteState, why)
-            .hint(shape::hint(&source.name, &changes))
+            .hint(shape::hint(&source.name, &changes, &reg.columns.field_keys))
             .one_line(),
     )
 }

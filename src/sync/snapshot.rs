@@ -260,7 +260,8 @@ impl Writer<'_> {
         if len + 2 > self.limits.bytes {
             out.truncate(mark);
             let reason = format!(
-                "the record is {len} bytes, more than qobra_sync.batch_bytes ({} bytes)",
+                "the record is {len} bytes: a request holding it alone ({} bytes) is more than qobra_sync.batch_bytes ({} bytes)",
+                len + 2,
                 self.limits.bytes
             );
             self.reject(values, reason, true);
