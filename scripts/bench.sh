@@ -5,7 +5,10 @@
 #   copy      COPY (SELECT <the 12 columns> FROM t) TO STDOUT, to /dev/null          (the floor)
 #   json_agg  SELECT json_agg(t) FROM t piped into curl as one bulk request to the fake Qobra
 #             (the do-it-yourself route)
-#   push      SELECT qobra_sync.sync_now('t'), batch_rows 5000 and 20000
+#   push      SELECT qobra_sync.sync_now('t'), batch_rows 50000 (the default) and 5000
+#   preview, csv_template, validate   each called once, as a user setting up does
+#   far push  the same at the default settings with the fake answering each request 50, 100
+#             and 200 ms after it arrived (a Qobra far away), max_in_flight 1, 4 and 8 (1M rows)
 # and for each, the wall time and the memory of the backend that did the work: its peak RSS growth
 # (VmHWM after - before, from /proc/<pid>/status) and its private memory sampled every 100 ms
 # (scripts/bench_sampler.sh). This script only measures: it writes the raw readings, the command
@@ -13,7 +16,10 @@
 # scripts/bench_report.py, which prints the results and writes them into docs/benchmarks.md
 # (between markers).
 #
-# Usage: scripts/bench.sh [--sizes 1000000,10000000] [--batch-rows 5000,20000] [--doc PATH | --no-doc]
+# Usage: scripts/bench.sh [--sizes 1000000,10000000] [--batch-rows 50000,5000]
+#                        [--latencies 50,100,200] [--in-flight 1,4,8] [--far-sizes 1000000]
+#                        [--doc PATH | --no-doc]
+# (`--latencies ''` leaves the far pushes out.)
 # Runs as root or as a user with sudo; the cluster runs as $QS_PGUSER (default postgres).
 # Environment: QS_BENCH_DIR (default /tmp/qobra_sync-bench), QS_BENCH_PORT (default 54325),
 # QS_BENCH_REVISION (the revision to report, for a tree exported with `git archive`).
@@ -24,12 +30,18 @@ ROOT=$PWD
 COMMAND="scripts/bench.sh${*:+ $*}"
 
 SIZES=1000000,10000000
-BATCHES=5000,20000
+BATCHES=50000,5000
+LATENCIES=50,100,200
+IN_FLIGHT=1,4,8
+FAR_SIZES=1000000
 DOC=docs/benchmarks.md
 while [ $# -gt 0 ]; do
     case $1 in
         --sizes) SIZES=$2; shift 2 ;;
         --batch-rows) BATCHES=$2; shift 2 ;;
+        --latencies) LATENCIES=$2; shift 2 ;;
+        --in-flight) IN_FLIGHT=$2; shift 2 ;;
+        --far-sizes) FAR_SIZES=$2; shift 2 ;;
         --doc) DOC=$2; shift 2 ;;
         --no-doc) DOC=; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
@@ -168,7 +180,7 @@ json_readings() {
 }
 
 # The raw readings of one measurement NAME, as one JSON object in $RESULTS/NAME.json:
-#   record NAME LABEL METHOD BATCH STATUS ROWS BYTES REQUESTS
+#   record NAME LABEL METHOD BATCH STATUS ROWS BYTES REQUESTS [LATENCY_MS MAX_IN_FLIGHT]
 # with what the sampler wrote (NAME.t0, .t1, .before, .after, .samples) and, when they exist, the
 # fake's request log (NAME.requests) and its answer about the data table (NAME.table).
 RUNS=()
@@ -183,6 +195,7 @@ record() {
     {
         printf '{"name": %s, "label": %s, "method": %s, "batch_rows": %s,\n' \
             "$(json_str "$name")" "$(json_str "$2")" "$(json_str "$3")" "$(json_num "$4")"
+        printf ' "latency_ms": %s, "max_in_flight": %s,\n' "$(json_num "${9:-}")" "$(json_num "${10:-}")"
         printf ' "status": %s, "rows": %s, "bytes": %s, "requests": %s,\n' \
             "$(json_str "$5")" "$(json_num "$6")" "$(json_num "$7")" "$(json_num "$8")"
         printf ' "t0_ns": %s, "t1_ns": %s,\n' \
@@ -195,6 +208,31 @@ record() {
     } >"$RESULTS/$name.json"
     RUNS+=("$RESULTS/$name.json")
 }
+# Measures one push of public.TABLE: measure_push NAME LABEL TABLE SETTINGS_SQL BATCH
+# [LATENCY_MS MAX_IN_FLIGHT]; SETTINGS_SQL is run in the session first. The fake's table is
+# emptied afterwards (which frees its memory).
+measure_push() {
+    local name=$1 lbl=$2 t=$3 settings=$4
+    { prologue "$t"; cat <<SQL; } | psql_db -q -At -F $'\t' >/dev/null
+SET qobra_sync.skip_unchanged = off;
+SET qobra_sync.debounce_seconds = 0;
+$settings
+\! $SAMPLER start $name
+SELECT qobra_sync.sync_now('public.$t') AS run_id \gset
+\! $SAMPLER stop $name
+\o $RESULTS/$name.run
+SELECT status, rows_sent, bytes_sent, requests, coalesce(error, '') FROM qobra_sync.runs WHERE run_id = :run_id;
+\o
+SQL
+    local status rows bytes requests error
+    IFS=$'\t' read -r status rows bytes requests error <"$RESULTS/$name.run"
+    fake GET /_fake/requests >"$RESULTS/$name.requests" && fake DELETE /_fake/requests >/dev/null
+    fake POST /_fake/imports/flush >/dev/null
+    fake GET "/_fake/tables/$t" >"$RESULTS/$name.table"   # its record_count: what Qobra holds
+    record "$name" "$lbl" push "$5" "$status${error:+: $error}" "$rows" "$bytes" "$requests" "${6:-}" "${7:-}"
+    fake PUT "/_fake/tables/$t" "$FAKE_TABLE" >/dev/null
+}
+
 # The tables loaded, as JSON objects: label, rows, heap size.
 TABLES=()
 
@@ -290,27 +328,39 @@ SQL
     fake POST /_fake/imports/flush >/dev/null
     fake PUT "/_fake/tables/${t}_diy" "$FAKE_TABLE" >/dev/null
 
-    for batch in ${BATCHES//,/ }; do
-        name=push-$lbl-$batch
-        echo "    push, batch_rows $batch"
-        { prologue "$t"; cat <<SQL; } | psql_db -q -At -F $'\t' >/dev/null
-SET qobra_sync.skip_unchanged = off;
-SET qobra_sync.debounce_seconds = 0;
-SET qobra_sync.batch_rows = $batch;
+    # What a user runs while setting up, each as one statement: a preview, a CSV template and
+    # a validation (which reads the whole table by nature).
+    for what in preview csv_template validate; do
+        name=$what-$lbl-0
+        echo "    $what"
+        case $what in
+            preview) call="SELECT count(*) FROM qobra_sync.preview('public.$t', 10)" ;;
+            csv_template) call="SELECT length(qobra_sync.csv_template('public.$t'))" ;;
+            validate) call="SELECT count(*) FROM qobra_sync.validate('public.$t')" ;;
+        esac
+        { prologue "$t"; cat <<SQL; } | psql_db -q -o /dev/null >/dev/null
 \! $SAMPLER start $name
-SELECT qobra_sync.sync_now('public.$t') AS run_id \gset
+$call;
 \! $SAMPLER stop $name
-\o $RESULTS/$name.run
-SELECT status, rows_sent, bytes_sent, requests, coalesce(error, '') FROM qobra_sync.runs WHERE run_id = :run_id;
-\o
 SQL
-        IFS=$'\t' read -r status rows bytes requests error <"$RESULTS/$name.run"
-        fake GET /_fake/requests >"$RESULTS/$name.requests" && fake DELETE /_fake/requests >/dev/null
-        fake POST /_fake/imports/flush >/dev/null
-        fake GET "/_fake/tables/$t" >"$RESULTS/$name.table"   # its record_count: what Qobra holds
-        record "$name" "$lbl" push "$batch" "$status${error:+: $error}" "$rows" "$bytes" "$requests"
-        fake PUT "/_fake/tables/$t" "$FAKE_TABLE" >/dev/null   # empties it, frees the fake's memory
+        record "$name" "$lbl" "$what" 0 ok "" "" ""
     done
+
+    for batch in ${BATCHES//,/ }; do
+        echo "    push, batch_rows $batch"
+        measure_push "push-$lbl-$batch" "$lbl" "$t" "SET qobra_sync.batch_rows = $batch;" "$batch"
+    done
+    if [[ ",$FAR_SIZES," == *",$size,"* ]]; then
+        for latency in ${LATENCIES//,/ }; do
+            fake PUT /_fake/settings "{\"latency_ms\": $latency}" >/dev/null
+            for n in ${IN_FLIGHT//,/ }; do
+                echo "    push, $latency ms per request, max_in_flight $n"
+                measure_push "push-$lbl-far$latency-$n" "$lbl" "$t" \
+                    "SET qobra_sync.max_in_flight = $n;" "$(psql_db -At -c 'SHOW qobra_sync.batch_rows')" "$latency" "$n"
+            done
+        done
+        fake PUT /_fake/settings '{"latency_ms": 0}' >/dev/null
+    fi
     psql_db -q -o /dev/null -c "SELECT qobra_sync.unregister_table('public.$t')" -c "DROP TABLE public.$t"
     fake DELETE "/_fake/tables/$t" >/dev/null
     fake DELETE "/_fake/tables/${t}_diy" >/dev/null

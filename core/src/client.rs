@@ -478,6 +478,14 @@ impl QobraClient {
                 Some(check_proxy_url(url)?.with_credentials(user, password)?)
             }
         };
+        if proxy.is_some() && base.scheme() == "http" {
+            return Err(Error::new(
+                SqlState::InvalidParameterValue,
+                "qobra_sync.https_proxy cannot be used with a plain http base_url",
+            )
+            .detail("Through a proxy, a plain http request travels unencrypted to the proxy, API key included.")
+            .hint("Use an https:// base_url, or reset qobra_sync.https_proxy for a loopback destination."));
+        }
         let secrets = Secrets::new(
             config.api_key.clone(),
             proxy

@@ -340,6 +340,11 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         let mut out = Vec::with_capacity(self.last_len);
         match self.source.next_chunk(&mut out).map_err(Stop::Source)? {
             Some(info) => {
+                // Held while the chunk travels: no more than its bytes (a record too large,
+                // written then taken back, may have grown the buffer).
+                if out.capacity() > out.len() + out.len() / 8 {
+                    out.shrink_to_fit();
+                }
                 self.last_len = out.len();
                 Ok(Some(Chunk {
                     body: Bytes::from(out),
@@ -397,7 +402,8 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     /// Handles a chunk that failed: split when too large, restart from the top when the
     /// failure may be transient and the budget allows, otherwise stop.
     fn failed(&mut self, chunk: Chunk, e: PushError) -> Result<(), Stop> {
-        if e.is_too_large() {
+        // A refused `[]` cannot be split: it fails like any refused request.
+        if e.is_too_large() && chunk.rows > 0 {
             return self.split(chunk);
         }
         let restart = self.emptied && e.is_transient();
@@ -855,6 +861,22 @@ mod tests {
         assert_eq!(*sink.calls.borrow(), [(true, 7, "[]".to_owned())]);
         assert_eq!(report.chunks, 1);
         assert_eq!(report.rows_sent, 0);
+    }
+
+    #[test]
+    fn an_empty_snapshot_refused_as_too_large_fails() {
+        let mut source = Rows::new(0, 2);
+        let sink = Script {
+            max_body: Some(1),
+            ..Script::default()
+        };
+        let failure = run(&mut source, &sink, 0).0.unwrap_err();
+        assert!(
+            failure.error.message.contains("413"),
+            "{}",
+            failure.error.message
+        );
+        assert_eq!(sink.calls.borrow().len(), 1, "sent once, not split");
     }
 
     #[test]

@@ -179,11 +179,19 @@ pub fn hint(
     let mut hint = format!(
         "Check the source, then accept its new shape with qobra_sync.alter_table('{source}')."
     );
+    // The columns gone under their old names first, then the renamed ones under their new
+    // names: a swap or a chain of renames must not lose a key.
     let mut keys = field_keys.clone();
+    for change in changes {
+        match change {
+            Change::Renamed { from, .. } => keys.remove(from),
+            Change::Dropped { column } => keys.remove(column),
+            _ => None,
+        };
+    }
     let mut renamed = false;
     for change in changes {
-        if let Change::Renamed { from, to, key } = change {
-            keys.remove(from);
+        if let Change::Renamed { to, key, .. } = change {
             keys.insert(to.clone(), key.clone());
             renamed = true;
         }
@@ -346,5 +354,23 @@ mod tests {
     fn only_added_columns_block_nothing() {
         let changes = vec![Change::Added { column: "x".into() }];
         assert_eq!(blocked("s", &changes), None);
+    }
+
+    #[test]
+    fn the_hint_keeps_every_key_through_a_swap_and_forgets_dropped_columns() {
+        let renamed = |from: &str, to: &str| Change::Renamed {
+            from: from.into(),
+            to: to.into(),
+            key: from.into(),
+        };
+        let changes = [
+            renamed("a", "b"),
+            renamed("b", "a"),
+            Change::Dropped {
+                column: "gone".into(),
+            },
+        ];
+        let keys = [("gone".to_owned(), "old_gone".to_owned())].into();
+        assert!(hint("public.t", &changes, &keys).contains(r#"field_keys => '{"a":"b","b":"a"}'"#));
     }
 }

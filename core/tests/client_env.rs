@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::certs::{Ca, Leaf};
 use common::proxy::{Mode, Proxy};
 use common::{client, config, never, records, Fake, TABLE};
 use qobra_sync_core::client::QobraClient;
@@ -30,9 +31,16 @@ fn proxy_variables_of_the_environment_are_ignored() {
         .expect("straight to the fake");
     assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
     assert_eq!(fake.requests().len(), 1);
-    // The configured proxy, and only it, is used.
+    // The configured proxy, and only it, is used (for an https destination: a plain http one
+    // is refused with a proxy).
+    let ca = Ca::new("qobra_sync test CA");
+    let tls_fake = Fake::start_tls(ca.server(Leaf {
+        names: &["localhost", "127.0.0.1"],
+        expired: false,
+    }));
     let other = Proxy::start(Mode::Pass, None);
-    let mut cfg = config(&fake.url());
+    let mut cfg = config(&tls_fake.localhost_url());
+    cfg.ca_file = Some(ca.file());
     cfg.https_proxy = Some(other.url(None));
     QobraClient::new(&cfg)
         .unwrap()

@@ -149,14 +149,16 @@ impl Cursor {
             &mut self.nulls,
         );
         // SAFETY: the texts made in the batch context are only handed to `each` and forgotten
-        // before the context is reset.
+        // before the context is reset, after each row: a row's detoasted values and texts are
+        // freed before the next is read, however wide the rows of a fetch.
         let taken = unsafe {
-            self.values_cx.switch_to(|_| -> Result<usize> {
+            self.values_cx.switch_to(|cx| -> Result<usize> {
                 let mut taken = 0;
                 while fetched.next < fetched.rows {
                     fetched.texts_of_next(columns, values, nulls, texts);
                     let next = each(texts);
                     texts.clear();
+                    cx.reset();
                     match next? {
                         Next::Leave => break,
                         Next::Stop => {

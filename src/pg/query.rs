@@ -7,7 +7,9 @@ use qobra_sync_core::types::PgType;
 use qobra_sync_core::wire::RecordEncoder;
 
 /// The SELECT that reads the encoder's fields of `source` as text, with the filter and order.
-/// Sampling reads (`limit` given) are ordered by `order_by`, or the first column, to be repeatable.
+/// Sampling reads (`limit` given) are ordered by `order_by`, or the first column, to be
+/// repeatable; in ascending order with NULLs last, the order of a default btree index, so that
+/// with the id column indexed a sample reads only the rows it shows.
 pub fn snapshot_query(
     source: &Source,
     encoder: &RecordEncoder,
@@ -42,7 +44,7 @@ pub fn snapshot_query(
     );
     sql.push_str(&where_clause(filter));
     match order_by {
-        Some(column) => sql.push_str(&format!(" ORDER BY {} NULLS FIRST", quote_ident(column))),
+        Some(column) => sql.push_str(&format!(" ORDER BY {}", quote_ident(column))),
         None if limit.is_some() && !list.is_empty() => sql.push_str(" ORDER BY 1"),
         None => {}
     }

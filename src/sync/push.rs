@@ -18,7 +18,7 @@ use crate::pg::query::snapshot_query;
 use crate::pg::reader::{as_reader, deadline_error};
 use crate::pg::roles;
 use crate::pg::shared;
-use crate::registry::{self, destination};
+use crate::registry;
 use crate::sync::client::client;
 use crate::sync::orphans;
 use crate::sync::runs;
@@ -45,6 +45,9 @@ pub struct Started {
     trigger: Trigger,
     source: Source,
     reg: Registration,
+    /// The client, built before the run is recorded: an unusable key file, CA file or proxy
+    /// is an error of the call, as a missing destination is.
+    client: QobraClient,
 }
 
 /// Pushes a registered source now and records the run; returns the run id.
@@ -60,7 +63,7 @@ pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
 pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
     let reg = registry::require_owned(source)?;
     let described = catalog::check_unchanged(source, &reg.source_name)?;
-    destination::load()?;
+    let client = client()?;
     lock(source, &described.name, holding)?;
     let run_id = runs::start(&reg, trigger)?;
     Ok(Started {
@@ -68,6 +71,7 @@ pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<
         trigger,
         source: described,
         reg,
+        client,
     })
 }
 
@@ -78,8 +82,8 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
         trigger,
         source,
         reg,
+        client,
     } = started;
-    let client = client()?;
     let head = RunHead {
         run_id,
         source: source.oid,
@@ -305,7 +309,8 @@ fn decide(
     if decision != Decision::Push || !may_skip {
         return Ok(decision);
     }
-    census.fingerprint = Some(snapshot::fingerprint(query, job.encoder)?);
+    let batch_bytes = gucs::BATCH_BYTES.get() as usize;
+    census.fingerprint = Some(snapshot::fingerprint(query, job.encoder, batch_bytes)?);
     outcome.fingerprint = census.fingerprint.clone();
     Ok(judge(&census, last, guards))
 }

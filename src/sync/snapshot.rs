@@ -43,12 +43,13 @@ pub fn encoding_description(encoder: &RecordEncoder) -> String {
 }
 
 /// The fingerprint of the payload a push would send, by reading and encoding the snapshot
-/// without sending anything (used to skip unchanged snapshots).
-pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
+/// without sending anything (used to skip unchanged snapshots). `batch_bytes` is the push's:
+/// a record it would reject as too large is left out here too.
+pub fn fingerprint(query: &str, encoder: &RecordEncoder, batch_bytes: usize) -> Result<String> {
     Spi::connect(|_| {
         let limits = ChunkLimits {
             rows: 10_000,
-            bytes: usize::MAX,
+            bytes: batch_bytes,
         };
         let mut chunks = Chunks::new(query.to_owned(), encoder, limits);
         let mut body = Vec::new();
@@ -214,7 +215,8 @@ impl ChunkSource for Chunks<'_> {
 
     /// Closes later chunks at `max_bytes`.
     fn shrink(&mut self, max_bytes: usize) {
-        self.learned_bytes = Some(max_bytes.max(64));
+        let learned = self.learned_bytes.map_or(max_bytes, |b| b.min(max_bytes));
+        self.learned_bytes = Some(learned.max(64));
     }
 }
 
@@ -259,6 +261,9 @@ impl Writer<'_> {
         // `[`, the record, `]`: a record that cannot fit even alone.
         if len + 2 > self.limits.bytes {
             out.truncate(mark);
+            // Its width still sizes the next fetches: wide rows are fetched few at a time.
+            self.written.0 += 1;
+            self.written.1 += len as u64;
             let reason = format!(
                 "the record is {len} bytes: a request holding it alone ({} bytes) is more than qobra_sync.batch_bytes ({} bytes)",
                 len + 2,
@@ -337,7 +342,29 @@ mod tests {
         assert!(!guaranteed("part"), "a partial index guarantees nothing");
     }
 
-    /// An encoder for `id` and `note`, and chunks of `public.t_wide` within `limits`.
+    /// Creates `public.t_wide (id, note)`: `rows` rows of 900-byte notes, the one of id `wide`
+    /// holding `wide_len` bytes instead.
+    fn create_wide(rows: u32, wide: u32, wide_len: u32) {
+        Spi::run(&format!(
+            "CREATE TABLE t_wide (id int PRIMARY KEY, note text);
+             INSERT INTO t_wide SELECT g, repeat('n', 900) FROM generate_series(1, {rows}) g;
+             UPDATE t_wide SET note = repeat('w', {wide_len}) WHERE id = {wide};"
+        ))
+        .unwrap();
+    }
+
+    /// The encoder of `t_wide`'s records: `id`, `note`.
+    fn wide_encoder() -> RecordEncoder {
+        use qobra_sync_core::wire::{Encoding, WireField};
+        RecordEncoder {
+            fields: vec![
+                WireField::new("id", "id", Encoding::Id),
+                WireField::new("note", "note", Encoding::Text),
+            ],
+        }
+    }
+
+    /// Chunks of `public.t_wide` within `limits`.
     fn wide_chunks(encoder: &RecordEncoder, limits: ChunkLimits) -> Chunks<'_> {
         let query = "SELECT id, note FROM public.t_wide ORDER BY id".to_owned();
         Chunks::new(query, encoder, limits)
@@ -359,19 +386,8 @@ mod tests {
 
     #[pg_test]
     fn chunks_close_at_their_byte_limit_and_a_record_too_large_is_set_aside() {
-        use qobra_sync_core::wire::{Encoding, WireField};
-        Spi::run(
-            "CREATE TABLE t_wide (id int PRIMARY KEY, note text);
-             INSERT INTO t_wide SELECT g, repeat('n', 900) FROM generate_series(1, 300) g;
-             UPDATE t_wide SET note = repeat('w', 20000) WHERE id = 150;",
-        )
-        .unwrap();
-        let encoder = RecordEncoder {
-            fields: vec![
-                WireField::new("id", "id", Encoding::Id),
-                WireField::new("note", "note", Encoding::Text),
-            ],
-        };
+        create_wide(300, 150, 20000);
+        let encoder = wide_encoder();
         let limits = ChunkLimits {
             rows: 1000,
             bytes: 10_000,
@@ -413,19 +429,8 @@ mod tests {
 
     #[pg_test]
     fn a_learned_limit_closes_later_chunks_sooner_and_a_larger_record_goes_alone() {
-        use qobra_sync_core::wire::{Encoding, WireField};
-        Spi::run(
-            "CREATE TABLE t_wide (id int PRIMARY KEY, note text);
-             INSERT INTO t_wide SELECT g, repeat('n', 900) FROM generate_series(1, 100) g;
-             UPDATE t_wide SET note = repeat('w', 5000) WHERE id = 80;",
-        )
-        .unwrap();
-        let encoder = RecordEncoder {
-            fields: vec![
-                WireField::new("id", "id", Encoding::Id),
-                WireField::new("note", "note", Encoding::Text),
-            ],
-        };
+        create_wide(100, 80, 5000);
+        let encoder = wide_encoder();
         let limits = ChunkLimits {
             rows: 20,
             bytes: 1 << 20,
