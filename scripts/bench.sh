@@ -8,7 +8,7 @@
 #   push      SELECT qobra_sync.sync_now('t'), batch_rows 50000 (the default) and 5000
 #   preview, csv_template, validate   each called once, as a user setting up does
 #   far push  the same at the default settings with the fake answering each request 50, 100
-#             and 200 ms after it arrived (a Qobra far away), max_in_flight 1, 4 and 8 (1M rows)
+#             and 200 ms after it arrived (a Qobra far away), max_in_flight 1, 4, 6 (the default) and 8 (1M rows)
 # and for each, the wall time and the memory of the backend that did the work: its peak RSS growth
 # (VmHWM after - before, from /proc/<pid>/status) and its private memory sampled every 100 ms
 # (scripts/bench_sampler.sh). This script only measures: it writes the raw readings, the command
@@ -17,7 +17,7 @@
 # (between markers).
 #
 # Usage: scripts/bench.sh [--sizes 1000000,10000000] [--batch-rows 50000,5000]
-#                        [--latencies 50,100,200] [--in-flight 1,4,8] [--far-sizes 1000000]
+#                        [--latencies 50,100,200] [--in-flight 1,4,6,8] [--far-sizes 1000000]
 #                        [--doc PATH | --no-doc]
 # (`--latencies ''` leaves the far pushes out.)
 # Runs as root or as a user with sudo; the cluster runs as $QS_PGUSER (default postgres).
@@ -32,7 +32,7 @@ COMMAND="scripts/bench.sh${*:+ $*}"
 SIZES=1000000,10000000
 BATCHES=50000,5000
 LATENCIES=50,100,200
-IN_FLIGHT=1,4,8
+IN_FLIGHT=1,4,6,8
 FAR_SIZES=1000000
 DOC=docs/benchmarks.md
 while [ $# -gt 0 ]; do

@@ -55,7 +55,7 @@ def accepted(fake, key):
 
 
 def test_after_the_first_chunk_requests_travel_together(db, fake, far):
-    """The all=true chunk is answered before any other is sent; then up to max_in_flight (4)
+    """The all=true chunk is answered before any other is sent; then up to max_in_flight (6)
     requests are in flight at once, never more; every request is counted once and the run
     names the import."""
     run = db.sync("deals")
@@ -65,7 +65,7 @@ def test_after_the_first_chunk_requests_travel_together(db, fake, far):
     assert [r["params"].get("all", "false") for r in requests] == ["true"] + ["false"] * 9
     first_answered = parse_time(requests[0]["finished_at"])
     assert all(parse_time(r["received_at"]) >= first_answered for r in requests[1:])
-    assert most_at_once(requests) == 4
+    assert most_at_once(requests) == 6
     assert len(run["import_ids"]) == 1
     holds_the_table(db, fake, key)
 
@@ -102,7 +102,7 @@ def test_a_401_mid_flight_stops_everything_at_once(db, fake, far):
     assert run["status"] == "failed"
     assert "401" in run["error"] and run["possibly_partial"] is True, run
     assert run["retries"] == 0 and run["restarts"] == 0
-    assert len(fake.bulk_requests(far)) <= 2 + 4 + 1  # first, those in flight, one read ahead
+    assert len(fake.bulk_requests(far)) <= 2 + 6 + 1  # first, those in flight, one read ahead
 
 
 def test_a_hanging_request_among_others_times_out_and_is_retried(db, fake, far):
