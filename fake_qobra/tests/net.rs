@@ -66,6 +66,11 @@ fn control(
     )
 }
 
+/// `PUT /_fake/settings` with `settings`; returns status and JSON.
+fn put_settings(http: &Client, base: &str, settings: Value) -> (u16, Value) {
+    control(http, base, "PUT", "/_fake/settings", Some(settings))
+}
+
 /// Defines the `deals` table (id, name).
 fn define(http: &Client, base: &str) {
     let (status, doc) = control(
@@ -257,13 +262,7 @@ fn latency_counts_from_arrival_and_the_body_is_read_meanwhile() {
     let base = server.url();
     let http = http_client();
     define(&http, &base);
-    let (status, doc) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"latency_ms": 500})),
-    );
+    let (status, doc) = put_settings(&http, &base, json!({"latency_ms": 500}));
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["latency_ms"], 500);
     let body = serde_json::to_vec(&records(10)).expect("json");
@@ -305,21 +304,9 @@ fn latency_counts_from_arrival_and_the_body_is_read_meanwhile() {
     let (status, _) = push(&http, &base, &records(1));
     assert_eq!(status, 503);
     assert!(started.elapsed() >= Duration::from_millis(480));
-    let (status, _) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"latency_ms": -5})),
-    );
+    let (status, _) = put_settings(&http, &base, json!({"latency_ms": -5}));
     assert_eq!(status, 400);
-    let (status, _) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"latency": 5})),
-    );
+    let (status, _) = put_settings(&http, &base, json!({"latency": 5}));
     assert_eq!(status, 400);
 }
 
@@ -372,13 +359,7 @@ fn max_in_flight_counts_concurrent_requests() {
     assert_eq!(after["in_flight"], 0, "{after}");
     assert_eq!(after["max_in_flight"], 4, "{after}");
     // One at a time: the maximum after a reset is 1.
-    control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"latency_ms": 0})),
-    );
+    put_settings(&http, &base, json!({"latency_ms": 0}));
     let (status, _) = control(&http, &base, "POST", "/_fake/reset", None);
     assert_eq!(status, 200);
     let (_, settings) = control(&http, &base, "GET", "/_fake/settings", None);
@@ -406,13 +387,7 @@ fn bodies_over_the_limit_get_413_and_store_nothing() {
     let small = records(2);
     let big = records(200);
     let big_len = serde_json::to_vec(&big).expect("json").len();
-    let (status, _) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"max_body_bytes": big_len - 1})),
-    );
+    let (status, _) = put_settings(&http, &base, json!({"max_body_bytes": big_len - 1}));
     assert_eq!(status, 200);
     let (status, doc) = push(&http, &base, &big);
     assert_eq!(status, 413, "{doc}");
@@ -438,13 +413,7 @@ fn bodies_over_the_limit_get_413_and_store_nothing() {
     assert!(entries[0]["records"].is_null());
     assert_eq!(entries[1]["status"], 200);
     // A body of exactly the limit passes; a chunked one over it is refused the same way.
-    let (status, _) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"max_body_bytes": big_len})),
-    );
+    let (status, _) = put_settings(&http, &base, json!({"max_body_bytes": big_len}));
     assert_eq!(status, 200);
     assert_eq!(push(&http, &base, &big).0, 200);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
@@ -461,13 +430,7 @@ fn bodies_over_the_limit_get_413_and_store_nothing() {
         .expect("chunked");
     assert_eq!(chunked.status().as_u16(), 413);
     // Other requests are not limited, and null removes the limit.
-    let (status, _) = control(
-        &http,
-        &base,
-        "PUT",
-        "/_fake/settings",
-        Some(json!({"max_body_bytes": null})),
-    );
+    let (status, _) = put_settings(&http, &base, json!({"max_body_bytes": null}));
     assert_eq!(status, 200);
     let (_, settings) = control(&http, &base, "GET", "/_fake/settings", None);
     assert!(settings["max_body_bytes"].is_null());

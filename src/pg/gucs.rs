@@ -258,6 +258,11 @@ pub fn register(preloaded: bool) {
     );
 }
 
+/// A string setting's value, or `None` when it is unset or empty.
+pub fn optional_text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    Some(text(setting)).filter(|t| !t.is_empty())
+}
+
 /// A string setting's current value ("" when unset).
 pub fn text(setting: &GucSetting<Option<CString>>) -> String {
     setting

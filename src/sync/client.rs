@@ -23,13 +23,13 @@ pub fn client() -> Result<QobraClient> {
         retry_after_cap: wait_max,
         ..RetryPolicy::default()
     };
-    config.ca_file = Some(gucs::text(&gucs::CA_FILE))
-        .filter(|f| !f.is_empty())
-        .map(PathBuf::from);
-    config.https_proxy = Some(gucs::text(&gucs::HTTPS_PROXY)).filter(|p| !p.is_empty());
-    let auth_file = gucs::text(&gucs::HTTPS_PROXY_AUTH_FILE);
+    config.ca_file = gucs::optional_text(&gucs::CA_FILE).map(PathBuf::from);
+    config.https_proxy = gucs::optional_text(&gucs::HTTPS_PROXY);
     // Only read when there is a proxy to authenticate to.
-    if !auth_file.is_empty() && config.https_proxy.is_some() {
+    if let (Some(auth_file), Some(_)) = (
+        gucs::optional_text(&gucs::HTTPS_PROXY_AUTH_FILE),
+        &config.https_proxy,
+    ) {
         // SAFETY: geteuid only reads the process's effective user id.
         let server_uid = unsafe { libc::geteuid() };
         config.proxy_credentials = Some(read_proxy_auth_file(Path::new(&auth_file), server_uid)?);

@@ -309,8 +309,7 @@ fn decide(
     if decision != Decision::Push || !may_skip {
         return Ok(decision);
     }
-    let batch_bytes = gucs::BATCH_BYTES.get() as usize;
-    census.fingerprint = Some(snapshot::fingerprint(query, job.encoder, batch_bytes)?);
+    census.fingerprint = Some(snapshot::fingerprint(query, job.encoder)?);
     outcome.fingerprint = census.fingerprint.clone();
     Ok(judge(&census, last, guards))
 }
@@ -321,10 +320,7 @@ fn decide(
 #[allow(clippy::result_large_err)]
 fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
     let encoding = snapshot::encoding_description(job.encoder);
-    let limits = ChunkLimits {
-        rows: gucs::BATCH_ROWS.get() as usize,
-        bytes: gucs::BATCH_BYTES.get() as usize,
-    };
+    let limits = ChunkLimits::from_settings();
     let settings = PushSettings {
         data_table_key: &job.reg.data_table_key,
         debounce_seconds: gucs::DEBOUNCE_SECONDS.get() as u32,

@@ -5,6 +5,7 @@
 
 use crate::pg::cursor::{one_row, Cursor, Next};
 use crate::pg::error::{Error, Result};
+use crate::pg::gucs;
 use crate::pg::query;
 use crate::pg::quote::literal;
 use pgrx::prelude::*;
@@ -43,13 +44,13 @@ pub fn encoding_description(encoder: &RecordEncoder) -> String {
 }
 
 /// The fingerprint of the payload a push would send, by reading and encoding the snapshot
-/// without sending anything (used to skip unchanged snapshots). `batch_bytes` is the push's:
-/// a record it would reject as too large is left out here too.
-pub fn fingerprint(query: &str, encoder: &RecordEncoder, batch_bytes: usize) -> Result<String> {
+/// without sending anything (used to skip unchanged snapshots). A record the push would reject
+/// as larger than `batch_bytes` is left out here too.
+pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
     Spi::connect(|_| {
         let limits = ChunkLimits {
             rows: 10_000,
-            bytes: batch_bytes,
+            ..ChunkLimits::from_settings()
         };
         let mut chunks = Chunks::new(query.to_owned(), encoder, limits);
         let mut body = Vec::new();
@@ -82,6 +83,16 @@ pub struct ChunkLimits {
     pub rows: usize,
     /// Bytes per chunk (`qobra_sync.batch_bytes`): a record larger than this alone is rejected.
     pub bytes: usize,
+}
+
+impl ChunkLimits {
+    /// The limits `qobra_sync.batch_rows` and `qobra_sync.batch_bytes` set.
+    pub fn from_settings() -> ChunkLimits {
+        ChunkLimits {
+            rows: gucs::BATCH_ROWS.get() as usize,
+            bytes: gucs::BATCH_BYTES.get() as usize,
+        }
+    }
 }
 
 /// Bytes of rows one fetch should bring at most: the fetched rows' texts stay in memory until

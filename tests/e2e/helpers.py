@@ -64,6 +64,21 @@ def sync_in_background(db, table):
 MIB = 1024 * 1024
 
 
+def stop_process(proc):
+    """Stops a child process: SIGTERM, then SIGKILL after 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def parse_time(text):
+    """An RFC 3339 time of the fake's request log."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def rss_anon_kib(pid):
     """The anonymous resident memory of a process, in KiB (from /proc/<pid>/status)."""
     with open(f"/proc/{pid}/status") as f:
@@ -148,13 +163,8 @@ class FakeQobra:
         self.ssl = ssl._create_unverified_context() if tls else None
 
     def stop(self):
-        """Stops the process (SIGTERM, then SIGKILL)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        """Stops the process."""
+        stop_process(self.proc)
         self.log.close()
 
     def call(self, method, path, body=None, query=None, headers=None, raw=False):

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import free_port, wait_for
+from helpers import free_port, stop_process, wait_for
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 
@@ -91,9 +91,4 @@ class TinyProxy:
 
     def stop(self):
         """Stops the process."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)

@@ -3,13 +3,13 @@ chunk alone, then up to qobra_sync.max_in_flight at once; a 500, a reset and a 4
 are retried and the table lands whole; a 401 mid-flight stops everything; a hanging request is
 timed out and retried; a cancel mid-flight is answered within a second."""
 
-import datetime as dt
 import time
 
 import psycopg
 import pytest
 
-from helpers import assert_same_records, bulk_fault, comparable, expected_records, sync_in_background, wait_for
+from helpers import (assert_same_records, bulk_fault, comparable, expected_records, parse_time,
+                     sync_in_background, wait_for)
 
 ROWS, BATCH = 1000, 100  # ten chunks
 
@@ -25,11 +25,6 @@ def far(db, fake):
     db.rows(f"SET qobra_sync.batch_rows = {BATCH}")
     fake.settings(latency_ms=300)
     return key
-
-
-def parse_time(text):
-    """An RFC 3339 time of the fake's request log."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def most_at_once(requests):

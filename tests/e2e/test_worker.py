@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Cluster
 from helpers import (DBNAME, QUIET_SCHEDULE, READER, WORK, Db, FakeQobra, bulk_fault, free_port,
-                     sync_in_background, wait_for)
+                     parse_time, sync_in_background, wait_for)
 from worker_helpers import (WORKER_TYPE, SystemSettings, assert_holds_table, create_deals, gaps,
                             now, quiesce, runs, seconds, session, wait_run_finished, wait_runs,
                             wait_setting, wait_worker, wait_worker_not_pushing, wait_worker_pushing,
@@ -30,11 +30,6 @@ CHUNKED_ROWS, CHUNKS = 120_000, 3
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def parse_time(text):
-    """An RFC 3339 time of the fake's request log."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def assert_pushes_never_interleave(requests, chunks):
