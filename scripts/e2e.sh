@@ -35,7 +35,11 @@ fi
 echo "==> building the fake Qobra server"
 cargo build -q --release -p fake_qobra
 
+echo "==> building the 0.1.0 library (the upgrade test starts from it)"
+bash scripts/release-library.sh 0.1.0 "$WORK/release-0.1.0"
+
 echo "==> end-to-end tests"
+export QS_RELEASE_0_1_0=$WORK/release-0.1.0/qobra_sync.so
 export QS_TEST_DIR=$WORK
 export QS_FAKE_QOBRA=$PWD/target/release/fake-qobra
 export PYTHONDONTWRITEBYTECODE=1

@@ -48,15 +48,18 @@ python3 tests/lint/layers.py
 echo "==> the benchmark's report tool renders its sample"
 python3 scripts/bench_report.py --self-test
 
-echo "==> pgspot over the installed extension script"
+echo "==> pgspot over the installed extension script and every upgrade script"
 # pgspot (PyPI) flags unsafe SQL in extension scripts: unqualified references, search_path, …
 if [ ! -x "$WORK/venv/bin/pgspot" ]; then
     python3 -m venv "$WORK/venv"
     "$WORK/venv/bin/pip" install -q pgspot==0.9.4
 fi
-spot=$("$WORK/venv/bin/pgspot" "$("$PG_CONFIG" --sharedir)/extension/qobra_sync--0.1.0.sql")
-echo "$spot"
-echo "$spot" | grep -q "Errors: 0 Warnings: 0 Unknown: 0" || { echo "pgspot found problems"; exit 1; }
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+for script in "$("$PG_CONFIG" --sharedir)/extension/qobra_sync--$version.sql" sql/qobra_sync--*--*.sql; do
+    spot=$("$WORK/venv/bin/pgspot" "$script")
+    echo "$(basename "$script"): $spot"
+    echo "$spot" | grep -q "Errors: 0 Warnings: 0 Unknown: 0" || { echo "pgspot found problems in $script"; exit 1; }
+done
 REGRESS_DIR="$WORK/regress" REGRESS_PORT=${QS_REGRESS_PORT:-54315}
 trap 'cluster_stop "$REGRESS_DIR"' EXIT
 cluster_start "$REGRESS_DIR" "$REGRESS_PORT" "qobra_sync.database_name = 'qobra_sync_regress'"

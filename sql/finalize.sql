@@ -47,7 +47,8 @@ COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the 
 COMMENT ON TABLE @extschema@.runs IS 'One row per attempt at a push, whatever its outcome.';
 COMMENT ON TABLE @extschema@.run_errors IS 'Rows rejected before sending (origin push) or reported by Qobra''s import (origin import).';
 COMMENT ON TABLE @extschema@.registrations IS 'Registrations, stored by OID (read them through the tables view).';
-COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL and key. Owner only; never shown by any view or function.';
+COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
+COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
 
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;

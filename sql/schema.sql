@@ -3,14 +3,21 @@
 -- the views and runs, and sees there only what belongs to registrations of roles it is a
 -- member of.
 
--- The destination: Qobra's API base URL and the API key. One row at most. The key is never
--- shown by any view or function (destination_status says whether there is one and where it
--- comes from) and not dumped by pg_dump. It is NULL when qobra_sync.api_key_file provides it.
+-- The destination: Qobra's API base URL. One row at most; pg_dump dumps it.
 CREATE TABLE @extschema@.destination (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     base_url   text NOT NULL,
-    api_key    text,
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.destination', '');
+
+-- The API key set_destination() stored (none when qobra_sync.api_key_file provides it). Kept
+-- apart from the destination so that pg_dump never dumps it: a restored database has its
+-- destination and no key until set_destination() is called again. Never shown by any view or
+-- function (destination_status says whether there is one and where it comes from).
+CREATE TABLE @extschema@.destination_key (
+    singleton boolean PRIMARY KEY DEFAULT true REFERENCES @extschema@.destination ON DELETE CASCADE,
+    api_key   text NOT NULL
 );
 
 -- Registrations: one row per source, stored by OID (regclass), with the name it had when it was
@@ -30,19 +37,26 @@ CREATE TABLE @extschema@.registrations (
     filter          text,
     schedule        text NOT NULL,
     run_as          regrole NOT NULL,
+    paused          boolean NOT NULL DEFAULT false,
+    next_run_at     timestamptz,
+    requested_at    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- (The columns below came with 0.2.0; an upgraded table has them last, so has this one.)
     -- The role that registered the source: it, its members and superusers may change, push
     -- and inspect the registration, and see its runs.
     owner           regrole NOT NULL,
     -- The synced shape, as registered or last altered: each synced column's attnum, name, type,
     -- Qobra type and field key. A push is blocked while the source no longer matches it.
     shape           jsonb,
-    paused          boolean NOT NULL DEFAULT false,
-    next_run_at     timestamptz,
-    requested_at    timestamptz,
-    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+    -- The relation whose attnums the shape holds: another one in a restored dump, whose
+    -- columns are numbered afresh (the shape is then matched by column name).
+    shape_of        oid
 );
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations', '');
+-- pg_dump dumps the registrations of relations that exist (a registration whose source was
+-- dropped would come back pointing at whatever has its OID in the new database).
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations',
+  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 
 -- What is registered, as users read it: the registrations of the roles the reader is a member
 -- of (every one for a superuser).
@@ -56,11 +70,11 @@ SELECT source, data_table_key, id_column, name_column, user_columns, user_key, c
 -- Where pushes go, without the key: whether set_destination() stored one, and where pushes take
 -- it from (the file qobra_sync.api_key_file names wins over a stored key).
 CREATE VIEW @extschema@.destination_status AS
-SELECT base_url, api_key IS NOT NULL AS api_key_set, updated_at,
+SELECT d.base_url, k.api_key IS NOT NULL AS api_key_set, d.updated_at,
        CASE WHEN COALESCE(pg_catalog.current_setting('qobra_sync.api_key_file', true), '') OPERATOR(pg_catalog.<>) ''
             THEN 'api_key_file'
-            WHEN api_key IS NOT NULL THEN 'set_destination' END AS key_source
-  FROM @extschema@.destination;
+            WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source
+  FROM @extschema@.destination d LEFT JOIN @extschema@.destination_key k ON true;
 
 -- Runs: one row per attempt at a push, whatever its outcome. `source` may outlive its relation.
 CREATE TABLE @extschema@.runs (
@@ -88,6 +102,11 @@ CREATE TABLE @extschema@.runs (
     owner            regrole
 );
 CREATE INDEX runs_source_started ON @extschema@.runs (source, started_at);
+-- pg_dump dumps the history of the sources that exist (as registrations above), and the
+-- sequence, so that restored runs keep their ids and new ones follow them.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs',
+  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs_run_id_seq', '');
 -- Roles other than the extension owner see only the runs of registrations of roles they are
 -- members of.
 ALTER TABLE @extschema@.runs ENABLE ROW LEVEL SECURITY;
@@ -104,6 +123,9 @@ CREATE TABLE @extschema@.run_errors (
     details     text NOT NULL
 );
 CREATE INDEX run_errors_run ON @extschema@.run_errors (run_id);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_errors',
+  'WHERE EXISTS (SELECT FROM @extschema@.runs r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid
+                  WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id)');
 ALTER TABLE @extschema@.run_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY run_errors_of_members ON @extschema@.run_errors FOR SELECT
   USING (EXISTS (SELECT FROM @extschema@.runs r WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id));

@@ -39,6 +39,8 @@ pub enum SqlState {
     ExternalFailure,
     /// 57014 query_canceled: a run stopped at its deadline.
     QueryCanceled,
+    /// 25006 read_only_sql_transaction: a change asked of a hot standby.
+    ReadOnlySqlTransaction,
     /// F0000 config_file_error: a file a setting names cannot be used.
     ConfigFileError,
     /// XX000 internal_error: a bug of ours.

@@ -28,6 +28,10 @@ pub struct Registration {
     /// before shapes were recorded; recorded at its next push).
     #[serde(default)]
     pub shape: Option<Vec<crate::shape::ShapeColumn>>,
+    /// The OID of the relation whose `attnum`s the shape holds: another one once restored
+    /// from a dump, and then the shape is matched by column name.
+    #[serde(default)]
+    pub shape_of: Option<u32>,
     pub paused: bool,
 }
 

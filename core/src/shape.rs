@@ -111,6 +111,20 @@ pub fn record(source: &Source, mapping: &[ColumnMapping]) -> Vec<ShapeColumn> {
         .collect()
 }
 
+/// The recorded `shape` with each column's `attnum` taken again from the column of the same
+/// name in `source`: for a shape recorded on another copy of the relation (a restored dump
+/// numbers the columns afresh, leaving out dropped ones). A column not found by name gets
+/// attnum 0, which no column has, so that it shows as dropped rather than as another column.
+pub fn rebind(shape: &[ShapeColumn], source: &Source) -> Vec<ShapeColumn> {
+    shape
+        .iter()
+        .map(|recorded| ShapeColumn {
+            attnum: source.column(&recorded.column).map_or(0, |c| c.attnum),
+            ..recorded.clone()
+        })
+        .collect()
+}
+
 /// How `source` differs from the recorded `shape`; `mapping` is the source mapped under the
 /// registration's options now, which tells the columns that would be synced.
 pub fn drift(shape: &[ShapeColumn], source: &Source, mapping: &[ColumnMapping]) -> Vec<Change> {
@@ -256,6 +270,33 @@ mod tests {
         );
         let mapping = map_columns(&source, &options()).unwrap();
         assert_eq!(drift(&shape, &source, &mapping), vec![]);
+    }
+
+    #[test]
+    fn a_shape_rebound_to_a_restored_copy_matches_columns_by_name() {
+        let (source, shape) = recorded();
+        // A restored copy: the columns numbered afresh (a dropped column left a gap before),
+        // and one synced column missing.
+        let mut restored = source.clone();
+        for (i, c) in restored.columns.iter_mut().enumerate() {
+            c.attnum = i as i32 + 10;
+        }
+        restored.columns.retain(|c| c.name != "won");
+        let mapping = map_columns(&restored, &options()).unwrap();
+        let stale = drift(&shape, &restored, &mapping);
+        assert!(stale.iter().all(|c| !matches!(c, Change::Renamed { .. })) && !stale.is_empty());
+        let rebound = rebind(&shape, &restored);
+        assert_eq!(
+            drift(&rebound, &restored, &mapping),
+            vec![Change::Dropped {
+                column: "won".into()
+            }]
+        );
+        let amount = rebound.iter().find(|s| s.column == "amount").unwrap();
+        assert_eq!(
+            Some(amount.attnum),
+            restored.column("amount").map(|c| c.attnum)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Destination: `set_destination`.
 
+use super::writes;
 use crate::pg::error::OrRaise;
 use crate::registry::destination;
 use pgrx::prelude::*;
@@ -13,5 +14,6 @@ fn set_destination(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
 ) {
+    writes("set_destination()").or_raise();
     destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
 }

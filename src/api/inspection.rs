@@ -1,8 +1,8 @@
 //! Inspection: `column_mapping`, `validate`, `preview`, `csv_template`.
 
-use super::required;
+use super::{reads, required};
 use crate::inspect::{self, sample, validate::validate as run_checks, Overrides};
-use crate::pg::error::OrRaise;
+use crate::pg::error::{raise, Error, OrRaise};
 use crate::pg::sqltypes::{Name, NameArray, RegClass};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -28,6 +28,7 @@ fn column_mapping(
         name!(note, Option<String>),
     ),
 > {
+    reads().or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         columns: ColumnChanges {
@@ -72,6 +73,7 @@ fn validate(
         name!(detail, String),
     ),
 > {
+    reads().or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         columns: ColumnChanges {
@@ -94,13 +96,14 @@ fn validate(
 
 /// The exact records a push would send, up to `max_rows`, ordered by id, read as the
 /// registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile, security_definer, name = "preview")]
 #[search_path(pg_catalog, pg_temp)]
-fn preview(
+fn preview_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 10),
     run_as: default!(Option<Name>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
+    reads().or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         run_as: run_as.map(|n| n.0),
@@ -113,13 +116,14 @@ fn preview(
 
 /// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
 /// read as the registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile, security_definer, name = "csv_template")]
 #[search_path(pg_catalog, pg_temp)]
-fn csv_template(
+fn csv_template_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 100),
     run_as: default!(Option<Name>, "NULL"),
 ) -> String {
+    reads().or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         run_as: run_as.map(|n| n.0),
@@ -127,4 +131,24 @@ fn csv_template(
     };
     let subject = inspect::subject(source, over).or_raise();
     sample::csv_template(&subject, max_rows.unwrap_or(100)).or_raise()
+}
+
+/// `preview(source, max_rows)` of version 0.1.0, whose SQL still calls it between a library
+/// upgrade and `ALTER EXTENSION … UPDATE`: it says to update (the current `preview` has
+/// another argument list, hence another symbol).
+#[pg_extern(sql = false)]
+fn preview(_source: Option<RegClass>, _max_rows: Option<i32>) -> SetOfIterator<'static, JsonB> {
+    reads().or_raise();
+    raise(Error::internal(
+        "preview(regclass, integer) belongs to version 0.1.0",
+    ))
+}
+
+/// `csv_template(source, max_rows)` of version 0.1.0 (see [`preview`]).
+#[pg_extern(sql = false)]
+fn csv_template(_source: Option<RegClass>, _max_rows: Option<i32>) -> String {
+    reads().or_raise();
+    raise(Error::internal(
+        "csv_template(regclass, integer) belongs to version 0.1.0",
+    ))
 }

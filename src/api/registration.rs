@@ -1,7 +1,7 @@
 //! Registration: `register_table`, `alter_table`, `unregister_table`, `pause`, `resume`, and
 //! for Cloud SQL `reader_from_service_account`.
 
-use super::required;
+use super::{required, writes};
 use crate::pg::error::{OrRaise, Result};
 use crate::pg::roles;
 use crate::pg::sqltypes::{Name, NameArray, RegClass};
@@ -30,6 +30,7 @@ fn register_table(
     run_as: default!(Option<Name>, "NULL"),
 ) {
     let run = || -> Result<()> {
+        writes("register_table()")?;
         let source = required(source, "source")?;
         let changes = ColumnChanges {
             id_column: Some(required(id_column, "id_column")?.0),
@@ -78,6 +79,7 @@ fn alter_table(
     run_as: default!(Option<Name>, "NULL"),
 ) {
     let run = || -> Result<()> {
+        writes("alter_table()")?;
         let source = required(source, "source")?.0;
         let reg = registry::require_owned(source)?;
         let changes = ColumnChanges {
@@ -121,6 +123,7 @@ fn alter_table(
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn unregister_table(source: Option<RegClass>) {
+    writes("unregister_table()").or_raise();
     registry::unregister(required(source, "source").or_raise().0).or_raise()
 }
 
@@ -128,6 +131,7 @@ fn unregister_table(source: Option<RegClass>) {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn pause(source: Option<RegClass>) {
+    writes("pause()").or_raise();
     registry::set_paused(required(source, "source").or_raise().0, true).or_raise()
 }
 
@@ -135,6 +139,7 @@ fn pause(source: Option<RegClass>) {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn resume(source: Option<RegClass>) {
+    writes("resume()").or_raise();
     registry::set_paused(required(source, "source").or_raise().0, false).or_raise()
 }
 

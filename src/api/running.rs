@@ -1,6 +1,6 @@
 //! Running: `sync_now`, `request_sync`, `poll_imports`, and `_progress` behind the progress view.
 
-use super::required;
+use super::{required, writes};
 use crate::pg::error::OrRaise;
 use crate::pg::sqltypes::RegClass;
 use crate::registry;
@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
+    writes("sync_now()").or_raise();
     let source = required(source, "source").or_raise().0;
     crate::sync::push::sync(
         source,
@@ -24,6 +25,7 @@ fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_sync(source: Option<RegClass>) {
+    writes("request_sync()").or_raise();
     registry::request(required(source, "source").or_raise().0).or_raise()
 }
 
@@ -64,5 +66,6 @@ fn progress() -> TableIterator<
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn poll_imports() -> i64 {
+    writes("poll_imports()").or_raise();
     crate::sync::imports::poll_imports().or_raise()
 }

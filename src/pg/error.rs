@@ -27,6 +27,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::InvalidTextRepresentation => ERRCODE_INVALID_TEXT_REPRESENTATION,
         SqlState::ExternalFailure => ERRCODE_SYSTEM_ERROR,
         SqlState::QueryCanceled => ERRCODE_QUERY_CANCELED,
+        SqlState::ReadOnlySqlTransaction => ERRCODE_READ_ONLY_SQL_TRANSACTION,
         SqlState::ConfigFileError => ERRCODE_CONFIG_FILE_ERROR,
         SqlState::Internal => ERRCODE_INTERNAL_ERROR,
         SqlState::Postgres(code) => PgSqlErrorCode::from(code),

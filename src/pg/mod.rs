@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod error;
 pub mod filter;
 pub mod gucs;
+pub mod lifecycle;
 pub mod locks;
 pub mod log_filter;
 pub mod pinned;

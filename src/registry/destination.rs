@@ -1,5 +1,5 @@
-//! The destination: Qobra's API base URL and where its key comes from (`qobra_sync.destination`,
-//! or the file `qobra_sync.api_key_file` names).
+//! The destination: Qobra's API base URL (`qobra_sync.destination`) and where its key comes
+//! from (`qobra_sync.destination_key`, never dumped, or the file `qobra_sync.api_key_file` names).
 
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::gucs;
@@ -31,10 +31,18 @@ pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
     }
     let base_url = check_base_url(base_url)?;
     execute(
-        "INSERT INTO qobra_sync.destination (singleton, base_url, api_key) VALUES (true, $1, $2)
-             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, api_key = excluded.api_key, updated_at = pg_catalog.now()",
-        &[base_url.into(), api_key.into()],
-    )
+        "INSERT INTO qobra_sync.destination (singleton, base_url) VALUES (true, $1)
+             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, updated_at = pg_catalog.now()",
+        &[base_url.into()],
+    )?;
+    match api_key {
+        Some(key) => execute(
+            "INSERT INTO qobra_sync.destination_key (singleton, api_key) VALUES (true, $1)
+                 ON CONFLICT (singleton) DO UPDATE SET api_key = excluded.api_key",
+            &[key.into()],
+        ),
+        None => execute("DELETE FROM qobra_sync.destination_key", &[]),
+    }
 }
 
 /// Whether a destination is set.
@@ -47,7 +55,8 @@ pub fn is_set() -> Result<bool> {
 /// else from `set_destination`.
 pub fn load() -> Result<(String, String)> {
     let json: Option<JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_array(base_url, api_key) FROM qobra_sync.destination",
+        "SELECT pg_catalog.jsonb_build_array(d.base_url, k.api_key)
+           FROM qobra_sync.destination d LEFT JOIN qobra_sync.destination_key k ON true",
         &[],
     )?;
     let Some(JsonB(serde_json::Value::Array(v))) = json else {
@@ -73,7 +82,7 @@ pub fn load() -> Result<(String, String)> {
     match v.get(1).and_then(|x| x.as_str()) {
         Some(key) => Ok((base_url, key.to_owned())),
         None => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, "no API key is set")
-            .detail("set_destination() was called without a key and qobra_sync.api_key_file is not set.")
+            .detail("No key is stored (set_destination() was called without one, or the database was restored from a dump, which never holds the key) and qobra_sync.api_key_file is not set.")
             .hint("Set qobra_sync.api_key_file to the file that holds the key, or call qobra_sync.set_destination(api_key).")),
     }
 }

@@ -49,15 +49,33 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'owner', r.owner::pg_catalog.text,
                  'owner_oid', r.owner::pg_catalog.oid::pg_catalog.int8,
                  'shape', r.shape,
+                 'shape_of', r.shape_of::pg_catalog.int8,
                  'paused', r.paused)
                FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
         &[RegClass(source).into()],
     )?;
-    json.map(|JsonB(v)| {
-        serde_json::from_value(v)
-            .map_err(|e| Error::internal(format!("cannot read a registration: {e}")))
-    })
-    .transpose()
+    let Some(JsonB(v)) = json else {
+        return Ok(None);
+    };
+    let mut reg: Registration = serde_json::from_value(v)
+        .map_err(|e| Error::internal(format!("cannot read a registration: {e}")))?;
+    rebind_restored_shape(&mut reg);
+    Ok(Some(reg))
+}
+
+/// A shape recorded on another copy of the source (a restored dump numbers columns afresh)
+/// is matched to the source's columns by name; the push records it so (`record_shape`).
+fn rebind_restored_shape(reg: &mut Registration) {
+    if reg.shape_of == Some(reg.source) {
+        return;
+    }
+    let Some(recorded) = reg.shape.as_deref() else {
+        return;
+    };
+    // A source that cannot be described is reported by whoever uses the registration.
+    if let Ok(source) = catalog::describe(pg_sys::Oid::from(reg.source)) {
+        reg.shape = Some(shape::rebind(recorded, &source));
+    }
 }
 
 /// The registration of `source`, or an error saying it is not registered.
@@ -169,9 +187,9 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     let checked = checked(&source, &spec)?;
     store(
         "INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
-             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape)
+             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape, shape_of)
          VALUES ($1, $2, $3, $4::pg_catalog.name, $5::pg_catalog.name, $6::pg_catalog.name[], $7, $8, $9,
-             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16)",
+             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16, $1::pg_catalog.oid)",
         &source,
         &spec,
         checked,
@@ -185,7 +203,11 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result
     check_key_free(&spec.data_table_key, source_oid)?;
     let checked = checked(&source, &spec)?;
     // $16 (the shape) is passed either way; left unused, the recorded shape stays.
-    let shape = if accept_shape { ", shape = $16" } else { "" };
+    let shape = if accept_shape {
+        ", shape = $16, shape_of = $1::pg_catalog.oid"
+    } else {
+        ""
+    };
     store(
         &format!("UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
              name_column = $5::pg_catalog.name, user_columns = $6::pg_catalog.name[], user_key = $7, column_types = $8,
@@ -235,10 +257,12 @@ fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()
 }
 
 /// Records the synced shape of a registration that has none yet (registered before shapes were
-/// recorded).
+/// recorded) or whose shape was recorded on another copy of the source (restored from a dump;
+/// [`load`] rebinds it by column name).
 pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
     execute(
-        "UPDATE qobra_sync.registrations SET shape = $2 WHERE source OPERATOR(pg_catalog.=) $1 AND shape IS NULL",
+        "UPDATE qobra_sync.registrations SET shape = $2, shape_of = $1::pg_catalog.oid
+          WHERE source OPERATOR(pg_catalog.=) $1 AND (shape IS NULL OR shape_of IS NULL OR shape_of OPERATOR(pg_catalog.<>) $1::pg_catalog.oid)",
         &[
             RegClass(source).into(),
             JsonB(serde_json::to_value(shape).expect("a shape serialises")).into(),

@@ -217,9 +217,15 @@ fn prepare(
 ) -> Result<(RecordEncoder, Option<String>)> {
     let mapping = map_columns(source, &reg.columns)?;
     // Columns added since the shape was recorded are not sent; a registration from before
-    // shapes were recorded gets its shape now, as it pushes.
+    // shapes were recorded gets its shape now, as it pushes, and a shape rebound after a
+    // restore is recorded as rebound.
     let mapping = match &reg.shape {
-        Some(recorded) => shape::apply(mapping, recorded),
+        Some(recorded) => {
+            if reg.shape_of != Some(source.oid) {
+                registry::record_shape(pg_sys::Oid::from(source.oid), recorded)?;
+            }
+            shape::apply(mapping, recorded)
+        }
         None => {
             registry::record_shape(
                 pg_sys::Oid::from(source.oid),

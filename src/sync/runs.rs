@@ -226,6 +226,7 @@ mod tests {
             owner: "postgres".into(),
             owner_oid: 10,
             shape: None,
+            shape_of: None,
             paused: false,
         };
         let run_id = start(&reg, Trigger::Manual).unwrap();

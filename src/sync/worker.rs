@@ -9,11 +9,19 @@
 //! stopping the worker. A run is bounded by `qobra_sync.run_timeout_ms`, so a stuck destination
 //! delays the other tables by that much at most. SIGTERM ends the worker at once, even in the
 //! middle of an HTTP request (the push polls for interrupts every 100 ms).
+//!
+//! On a hot standby the postmaster does not start the worker at all (it starts once recovery
+//! has finished, like pg_cron's): after a promotion it starts within a second, marks the runs
+//! the old primary left `running` as `interrupted`, and runs what fell due meanwhile once.
+//! While the extension is not created, or its SQL objects are of another version than the
+//! library (between a library upgrade and `ALTER EXTENSION … UPDATE`), it waits, saying so
+//! once in the log and in `pg_stat_activity`.
 
 use crate::pg::activity::activity;
 use crate::pg::catalog;
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::gucs;
+use crate::pg::lifecycle;
 use crate::pg::locks::{self, Holding};
 use crate::pg::shared;
 use crate::pg::spi::{execute, first_value};
@@ -79,6 +87,7 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
         started: false,
         last_purge: None,
         last_poll: None,
+        waiting: None,
     };
     loop {
         pgrx::check_for_interrupts!();
@@ -87,7 +96,9 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
         }
         let sleep = tick(&mut state);
         if let Some(sleep) = sleep {
-            activity(pg_sys::BackendState::STATE_IDLE, "idle");
+            if state.waiting.is_none() {
+                activity(pg_sys::BackendState::STATE_IDLE, "idle");
+            }
             BackgroundWorker::wait_latch(Some(sleep));
         }
     }
@@ -122,6 +133,36 @@ struct State {
     started: bool,
     last_purge: Option<Instant>,
     last_poll: Option<Instant>,
+    /// What it waits for before it can keep the schedules, as last logged.
+    waiting: Option<String>,
+}
+
+impl State {
+    /// Notes what the worker waits for (None: nothing): shown in `pg_stat_activity`, and
+    /// logged once each time it changes, not at every look.
+    fn wait(&mut self, what: Option<&str>) {
+        if let Some(what) = what {
+            activity(pg_sys::BackendState::STATE_IDLE, what);
+            if self.waiting.as_deref() != Some(what) {
+                pgrx::log!("qobra_sync worker: {what}");
+            }
+        }
+        self.waiting = what.map(str::to_owned);
+    }
+}
+
+/// What the worker must wait for before it keeps the schedules, if anything: the extension
+/// to be created in its database, or its SQL objects to be updated to this library's version.
+fn not_ready() -> Result<Option<String>> {
+    if lifecycle::sql_version()?.is_none() {
+        return Ok(Some("waiting for CREATE EXTENSION qobra_sync".into()));
+    }
+    Ok(lifecycle::version_mismatch()?.map(|e| {
+        format!(
+            "waiting for ALTER EXTENSION qobra_sync UPDATE ({})",
+            e.message
+        )
+    }))
 }
 
 /// A registration that is due.
@@ -135,16 +176,9 @@ struct Due {
 /// go on at once (another registration may be due).
 fn tick(state: &mut State) -> Option<Duration> {
     let ready = in_transaction(|| {
-        if first_value::<bool>(
-            "SELECT true FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'qobra_sync'",
-            &[],
-        )?
-        .is_none()
-        {
-            activity(
-                pg_sys::BackendState::STATE_IDLE,
-                "waiting for CREATE EXTENSION qobra_sync",
-            );
+        let waiting = not_ready()?;
+        state.wait(waiting.as_deref());
+        if waiting.is_some() {
             return Ok(false);
         }
         if !state.started {

@@ -52,13 +52,14 @@ class Cluster:
         return self.pg_ctl("-m", mode, "restart")
 
 
-def preloaded_cluster(name):
-    """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet)."""
+def preloaded_cluster(name, *conf_lines):
+    """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet);
+    `conf_lines` are more postgresql.conf lines."""
     WORK.mkdir(parents=True, exist_ok=True)
     c = Cluster(WORK / name, free_port())
     c.stop()  # a cluster left running by an interrupted session
     c.start(f"qobra_sync.database_name = '{DBNAME}'",
-            "qobra_sync.debounce_seconds = 1")
+            "qobra_sync.debounce_seconds = 1", *conf_lines)
     with c.connect("postgres") as conn:
         conn.execute(f"CREATE DATABASE {DBNAME}")
     return c

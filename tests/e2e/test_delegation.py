@@ -55,8 +55,9 @@ def test_one_grant_operates_the_own_registrations(db, fake, app_admin):
     fake.flush()
     assert len(fake.records("deals")) == 5
     assert db.value("SELECT owner FROM qobra_sync.tables WHERE source = 'deals'::regclass") == "t_app_admin"
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        app_admin.execute("SELECT * FROM qobra_sync.destination")
+    for table in ("destination", "destination_key"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_admin.execute(f"SELECT * FROM qobra_sync.{table}")
 
 
 def test_the_escalation_is_refused_at_every_entry_point(db, fake, app_admin):

@@ -26,7 +26,12 @@ GRANT EXECUTE ON FUNCTION qobra_sync.set_destination(text, text) TO qobra_admin;
 SET ROLE qobra_admin;
 SELECT qobra_sync.set_destination('qk_live_OTHER');
 SELECT * FROM qobra_sync.destination;
+SELECT * FROM qobra_sync.destination_key;
 RESET ROLE;
+-- The key is kept apart from the destination, which pg_dump dumps; the key table is not dumped.
+SELECT count(*) AS keys_stored FROM qobra_sync.destination_key;
+SELECT c.relname, e.cond FROM pg_extension x, unnest(x.extconfig, x.extcondition) AS e(cfg, cond)
+  JOIN pg_class c ON c.oid = e.cfg WHERE x.extname = 'qobra_sync' ORDER BY 1;
 SELECT base_url FROM qobra_sync.destination_status;
 -- Every function and view carries its reference text for \df+ and \d+.
 SELECT count(*) AS undocumented_functions FROM pg_proc p

@@ -1,0 +1,61 @@
+//! Where the server and the extension stand in their life: a hot standby (in recovery) only
+//! reads, and a library of another version than the extension's SQL objects (between
+//! replacing the library and `ALTER EXTENSION qobra_sync UPDATE`) must not touch them.
+
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::spi::first_value;
+use pgrx::prelude::*;
+
+/// The version of this library, which its SQL objects must have.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether the server is a standby still in recovery (so nothing can be written).
+pub fn in_recovery() -> bool {
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
+/// The error of `what` (a function that writes) called on a hot standby, or Ok on a primary.
+pub fn require_primary(what: &str) -> Result<()> {
+    if !in_recovery() {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::ReadOnlySqlTransaction,
+        format!("{what} cannot run on a standby server"),
+    )
+    .detail("The server is in recovery: registrations and runs are written on the primary and replicated here.")
+    .hint("Call it on the primary. On a standby, validate(), column_mapping(), preview() and csv_template() work, and the views show the primary's state."))
+}
+
+/// The version of the extension's SQL objects in this database (None when not created).
+pub fn sql_version() -> Result<Option<String>> {
+    first_value(
+        "SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'qobra_sync'",
+        &[],
+    )
+}
+
+/// Why this library may not use the extension's SQL objects, if it may not: they are of
+/// another version (the library was replaced and `ALTER EXTENSION … UPDATE` not run yet, or
+/// the other way round).
+pub fn version_mismatch() -> Result<Option<Error>> {
+    let Some(sql) = sql_version()? else {
+        return Ok(None);
+    };
+    if sql == LIBRARY_VERSION {
+        return Ok(None);
+    }
+    let error = Error::new(
+        SqlState::ObjectNotInPrerequisiteState,
+        format!("the qobra_sync library is version {LIBRARY_VERSION} but the extension in this database is version {sql}"),
+    )
+    .detail("The library was replaced and the extension's SQL objects were not updated to match it; nothing is pushed until they are.");
+    Ok(Some(error.hint(format!(
+        "Run ALTER EXTENSION qobra_sync UPDATE TO '{LIBRARY_VERSION}' in this database (or install the library of version {sql})."
+    ))))
+}
+
+/// Ok when the extension's SQL objects match this library, else the error saying to update.
+pub fn require_current_sql() -> Result<()> {
+    version_mismatch()?.map_or(Ok(()), Err)
+}
