@@ -10,26 +10,31 @@ WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 VENV=$WORK/venv
 PYTEST_VERSION=8.3.4
 PSYCOPG_VERSION=3.2.3
+# cronsim: an independent implementation of Debian cron's rules, to check next_runs() against.
+CRONSIM_VERSION=2.8
+# PyYAML: reads docs/postgres_exporter.yaml as postgres_exporter does.
+PYYAML_VERSION=6.0.2
 mkdir -p "$WORK"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Python's venv module (Debian ships it separately) and the two pinned test packages.
+# Python's venv module (Debian ships it separately) and the pinned test packages.
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "==> installing python3-venv"
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
 fi
-if ! "$VENV/bin/python" - "$PYTEST_VERSION" "$PSYCOPG_VERSION" 2>/dev/null <<'EOF'
+if ! "$VENV/bin/python" - "$PYTEST_VERSION" "$PSYCOPG_VERSION" "$CRONSIM_VERSION" "$PYYAML_VERSION" 2>/dev/null <<'EOF'
 import sys
 from importlib.metadata import version
-sys.exit(version("pytest") != sys.argv[1] or version("psycopg") != sys.argv[2])
+sys.exit(version("pytest") != sys.argv[1] or version("psycopg") != sys.argv[2]
+         or version("cronsim") != sys.argv[3] or version("PyYAML") != sys.argv[4])
 EOF
 then
-    echo "==> creating $VENV (pytest $PYTEST_VERSION, psycopg $PSYCOPG_VERSION)"
+    echo "==> creating $VENV (pytest $PYTEST_VERSION, psycopg $PSYCOPG_VERSION, cronsim $CRONSIM_VERSION, PyYAML $PYYAML_VERSION)"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check \
-        "pytest==$PYTEST_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
+        "pytest==$PYTEST_VERSION" "psycopg[binary]==$PSYCOPG_VERSION" "cronsim==$CRONSIM_VERSION" "PyYAML==$PYYAML_VERSION"
 fi
 
 echo "==> building the fake Qobra server"

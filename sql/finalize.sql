@@ -1,6 +1,6 @@
 -- Last step of CREATE EXTENSION: nothing is reachable by PUBLIC, and the installation is checked
 -- (right database, preloaded or not).
--- (Created here because it reads a function of the extension.)
+-- (The views below are created here because they read functions of the extension.)
 -- Pushes in flight (any session's, when the library is preloaded): rows and bytes sent so far;
 -- those of registrations of roles the reader is a member of.
 CREATE VIEW @extschema@.progress WITH (security_barrier) AS
@@ -13,11 +13,68 @@ SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
   LEFT JOIN @extschema@.registrations g ON g.source OPERATOR(pg_catalog.=) p.source
  WHERE pg_catalog.pg_has_role(COALESCE(g.owner, r.owner), 'MEMBER');
 
+-- One row per registration (of the roles the reader is a member of): its last outcome, its
+-- last success, its next run, and whether it is stale: no success (or skip, Qobra holding the
+-- same snapshot) within two periods of its schedule, or its last three runs failed, blocked or
+-- interrupted. A paused registration is never stale.
+CREATE VIEW @extschema@.status WITH (security_barrier) AS
+SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
+       last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
+       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
+       ok.rows_sent AS last_success_rows, last.error AS last_error,
+       NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
+           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(fresh.finished_at, r.created_at), 2,
+                                                  COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
+                ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
+       f.failures AS consecutive_failures
+  FROM @extschema@.registrations r
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                      ORDER BY x.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
+                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                        AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped'])
+                      ORDER BY x.run_id DESC LIMIT 1) fresh ON true
+  CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::pg_catalog.int4 AS failures FROM @extschema@.runs x
+                       WHERE x.source OPERATOR(pg_catalog.=) r.source
+                         AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'blocked', 'interrupted'])
+                         AND x.run_id OPERATOR(pg_catalog.>) COALESCE(fresh.run_id, 0)) f
+ WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
+
+-- One row per registration, as a Prometheus exporter reads it (docs/postgres_exporter.yaml):
+-- counters over the run history kept (qobra_sync.history_days; they drop when old runs are
+-- purged, which Prometheus takes as a reset) and gauges, NaN where there is no value yet;
+-- the source schema-qualified whatever the reader's search_path.
+CREATE VIEW @extschema@.metrics WITH (security_barrier) AS
+SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(k.relname),
+                s.source::pg_catalog.text) AS source, s.data_table_key,
+       COALESCE(c.succeeded, 0) AS runs_succeeded_total, COALESCE(c.failed, 0) AS runs_failed_total,
+       COALESCE(c.blocked, 0) AS runs_blocked_total, COALESCE(c.skipped, 0) AS runs_skipped_total,
+       COALESCE(c.interrupted, 0) AS runs_interrupted_total,
+       COALESCE(c.rows_sent, 0) AS rows_sent_total, COALESCE(c.bytes_sent, 0) AS bytes_sent_total,
+       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.last_success_at), 'NaN') AS seconds_since_last_success,
+       COALESCE(pg_catalog.date_part('epoch', s.last_finished_at OPERATOR(pg_catalog.-) s.last_started_at), 'NaN') AS last_run_duration_seconds,
+       COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
+       s.consecutive_failures, s.stale::pg_catalog.int4 AS stale, s.paused::pg_catalog.int4 AS paused,
+       (s.last_status OPERATOR(pg_catalog.=) 'running')::pg_catalog.int4 AS running
+  FROM @extschema@.status s
+  LEFT JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) k.relnamespace
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'succeeded') AS succeeded,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'failed') AS failed,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'blocked') AS blocked,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'skipped') AS skipped,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'interrupted') AS interrupted,
+              pg_catalog.sum(x.rows_sent)::pg_catalog.int8 AS rows_sent, pg_catalog.sum(x.bytes_sent)::pg_catalog.int8 AS bytes_sent
+         FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) s.source) c ON true;
+
 -- What \df+ and \d+ show: the same words as the README's reference.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
   'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
 COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
-  'Registers a table, partitioned table, view or materialized view for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
+  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
   'Changes a registration: NULL keeps a value, an empty filter removes the filter. With only source, confirms a renamed source.';
 COMMENT ON FUNCTION @extschema@.unregister_table(regclass) IS 'Removes a registration (its run history stays until purged).';
@@ -38,10 +95,13 @@ COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean) IS
 COMMENT ON FUNCTION @extschema@.request_sync(regclass) IS 'Asks the worker to push a registered source right after this transaction commits.';
 COMMENT ON FUNCTION @extschema@.poll_imports() IS
   'Looks once at Qobra''s imports of recent runs and records their outcome and parsing errors; returns how many runs were settled.';
+COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, integer, text) IS
+  'The next count times a schedule fires after a time, in a time zone, as the worker computes them.';
 COMMENT ON FUNCTION @extschema@._progress() IS 'Internal: the pushes in flight, from shared memory (see the progress view).';
 COMMENT ON FUNCTION @extschema@._check_installation() IS 'Internal: checks the database and preloading at CREATE EXTENSION.';
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
-COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error.';
+COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
+COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
 COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.runs IS 'One row per attempt at a push, whatever its outcome.';
@@ -78,9 +138,10 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.validate(regclass, name, name, name[], text, text, name),
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
-    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress()
+    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
+    @extschema@.next_runs(text, timestamp with time zone, integer, text)
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
-    @extschema@.runs, @extschema@.run_errors
+    @extschema@.runs, @extschema@.run_errors, @extschema@.metrics
   TO qobra_sync_operator;
 SELECT @extschema@._check_installation();

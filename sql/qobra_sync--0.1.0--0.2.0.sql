@@ -4,8 +4,9 @@
 -- What 0.2.0 brings to the SQL objects: registrations owned by the role that made them
 -- (delegation through qobra_sync_operator, row-level security on the history), the synced
 -- shape recorded by each registration, the API key kept apart from the destination (never
--- dumped), history and destination in pg_dump's output, and preview() and csv_template() with
--- a run_as argument.
+-- dumped), history and destination in pg_dump's output, preview() and csv_template() with a
+-- run_as argument, next_runs(), status.stale and status.consecutive_failures, the metrics
+-- view, and foreign tables as sources.
 
 -- The destination's key moves to a table of its own, which pg_dump never dumps.
 CREATE TABLE @extschema@.destination_key (
@@ -66,19 +67,6 @@ SELECT d.base_url, k.api_key IS NOT NULL AS api_key_set, d.updated_at,
             WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source
   FROM @extschema@.destination d LEFT JOIN @extschema@.destination_key k ON true;
 
-CREATE VIEW @extschema@.status WITH (security_barrier) AS
-SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
-       last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
-       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
-       ok.rows_sent AS last_success_rows, last.error AS last_error
-  FROM @extschema@.registrations r
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
-                      ORDER BY x.run_id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
-                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
-                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
- WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
-
 CREATE VIEW @extschema@.progress WITH (security_barrier) AS
 SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
        pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) p.started_at AS elapsed,
@@ -122,15 +110,90 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'csv_template_as_wrapper';
 
+-- next_runs(): the times a schedule gives, as the worker computes them.
+CREATE FUNCTION @extschema@."next_runs"(
+	"schedule" TEXT,
+	"after" timestamp with time zone DEFAULT pg_catalog.now(),
+	"count" INT DEFAULT 5,
+	"timezone" TEXT DEFAULT pg_catalog.current_setting('qobra_sync.timezone')
+) RETURNS SETOF timestamp with time zone
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'next_runs_wrapper';
+
+-- status gains stale and consecutive_failures (it reads next_runs()); metrics is new.
+-- One row per registration (of the roles the reader is a member of): its last outcome, its
+-- last success, its next run, and whether it is stale: no success (or skip, Qobra holding the
+-- same snapshot) within two periods of its schedule, or its last three runs failed, blocked or
+-- interrupted. A paused registration is never stale.
+CREATE VIEW @extschema@.status WITH (security_barrier) AS
+SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
+       last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
+       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
+       ok.rows_sent AS last_success_rows, last.error AS last_error,
+       NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
+           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(fresh.finished_at, r.created_at), 2,
+                                                  COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
+                ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
+       f.failures AS consecutive_failures
+  FROM @extschema@.registrations r
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                      ORDER BY x.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
+                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+                        AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped'])
+                      ORDER BY x.run_id DESC LIMIT 1) fresh ON true
+  CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::pg_catalog.int4 AS failures FROM @extschema@.runs x
+                       WHERE x.source OPERATOR(pg_catalog.=) r.source
+                         AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'blocked', 'interrupted'])
+                         AND x.run_id OPERATOR(pg_catalog.>) COALESCE(fresh.run_id, 0)) f
+ WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
+
+-- One row per registration, as a Prometheus exporter reads it (docs/postgres_exporter.yaml):
+-- counters over the run history kept (qobra_sync.history_days; they drop when old runs are
+-- purged, which Prometheus takes as a reset) and gauges, NaN where there is no value yet;
+-- the source schema-qualified whatever the reader's search_path.
+CREATE VIEW @extschema@.metrics WITH (security_barrier) AS
+SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(k.relname),
+                s.source::pg_catalog.text) AS source, s.data_table_key,
+       COALESCE(c.succeeded, 0) AS runs_succeeded_total, COALESCE(c.failed, 0) AS runs_failed_total,
+       COALESCE(c.blocked, 0) AS runs_blocked_total, COALESCE(c.skipped, 0) AS runs_skipped_total,
+       COALESCE(c.interrupted, 0) AS runs_interrupted_total,
+       COALESCE(c.rows_sent, 0) AS rows_sent_total, COALESCE(c.bytes_sent, 0) AS bytes_sent_total,
+       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.last_success_at), 'NaN') AS seconds_since_last_success,
+       COALESCE(pg_catalog.date_part('epoch', s.last_finished_at OPERATOR(pg_catalog.-) s.last_started_at), 'NaN') AS last_run_duration_seconds,
+       COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
+       s.consecutive_failures, s.stale::pg_catalog.int4 AS stale, s.paused::pg_catalog.int4 AS paused,
+       (s.last_status OPERATOR(pg_catalog.=) 'running')::pg_catalog.int4 AS running
+  FROM @extschema@.status s
+  LEFT JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) k.relnamespace
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'succeeded') AS succeeded,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'failed') AS failed,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'blocked') AS blocked,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'skipped') AS skipped,
+              pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'interrupted') AS interrupted,
+              pg_catalog.sum(x.rows_sent)::pg_catalog.int8 AS rows_sent, pg_catalog.sum(x.bytes_sent)::pg_catalog.int8 AS bytes_sent
+         FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) s.source) c ON true;
+
 -- What \df+ and \d+ show.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
   'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
+  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name) IS
   'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default).';
 COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name) IS
   'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default).';
+COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, integer, text) IS
+  'The next count times a schedule fires after a time, in a time zone, as the worker computes them.';
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
-COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error.';
+COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
+COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
 COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
@@ -158,8 +221,9 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.validate(regclass, name, name, name[], text, text, name),
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
-    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress()
+    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
+    @extschema@.next_runs(text, timestamp with time zone, integer, text)
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
-    @extschema@.runs, @extschema@.run_errors
+    @extschema@.runs, @extschema@.run_errors, @extschema@.metrics
   TO qobra_sync_operator;

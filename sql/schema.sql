@@ -129,19 +129,3 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_errors',
 ALTER TABLE @extschema@.run_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY run_errors_of_members ON @extschema@.run_errors FOR SELECT
   USING (EXISTS (SELECT FROM @extschema@.runs r WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id));
-
--- One row per registration (of the roles the reader is a member of): its last outcome and next
--- run.
-CREATE VIEW @extschema@.status WITH (security_barrier) AS
-SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
-       last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
-       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
-       ok.rows_sent AS last_success_rows, last.error AS last_error
-  FROM @extschema@.registrations r
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
-                      ORDER BY x.run_id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
-                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
-                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
- WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
-

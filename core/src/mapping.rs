@@ -82,7 +82,11 @@ impl RelKind {
     pub fn can_be_source(self) -> bool {
         matches!(
             self,
-            RelKind::Table | RelKind::PartitionedTable | RelKind::View | RelKind::MaterializedView
+            RelKind::Table
+                | RelKind::PartitionedTable
+                | RelKind::View
+                | RelKind::MaterializedView
+                | RelKind::ForeignTable
         )
     }
 

@@ -212,9 +212,187 @@ impl RunHead {
     }
 }
 
+/// The channel of the notification sent at the end of every run.
+pub const CHANNEL: &str = "qobra_sync";
+/// The longest payload PostgreSQL's NOTIFY takes, in bytes (it refuses 8000 and more).
+pub const NOTIFY_MAX_BYTES: usize = 7999;
+/// The most characters of a run's error in its log line.
+const LOG_ERROR_CHARS: usize = 300;
+
+/// A run that ended, as announced to listeners and written in the log.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Ended {
+    pub run_id: i64,
+    /// The source as `regclass` text (its OID in digits once dropped).
+    pub source: String,
+    pub data_table_key: String,
+    pub trigger: String,
+    pub status: String,
+    pub rows_sent: i64,
+    pub rows_rejected: i64,
+    pub possibly_partial: bool,
+    pub error: Option<String>,
+    pub requests: i64,
+    pub retries: i64,
+    pub duration_ms: i64,
+}
+
+impl Ended {
+    /// The JSON payload of the run's NOTIFY, its error cut (at a character boundary) so that
+    /// the whole fits in NOTIFY's limit.
+    pub fn notification(&self) -> String {
+        let payload = |error: Option<&str>| {
+            json!({
+                "run_id": self.run_id, "source": self.source, "data_table_key": self.data_table_key,
+                "trigger": self.trigger, "status": self.status, "rows_sent": self.rows_sent,
+                "rows_rejected": self.rows_rejected, "possibly_partial": self.possibly_partial,
+                "error": error,
+            })
+            .to_string()
+        };
+        let Some(error) = self.error.as_deref() else {
+            return payload(None);
+        };
+        let whole = payload(Some(error));
+        if whole.len() <= NOTIFY_MAX_BYTES {
+            return whole;
+        }
+        // Escapes make the JSON longer than the text, by up to six bytes a character: find the
+        // longest beginning of the error that fits (the size grows with the characters kept).
+        let cut = |keep: usize| {
+            payload(Some(&format!(
+                "{}…",
+                error.chars().take(keep).collect::<String>()
+            )))
+        };
+        let (mut fits, mut too_long) = (0, error.chars().count());
+        while fits + 1 < too_long {
+            let mid = (fits + too_long) / 2;
+            if cut(mid).len() <= NOTIFY_MAX_BYTES {
+                fits = mid;
+            } else {
+                too_long = mid;
+            }
+        }
+        cut(fits)
+    }
+
+    /// The run's LOG line, in key=value form, for log-based alerting (never the key: errors
+    /// never hold it).
+    pub fn log_line(&self) -> String {
+        let error = self.error.as_deref().map(|e| {
+            let mut cut: String = e.chars().take(LOG_ERROR_CHARS).collect();
+            if cut.len() < e.len() {
+                cut.push('…');
+            }
+            cut
+        });
+        let fields: [(&str, String); 12] = [
+            ("run_id", self.run_id.to_string()),
+            ("source", self.source.clone()),
+            ("data_table_key", self.data_table_key.clone()),
+            ("trigger", self.trigger.clone()),
+            ("status", self.status.clone()),
+            ("rows_sent", self.rows_sent.to_string()),
+            ("rows_rejected", self.rows_rejected.to_string()),
+            ("duration_ms", self.duration_ms.to_string()),
+            ("requests", self.requests.to_string()),
+            ("retries", self.retries.to_string()),
+            ("possibly_partial", self.possibly_partial.to_string()),
+            ("error", error.unwrap_or_default()),
+        ];
+        let pairs: Vec<String> = fields
+            .iter()
+            .filter(|(k, v)| *k != "error" || !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
+            .collect();
+        format!("qobra_sync run ended: {}", pairs.join(" "))
+    }
+}
+
+/// A value as logfmt writes it: bare when it is one plain word, else in double quotes with `"`
+/// and `\` escaped and line breaks written as `\n`.
+fn logfmt_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
+    if plain {
+        return v.to_owned();
+    }
+    let escaped = v
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r");
+    format!("\"{escaped}\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ended(error: Option<&str>) -> Ended {
+        Ended {
+            run_id: 42,
+            source: "public.deals".into(),
+            data_table_key: "deals".into(),
+            trigger: "schedule".into(),
+            status: "failed".into(),
+            rows_sent: 10,
+            rows_rejected: 1,
+            possibly_partial: true,
+            error: error.map(str::to_owned),
+            requests: 3,
+            retries: 2,
+            duration_ms: 1234,
+        }
+    }
+
+    #[test]
+    fn a_notification_carries_the_run_and_fits_notify() {
+        let v: Value = serde_json::from_str(&ended(None).notification()).unwrap();
+        assert_eq!(
+            v,
+            json!({"run_id": 42, "source": "public.deals", "data_table_key": "deals",
+                   "trigger": "schedule", "status": "failed", "rows_sent": 10, "rows_rejected": 1,
+                   "possibly_partial": true, "error": null})
+        );
+        // Quotes and control characters are escaped by JSON (up to six bytes each): the error
+        // is cut until the payload fits, at a character boundary.
+        for long in [
+            "é\"\u{1}".repeat(4000),
+            "x".repeat(20_000),
+            "ü".repeat(7990),
+        ] {
+            let text = ended(Some(&long)).notification();
+            assert!(text.len() <= NOTIFY_MAX_BYTES, "{} bytes", text.len());
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let error = v["error"].as_str().unwrap();
+            assert!(error.ends_with('…') && long.starts_with(error.trim_end_matches('…')));
+            assert!(
+                text.len() > NOTIFY_MAX_BYTES - 10,
+                "cut more than needed: {}",
+                text.len()
+            );
+        }
+        let short = ended(Some("no API key is set")).notification();
+        assert!(short.contains("\"error\":\"no API key is set\""));
+    }
+
+    #[test]
+    fn the_log_line_is_key_value() {
+        assert_eq!(
+            ended(Some("Qobra answered 500: \"oops\"\nretry")).log_line(),
+            "qobra_sync run ended: run_id=42 source=public.deals data_table_key=deals trigger=schedule \
+             status=failed rows_sent=10 rows_rejected=1 duration_ms=1234 requests=3 retries=2 \
+             possibly_partial=true error=\"Qobra answered 500: \\\"oops\\\"\\nretry\""
+        );
+        let ok = ended(None).log_line();
+        assert!(!ok.contains("error="), "{ok}");
+        assert!(ended(Some(&"e".repeat(1000))).log_line().len() < 600);
+        assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(logfmt_value(""), "\"\"");
+    }
 
     fn head() -> RunHead {
         RunHead {

@@ -1,10 +1,13 @@
-//! Running: `sync_now`, `request_sync`, `poll_imports`, and `_progress` behind the progress view.
+//! Running: `sync_now`, `request_sync`, `poll_imports`, `next_runs`, and `_progress` behind the
+//! progress view.
 
 use super::{required, writes};
-use crate::pg::error::OrRaise;
+use crate::pg::error::{Error, OrRaise, Result, SqlState};
 use crate::pg::sqltypes::RegClass;
+use crate::pg::time;
 use crate::registry;
 use pgrx::prelude::*;
+use qobra_sync_core::schedule::{parse_zone, Schedule};
 
 /// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
 /// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
@@ -68,4 +71,43 @@ fn progress() -> TableIterator<
 fn poll_imports() -> i64 {
     writes("poll_imports()").or_raise();
     crate::sync::imports::poll_imports().or_raise()
+}
+
+/// The most times `next_runs` lists at once.
+const MAX_NEXT_RUNS: i32 = 10_000;
+
+/// The next `count` times `schedule` fires after `after`, in `timezone`, computed by the code
+/// the worker schedules with (intervals count from `after`).
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn next_runs(
+    schedule: Option<&str>,
+    after: default!(
+        Option<pgrx::datum::TimestampWithTimeZone>,
+        "pg_catalog.now()"
+    ),
+    count: default!(Option<i32>, 5),
+    timezone: default!(
+        Option<&str>,
+        "pg_catalog.current_setting('qobra_sync.timezone')"
+    ),
+) -> SetOfIterator<'static, pgrx::datum::TimestampWithTimeZone> {
+    let run = || -> Result<Vec<pgrx::datum::TimestampWithTimeZone>> {
+        let schedule = Schedule::parse(required(schedule, "schedule")?)?;
+        let after = time::to_utc(required(after, "after")?)?;
+        let count = required(count, "count")?;
+        if !(0..=MAX_NEXT_RUNS).contains(&count) {
+            return Err(Error::new(
+                SqlState::InvalidParameterValue,
+                format!("count must be between 0 and {MAX_NEXT_RUNS}"),
+            ));
+        }
+        let zone = parse_zone(required(timezone, "timezone")?)?;
+        Ok(schedule
+            .upcoming(after, zone, count as usize)
+            .iter()
+            .map(|t| time::timestamptz_from_unix_micros(t.timestamp_micros()))
+            .collect())
+    };
+    SetOfIterator::new(run().or_raise())
 }

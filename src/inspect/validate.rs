@@ -280,7 +280,8 @@ fn reader_least_privileged(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
     }]
 }
 
-/// Whether the reader may SELECT every synced column (learns it).
+/// Whether the reader may SELECT every synced column and, for a foreign table, reach its
+/// server (learns it).
 fn reader_can_read(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
     const NAME: &str = "reader can read";
     let read: Vec<String> = facts
@@ -290,7 +291,15 @@ fn reader_can_read(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
         .filter(|r| r.synced)
         .map(|r| r.column_name.clone())
         .collect();
-    let check = match roles::reader_can_select(subject.reader, &subject.source, &read) {
+    let can =
+        roles::reader_can_select(subject.reader, &subject.source, &read).and_then(
+            |why| match why {
+                Some(why) => Ok(Some(why)),
+                None => roles::reader_lacks_user_mapping(subject.reader, &subject.source)
+                    .map(|m| m.map(|(why, _)| why)),
+            },
+        );
+    let check = match can {
         Ok(None) => {
             facts.can_read = true;
             Check::new(

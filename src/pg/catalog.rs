@@ -6,7 +6,7 @@ use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::{RelKind, Source};
+use qobra_sync_core::mapping::Source;
 
 /// The query that describes a relation as one jsonb (see the file for its shape).
 const DESCRIBE_SOURCE: &str = include_str!("../../sql/describe_source.sql");
@@ -33,12 +33,8 @@ pub fn describe_source(oid: pg_sys::Oid) -> Result<Source> {
         SqlState::WrongObjectType,
         format!("{} is {}", quoted(&source.name), kind.with_article()),
     )
-    .detail("A source must be a table, a partitioned table, a view or a materialized view.")
-    .hint(if kind == RelKind::ForeignTable {
-        "Register a view over the foreign table instead."
-    } else {
-        "Register the table or view that holds the rows to push."
-    }))
+    .detail("A source must be a table, a partitioned table, a view, a materialized view or a foreign table.")
+    .hint("Register the table or view that holds the rows to push."))
 }
 
 /// Checks that a registered source still exists under the name it was registered with.
@@ -74,6 +70,7 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
 mod tests {
     use super::*;
     use crate::testing::{fixture, oid};
+    use qobra_sync_core::mapping::RelKind;
 
     #[pg_test]
     fn a_table_is_described_with_its_base_types() {

@@ -113,7 +113,48 @@ pub fn check_reader(role: pg_sys::Oid, source: &Source, columns: &[String]) -> R
             source.name
         )));
     }
+    if let Some((why, server)) = reader_lacks_user_mapping(role, source)? {
+        return Err(refused_reader(why).hint(format!(
+            "CREATE USER MAPPING FOR the run_as role SERVER {server} OPTIONS (user '…', password '…')."
+        )));
+    }
     Ok(())
+}
+
+/// For a foreign table of postgres_fdw, why `role` cannot read it through the server, if it
+/// cannot: it has no user mapping there (neither its own nor PUBLIC's). Returns the reason and
+/// the server's name.
+pub fn reader_lacks_user_mapping(
+    role: pg_sys::Oid,
+    source: &Source,
+) -> Result<Option<(String, String)>> {
+    if source.relkind != "f" {
+        return Ok(None);
+    }
+    let row = one_row(&format!(
+        "SELECT (SELECT pg_catalog.quote_ident(s.srvname)
+                   FROM pg_catalog.pg_foreign_table ft
+                   JOIN pg_catalog.pg_foreign_server s ON s.oid OPERATOR(pg_catalog.=) ft.ftserver
+                   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid OPERATOR(pg_catalog.=) s.srvfdw
+                  WHERE ft.ftrelid OPERATOR(pg_catalog.=) {oid}::pg_catalog.oid
+                    AND w.fdwname OPERATOR(pg_catalog.=) 'postgres_fdw'
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_user_mapping um
+                                     WHERE um.umserver OPERATOR(pg_catalog.=) s.oid
+                                       AND um.umuser OPERATOR(pg_catalog.=) ANY (ARRAY[{role}::pg_catalog.oid, 0::pg_catalog.oid]))),
+                {role}::pg_catalog.regrole::pg_catalog.text",
+        oid = source.oid,
+        role = role.to_u32(),
+    ))?;
+    let (Some(server), Some(name)) = (row[0].clone(), row[1].clone()) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        format!(
+            "role {name} has no user mapping for server {server}, through which {} is read",
+            source.name
+        ),
+        server,
+    )))
 }
 
 /// The write privileges `role` holds on `source`, if any.

@@ -29,6 +29,22 @@ pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) -> Result<()> {
     writing(|client| client.update(sql, None, args).map(|_| ()))
 }
 
+/// The first column of the first row a writing statement returns (`… RETURNING x`), or None
+/// when it returns no row.
+pub fn first_written<T: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Option<T>> {
+    writing(|client| {
+        let table = client.update(sql, None, args)?;
+        if table.is_empty() {
+            Ok(None)
+        } else {
+            table.first().get::<T>(1)
+        }
+    })
+}
+
 /// Runs `f` with an SPI client that may write (several statements of our own tables, one
 /// connection), under the pinned settings.
 pub fn writing<R>(

@@ -8,12 +8,12 @@
 use crate::pg::error::{Error, Result};
 use crate::pg::gucs;
 use crate::pg::shared::{Record, RECORD_BYTES};
-use crate::pg::spi::{execute, first_value, writing};
+use crate::pg::spi::{execute, first_value, first_written, writing};
 use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
 use qobra_sync_core::registration::Registration;
-use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
+use qobra_sync_core::runs::{Ended, Outcome, RunHead, RunStatus, Trigger, CHANNEL};
 
 /// The error recorded for a run a crash, a restart or the worker's termination cut short.
 const CRASHED: &str = "the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again";
@@ -74,30 +74,32 @@ pub fn finish(run_id: i64, o: &Outcome) -> Result<()> {
             )?;
         }
         Ok(())
-    })
+    })?;
+    announce(run_id, true)
 }
 
 /// Records a run that could not run to its end (an error raised while it ran), if it is still
 /// recorded as running.
 pub fn fail(run_id: i64, error: &str) -> Result<()> {
-    execute(
+    let failed: Option<i64> = first_written(
         "UPDATE qobra_sync.runs SET status = $3, finished_at = pg_catalog.clock_timestamp(), error = $2
-          WHERE run_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $4",
+          WHERE run_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $4 RETURNING run_id",
         &[
             run_id.into(),
             error.into(),
             RunStatus::Failed.as_str().into(),
             RunStatus::Running.as_str().into(),
         ],
-    )
+    )?;
+    failed.map_or(Ok(()), |id| announce(id, true))
 }
 
 /// Records a run of `reg` that could not even start (source dropped or renamed, no
 /// destination…).
 pub fn refused(reg: &Registration, trigger: Trigger, e: &Error) -> Result<()> {
-    execute(
+    let run_id: Option<i64> = first_written(
         "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error, owner)
-             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6, $7) RETURNING run_id",
         &[
             RegClass(pg_sys::Oid::from(reg.source)).into(),
             reg.source_name.as_str().into(),
@@ -107,33 +109,73 @@ pub fn refused(reg: &Registration, trigger: Trigger, e: &Error) -> Result<()> {
             e.message.as_str().into(),
             pg_sys::Oid::from(reg.owner_oid).into(),
         ],
-    )
+    )?;
+    run_id.map_or(Ok(()), |id| announce(id, true))
 }
 
 /// Records the run of a session whose transaction rolled its row back, from `row` (the columns
-/// of `qobra_sync.runs` as JSON), unless the session's own row made it after all.
-pub fn record_orphan(row: serde_json::Value) -> Result<()> {
-    execute(
+/// of `qobra_sync.runs` as JSON), unless the session's own row made it after all. The session
+/// logged the run's end if it got there (`logged`); its notification went with the rollback.
+pub fn record_orphan(row: serde_json::Value, logged: bool) -> Result<()> {
+    let run_id: Option<i64> = first_written(
         "INSERT INTO qobra_sync.runs
          SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::qobra_sync.runs, $1) r
-          WHERE NOT EXISTS (SELECT 1 FROM qobra_sync.runs x WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id)",
+          WHERE NOT EXISTS (SELECT 1 FROM qobra_sync.runs x WHERE x.run_id OPERATOR(pg_catalog.=) r.run_id)
+         RETURNING run_id",
         &[pgrx::JsonB(row).into()],
-    )
+    )?;
+    run_id.map_or(Ok(()), |id| announce(id, !logged))
 }
 
 /// Marks runs left running by a previous life of the worker (or a crashed server) as
 /// interrupted. Runs of live sessions are never seen: they are not committed.
 pub fn mark_interrupted() -> Result<()> {
-    execute(
-        "UPDATE qobra_sync.runs SET status = $1, finished_at = pg_catalog.clock_timestamp(),
+    let marked: Option<Vec<i64>> = first_written(
+        "WITH marked AS (
+             UPDATE qobra_sync.runs SET status = $1, finished_at = pg_catalog.clock_timestamp(),
                     error = $3, possibly_partial = true
-              WHERE status OPERATOR(pg_catalog.=) $2",
+              WHERE status OPERATOR(pg_catalog.=) $2 RETURNING run_id)
+         SELECT pg_catalog.array_agg(run_id ORDER BY run_id) FROM marked",
         &[
             RunStatus::Interrupted.as_str().into(),
             RunStatus::Running.as_str().into(),
             CRASHED.into(),
         ],
-    )
+    )?;
+    marked
+        .unwrap_or_default()
+        .into_iter()
+        .try_for_each(|id| announce(id, true))
+}
+
+/// Tells that run `run_id` ended: a NOTIFY on channel `qobra_sync` with the run as JSON,
+/// delivered when the transaction that wrote the run's end commits (never if it rolls back),
+/// and, when `log`, the run's line in the server log.
+fn announce(run_id: i64, log: bool) -> Result<()> {
+    let run: Option<pgrx::JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_object('run_id', run_id, 'source', source::pg_catalog.text,
+                    'data_table_key', data_table_key, 'trigger', trigger, 'status', status,
+                    'rows_sent', rows_sent, 'rows_rejected', rows_rejected,
+                    'possibly_partial', possibly_partial, 'error', error, 'requests', requests,
+                    'retries', retries,
+                    'duration_ms', COALESCE(pg_catalog.round(pg_catalog.date_part('epoch',
+                        finished_at OPERATOR(pg_catalog.-) started_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, 0))
+           FROM qobra_sync.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
+        &[run_id.into()],
+    )?;
+    let Some(pgrx::JsonB(run)) = run else {
+        return Ok(());
+    };
+    let ended: Ended = serde_json::from_value(run)
+        .map_err(|e| Error::internal(format!("cannot read a run: {e}")))?;
+    execute(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[CHANNEL.into(), ended.notification().into()],
+    )?;
+    if log {
+        pgrx::log!("{}", ended.log_line());
+    }
+    Ok(())
 }
 
 /// Deletes run history older than `qobra_sync.history_days`.

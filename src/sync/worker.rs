@@ -252,7 +252,8 @@ fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
 fn record_orphans() {
     for (i, slot) in shared::orphans() {
         let row = orphans::row(&slot, chrono::Utc::now());
-        in_transaction(|| runs::record_orphan(row));
+        let logged = slot.phase == shared::Phase::Ended;
+        in_transaction(|| runs::record_orphan(row, logged));
         shared::free(i, slot.run_id);
     }
 }

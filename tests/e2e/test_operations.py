@@ -1,0 +1,129 @@
+"""Watching qobra_sync like a service: a NOTIFY on channel qobra_sync when a run's end commits
+(sessions, the worker, runs recorded after a rollback), one key=value LOG line per finished
+run, status.stale and status.consecutive_failures, and the metrics view as postgres_exporter
+reads it (docs/postgres_exporter.yaml)."""
+
+import json
+import math
+import re
+
+import yaml
+
+from helpers import ROOT, bulk_fault, wait_for
+from worker_helpers import create_deals, wait_runs
+
+EXPORTER_QUERIES = ROOT / "docs/postgres_exporter.yaml"
+
+
+def notifications(conn, count, timeout=10.0):
+    """The next `count` payloads on channel qobra_sync (as dicts)."""
+    got = [json.loads(n.payload) for n in conn.notifies(timeout=timeout, stop_after=count)
+           if n.channel == "qobra_sync"]
+    assert len(got) == count, f"{len(got)} notification(s) of {count}: {got}"
+    return got
+
+
+def run_log_lines(cluster, run_id):
+    """The server log's `run ended` lines of run `run_id`."""
+    text = cluster.server_log.read_text(errors="replace")
+    return re.findall(rf"qobra_sync run ended: run_id={run_id} .*", text)
+
+
+def test_every_run_end_is_notified_at_commit_and_logged_once(cluster, db, fake, connect):
+    """A session's push notifies when its transaction commits, not before; a rolled-back one
+    is notified by the worker that records it; a worker's run too. Each payload carries the
+    run; each run has exactly one LOG line, in key=value form, without the key."""
+    listener = connect()
+    listener.execute("LISTEN qobra_sync")
+    key = create_deals(db, fake)
+
+    run = db.sync("deals")
+    [n] = notifications(listener, 1)
+    assert n == {"run_id": run["run_id"], "source": f"{db.schema}.deals", "data_table_key": key,
+                 "trigger": "manual", "status": "succeeded", "rows_sent": 10, "rows_rejected": 0,
+                 "possibly_partial": False, "error": None}
+
+    # In an open transaction nothing is told; after ROLLBACK, the worker tells (and logs) it.
+    session = connect()
+    session.execute(f"SET search_path = {db.schema}")
+    session.autocommit = False
+    rolled_back = session.execute("SELECT qobra_sync.sync_now('deals', force => true)").fetchone()[0]
+    assert list(listener.notifies(timeout=1, stop_after=1)) == [], "told before the commit"
+    session.rollback()
+    [n] = notifications(listener, 1)
+    assert (n["run_id"], n["status"]) == (rolled_back, "succeeded")
+
+    # A blocked run of the worker, after request_sync().
+    db.rows("INSERT INTO deals VALUES (11, NULL, 1), (12, NULL, 2)")
+    db.rows("ALTER TABLE deals DROP CONSTRAINT deals_pkey; INSERT INTO deals VALUES (1, 'again', 3)")
+    db.rows("SELECT qobra_sync.request_sync('deals')")
+    [n] = notifications(listener, 1, timeout=20)
+    assert (n["trigger"], n["status"]) == ("request", "blocked") and "more than once" in n["error"], n
+
+    for run_id in (run["run_id"], rolled_back, n["run_id"]):
+        lines = wait_for(lambda: run_log_lines(cluster, run_id), what=f"run {run_id}'s log line")
+        assert len(lines) == 1, lines
+    line = run_log_lines(cluster, n["run_id"])[0]
+    assert re.match(rf"qobra_sync run ended: run_id=\d+ source={db.schema}\.deals data_table_key={re.escape(key)} "
+                    r"trigger=request status=blocked rows_sent=0 rows_rejected=0 duration_ms=\d+ "
+                    r"requests=0 retries=0 possibly_partial=false error=\".*more than once.*\"$", line), line
+    assert fake.api_key not in cluster.server_log.read_text(errors="replace")
+
+
+def test_status_tells_stale_registrations_and_consecutive_failures(db, fake):
+    """Three failed runs in a row make a registration stale; a success clears both; a schedule
+    that fired twice since the last success (or since registering) makes it stale too, unless
+    it is paused."""
+    key = create_deals(db, fake)
+    status = lambda: db.one("SELECT stale, consecutive_failures FROM qobra_sync.status")  # noqa: E731
+    assert status() == {"stale": False, "consecutive_failures": 0}
+    fake.add_faults(bulk_fault(key, {"status": 400}, times=3))
+    for failures in (1, 2, 3):
+        assert db.sync("deals", force=True)["status"] == "failed"
+        assert status() == {"stale": failures == 3, "consecutive_failures": failures}
+    assert db.sync("deals", force=True)["status"] == "succeeded"
+    assert status() == {"stale": False, "consecutive_failures": 0}
+    assert db.sync("deals")["status"] == "skipped"
+    assert status() == {"stale": False, "consecutive_failures": 0}
+
+    # Every hour, and the last success three hours ago: two scheduled runs came and went.
+    db.rows("SELECT qobra_sync.alter_table('deals', schedule => '1 hour')")
+    db.rows("UPDATE qobra_sync.runs SET finished_at = finished_at - interval '3 hours'")
+    assert status()["stale"] is True
+    db.rows("SELECT qobra_sync.pause('deals')")
+    assert status()["stale"] is False, "a paused registration is not stale"
+    db.rows("SELECT qobra_sync.resume('deals')")
+    db.rows("DELETE FROM qobra_sync.runs")
+    db.rows("UPDATE qobra_sync.registrations SET created_at = now() - interval '90 minutes'")
+    assert status()["stale"] is False, "only one scheduled run since registering"
+    db.rows("UPDATE qobra_sync.registrations SET created_at = now() - interval '150 minutes'")
+    assert status()["stale"] is True
+
+
+def test_metrics_read_by_the_exporter_queries(db, fake, wdb):
+    """The query of docs/postgres_exporter.yaml runs as it is; it returns every column the file
+    declares, with counters matching the run history and gauges in seconds."""
+    config = yaml.safe_load(EXPORTER_QUERIES.read_text())["qobra_sync"]
+    declared = [next(iter(m)) for m in config["metrics"]]
+    key = create_deals(db, fake, schedule="1 hour")
+    rows = db.rows(config["query"])
+    assert len(rows) == 1 and list(rows[0]) == declared
+    fresh = rows[0]
+    assert (fresh["runs_succeeded_total"], fresh["rows_sent_total"]) == (0, 0)
+    assert math.isnan(fresh["seconds_since_last_success"]) and math.isnan(fresh["last_run_duration_seconds"])
+    assert 3500 < fresh["next_run_in_seconds"] <= 3600
+
+    db.sync("deals")
+    db.sync("deals")
+    fake.add_faults(bulk_fault(key, {"status": 400}))
+    db.sync("deals", force=True)
+    [m] = db.rows(config["query"])
+    counts = {r["status"]: r["n"] for r in db.rows("SELECT status, count(*) AS n FROM qobra_sync.runs GROUP BY 1")}
+    assert counts == {"succeeded": 1, "skipped": 1, "failed": 1}
+    assert (m["runs_succeeded_total"], m["runs_skipped_total"], m["runs_failed_total"],
+            m["runs_blocked_total"], m["runs_interrupted_total"]) == (1, 1, 1, 0, 0)
+    assert m["rows_sent_total"] == db.value("SELECT sum(rows_sent) FROM qobra_sync.runs")
+    assert m["bytes_sent_total"] == db.value("SELECT sum(bytes_sent) FROM qobra_sync.runs") > 0
+    assert 0 <= m["seconds_since_last_success"] < 60 and 0 <= m["last_run_duration_seconds"] < 60
+    assert (m["consecutive_failures"], m["stale"], m["paused"], m["running"]) == (1, 0, 0, 0)
+    assert m["source"] == f"{db.schema}.deals" and m["data_table_key"] == key
