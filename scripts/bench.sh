@@ -18,7 +18,9 @@
 #
 # Usage: scripts/bench.sh [--sizes 1000000,10000000] [--batch-rows 50000,5000]
 #                        [--latencies 50,100,200] [--in-flight 1,4,6,8] [--far-sizes 1000000]
-#                        [--doc PATH | --no-doc]
+#                        [--doc PATH | --no-doc] [--profile]
+# (`--profile` also profiles one push at the defaults of the first size with perf:
+# $QS_BENCH_DIR/results/profile-<size>.profile.txt, see scripts/bench_profile.sh.)
 # (`--latencies ''` leaves the far pushes out.)
 # Runs as root or as a user with sudo; the cluster runs as $QS_PGUSER (default postgres).
 # Environment: QS_BENCH_DIR (default /tmp/qobra_sync-bench), QS_BENCH_PORT (default 54325),
@@ -35,6 +37,7 @@ LATENCIES=50,100,200
 IN_FLIGHT=1,4,6,8
 FAR_SIZES=1000000
 DOC=docs/benchmarks.md
+PROFILE=
 while [ $# -gt 0 ]; do
     case $1 in
         --sizes) SIZES=$2; shift 2 ;;
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
         --far-sizes) FAR_SIZES=$2; shift 2 ;;
         --doc) DOC=$2; shift 2 ;;
         --no-doc) DOC=; shift ;;
+        --profile) PROFILE=1; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -233,6 +237,23 @@ SQL
     fake PUT "/_fake/tables/$t" "$FAKE_TABLE" >/dev/null
 }
 
+# Profiles one push of public.TABLE at the default settings (not a measurement: perf slows
+# the backend a little): profile_push NAME TABLE.
+profile_push() {
+    { prologue "$2"; cat <<SQL; } | psql_db -q -At >/dev/null
+SET qobra_sync.skip_unchanged = off;
+SET qobra_sync.debounce_seconds = 0;
+\! bash '$ROOT/scripts/bench_profile.sh' start $1
+SELECT qobra_sync.sync_now('public.$2');
+\! bash '$ROOT/scripts/bench_profile.sh' stop $1
+SQL
+    fake DELETE /_fake/requests >/dev/null
+    fake POST /_fake/imports/flush >/dev/null
+    fake PUT "/_fake/tables/$2" "$FAKE_TABLE" >/dev/null
+    echo "    profile: $RESULTS/$1.profile.txt"
+    head -40 "$RESULTS/$1.profile.txt" | grep -v '^#' | grep -v '^$' | head -25
+}
+
 # The tables loaded, as JSON objects: label, rows, heap size.
 TABLES=()
 
@@ -350,6 +371,10 @@ SQL
         echo "    push, batch_rows $batch"
         measure_push "push-$lbl-$batch" "$lbl" "$t" "SET qobra_sync.batch_rows = $batch;" "$batch"
     done
+    if [ -n "$PROFILE" ] && [ "$size" = "${SIZES%%,*}" ]; then
+        echo "    profiling a push at the defaults"
+        profile_push "profile-$lbl" "$t"
+    fi
     if [[ ",$FAR_SIZES," == *",$size,"* ]]; then
         for latency in ${LATENCIES//,/ }; do
             fake PUT /_fake/settings "{\"latency_ms\": $latency}" >/dev/null

@@ -1,7 +1,7 @@
 -- Last step of CREATE EXTENSION: nothing is reachable by PUBLIC, and the installation is checked
 -- (right database, preloaded or not).
 -- (The views below are created here because they read functions of the extension.)
--- Pushes in flight (any session's, when the library is preloaded): rows and bytes sent so far;
+-- Pushes in flight in this database (any session's, when the library is preloaded): rows and bytes sent so far;
 -- those of registrations of roles the reader is a member of.
 CREATE VIEW @extschema@.progress WITH (security_barrier) AS
 SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
@@ -102,7 +102,7 @@ COMMENT ON FUNCTION @extschema@._check_installation() IS 'Internal: checks the d
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
 COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
 COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
-COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session (when preloaded): chunks, rows and bytes sent so far.';
+COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this database (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.runs IS 'One row per attempt at a push, whatever its outcome.';
 COMMENT ON TABLE @extschema@.run_errors IS 'Rows rejected before sending (origin push) or reported by Qobra''s import (origin import).';

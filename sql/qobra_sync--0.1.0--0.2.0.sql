@@ -194,7 +194,7 @@ COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, intege
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
 COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
 COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
-COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session (when preloaded): chunks, rows and bytes sent so far.';
+COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this database (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';

@@ -195,6 +195,7 @@ where
         report: PushReport::default(),
         splits: 0,
         emptied: false,
+        all_unanswered: false,
         last_len: 0,
         pass: Pass::new(),
     };
@@ -267,6 +268,9 @@ struct Pusher<'a, S: ?Sized, K: RecordSink + ?Sized> {
     splits: u32,
     /// An `all=true` chunk was accepted in this push: Qobra's table may be partial since.
     emptied: bool,
+    /// An `all=true` chunk was sent and its answer never came (the push was interrupted while
+    /// it travelled): Qobra may have emptied its table all the same.
+    all_unanswered: bool,
     /// Size of the last chunk read, to size the next buffer.
     last_len: usize,
     pass: Pass<K::InFlight>,
@@ -299,8 +303,19 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
             };
             match self.sink.finish(sent.ticket, self.interrupted) {
                 Ok(posted) => self.accepted(sent.chunk, sent.all, posted),
-                Err(e) => self.failed(sent.chunk, e)?,
+                Err(e) => {
+                    self.answered(sent.all, &e);
+                    self.failed(sent.chunk, e)?
+                }
             }
+        }
+    }
+
+    /// Notes that an `all=true` chunk got its answer (`e`, a failure): only an interrupt leaves
+    /// its outcome unknown.
+    fn answered(&mut self, all: bool, e: &PushError) {
+        if all && *e != PushError::Interrupted {
+            self.all_unanswered = false;
         }
     }
 
@@ -367,6 +382,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
             self.settings.debounce_seconds,
             chunk.body.clone(),
         );
+        self.all_unanswered |= all;
         self.pass.in_flight.push_back(Sent { ticket, chunk, all });
     }
 
@@ -382,6 +398,9 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     /// Counts a chunk Qobra accepted and tells the progress callback.
     fn accepted(&mut self, chunk: Chunk, all: bool, posted: Posted) {
         self.emptied |= all;
+        if all {
+            self.all_unanswered = false;
+        }
         self.pass.accepted += 1;
         let report = &mut self.report;
         report.chunks += 1;
@@ -452,8 +471,12 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         while let Some(sent) = self.pass.in_flight.pop_front() {
             match self.sink.finish(sent.ticket, self.interrupted) {
                 Ok(posted) => self.accepted(sent.chunk, sent.all, posted),
-                Err(e) if e.stops_at_once() => return Err(Stop::Sink(e)),
-                Err(_) => {}
+                Err(e) => {
+                    self.answered(sent.all, &e);
+                    if e.stops_at_once() {
+                        return Err(Stop::Sink(e));
+                    }
+                }
             }
         }
         Ok(())
@@ -478,7 +501,6 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
 
     /// The failure of a push that stopped: chunks still on their way are dropped.
     fn failure(&mut self, stop: Stop) -> PushFailure {
-        self.pass.in_flight.clear();
         let (error, interrupted) = match stop {
             Stop::Sink(e) => {
                 let interrupted = e == PushError::Interrupted;
@@ -486,9 +508,10 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
             }
             Stop::Source(e) => (e, false),
         };
+        self.pass.in_flight.clear();
         PushFailure {
             error,
-            possibly_partial: self.emptied,
+            possibly_partial: self.emptied || self.all_unanswered,
             interrupted,
             report: self.tally(),
         }
@@ -932,6 +955,21 @@ mod tests {
         assert_eq!(failure.report.restarts, 1);
         assert_eq!(failure.report.requests, 4);
         assert_eq!(failure.error.state, SqlState::ExternalFailure);
+    }
+
+    #[test]
+    fn an_interrupt_while_the_first_chunk_travels_may_leave_qobra_partial() {
+        let mut source = Rows::new(5, 2);
+        let sink = Script {
+            failures: vec![(1, PushError::Interrupted)],
+            ..Script::default()
+        };
+        let failure = run_with(&mut source, &sink, settings(3, 4)).0.unwrap_err();
+        assert!(failure.interrupted);
+        assert!(
+            failure.possibly_partial,
+            "the all=true request may have reached Qobra"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 #[pg_extern(volatile, name = "_check_installation")]
 #[search_path(pg_catalog, pg_temp)]
 fn check_installation() {
-    let wanted = crate::pg::gucs::text(&crate::pg::gucs::DATABASE_NAME);
+    let wanted = crate::pg::gucs::databases();
     let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
         .to_string_lossy()
         .into_owned();
@@ -18,11 +18,12 @@ fn check_installation() {
         );
         return;
     }
-    if here != wanted {
+    if !wanted.contains(&here) {
+        let list = wanted.join(", ");
         raise(
-            Error::new(SqlState::ObjectNotInPrerequisiteState, format!("qobra_sync can only be created in database \"{wanted}\""))
-                .detail("The qobra_sync worker runs in the database named by qobra_sync.database_name.")
-                .hint(format!("Set qobra_sync.database_name = '{here}' in postgresql.conf and restart, or connect to \"{wanted}\".")),
+            Error::new(SqlState::ObjectNotInPrerequisiteState, format!("qobra_sync can only be created in the databases named by qobra_sync.database_name ({list})"))
+                .detail("A qobra_sync worker runs in each database that qobra_sync.database_name lists, and in no other.")
+                .hint(format!("Add {here} to qobra_sync.database_name in postgresql.conf (a comma-separated list) and restart, or connect to one of: {list}.")),
         );
     }
 }

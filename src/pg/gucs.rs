@@ -7,8 +7,8 @@
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
-/// The one database where the worker runs and `CREATE EXTENSION` is allowed. `postgres` because
-/// every cluster has it; set it to the database that holds your sales data.
+/// The databases where a worker runs and `CREATE EXTENSION` is allowed, separated by commas.
+/// `postgres` because every cluster has it; set it to the database(s) that hold your sales data.
 pub static DATABASE_NAME: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 /// Whether the worker starts scheduled pushes. On: registering a table is opting in.
@@ -83,8 +83,8 @@ pub fn register(preloaded: bool) {
     };
     GucRegistry::define_string_guc(
         c"qobra_sync.database_name",
-        c"Database where the qobra_sync worker runs.",
-        c"CREATE EXTENSION qobra_sync is only allowed in this database.",
+        c"Databases where a qobra_sync worker runs, separated by commas.",
+        c"CREATE EXTENSION qobra_sync is only allowed in these databases.",
         &DATABASE_NAME,
         db_context,
         GucFlags::SUPERUSER_ONLY,
@@ -257,6 +257,23 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
 }
+
+/// The databases `qobra_sync.database_name` lists, in order, each once (names are separated by
+/// commas and trimmed; at most [`MAX_DATABASES`], the rest are ignored).
+pub fn databases() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in text(&DATABASE_NAME).split(',').map(str::trim) {
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names.truncate(MAX_DATABASES);
+    names
+}
+
+/// How many databases can have a worker at once. 16: far more than a cluster's sales
+/// databases, each worker a process of its own.
+pub const MAX_DATABASES: usize = 16;
 
 /// A string setting's value, or `None` when it is unset or empty.
 pub fn optional_text(setting: &GucSetting<Option<CString>>) -> Option<String> {

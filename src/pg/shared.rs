@@ -1,8 +1,9 @@
-//! Shared memory (only when preloaded): the worker's pid, so that commits can wake it, and
-//! whether it died connecting to its database; the progress of pushes in flight, so that any
+//! Shared memory (only when preloaded): each database's worker's pid, so that commits can wake
+//! it, and whether it died connecting to its database; the progress of pushes in flight, so that any
 //! session can see them (`qobra_sync.progress`); and each push's run row until its transaction
 //! ends, so that the worker can record a run a rollback took away (see `orphans`).
 
+use crate::pg::gucs::MAX_DATABASES;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
@@ -30,6 +31,8 @@ pub enum Phase {
 pub struct Slot {
     /// Backend pid; 0 = free.
     pub pid: i32,
+    /// The database the push runs in (its OID): only that database's views and worker see it.
+    pub database: u32,
     pub run_id: i64,
     pub source: u32,
     /// Start time, microseconds since the Unix epoch.
@@ -81,14 +84,20 @@ impl Record {
     }
 }
 
+/// The worker of one database of `qobra_sync.database_name` (by its position in the list).
+#[derive(Copy, Clone, Default)]
+pub struct Worker {
+    /// Pid of the running worker, 0 when there is none.
+    pub pid: i32,
+    /// The worker set out to connect to its database and has not arrived (it died connecting:
+    /// the database does not exist yet, most likely).
+    pub connecting: bool,
+}
+
 /// Everything qobra_sync keeps in shared memory.
 #[derive(Copy, Clone, Default)]
 pub struct Board {
-    /// Pid of the running worker, 0 when there is none.
-    pub worker_pid: i32,
-    /// A worker set out to connect to `qobra_sync.database_name` and has not arrived (it died
-    /// connecting: the database does not exist yet, most likely).
-    pub connecting: bool,
+    pub workers: [Worker; MAX_DATABASES],
     pub slots: [Slot; SLOTS],
 }
 
@@ -101,29 +110,44 @@ pub fn init() {
     pg_shmem_init!(BOARD);
 }
 
-/// Records the worker's pid (0 when it exits).
-pub fn set_worker_pid(pid: i32) {
-    if crate::preloaded() {
-        BOARD.exclusive().worker_pid = pid;
+/// Records the pid of worker `worker` (0 when it exits).
+pub fn set_worker_pid(worker: usize, pid: i32) {
+    if crate::preloaded() && worker < MAX_DATABASES {
+        BOARD.exclusive().workers[worker].pid = pid;
     }
 }
 
-/// Says that a worker is connecting to its database (true) or has connected (false); returns
-/// what was said before.
-pub fn set_connecting(connecting: bool) -> bool {
-    std::mem::replace(&mut BOARD.exclusive().connecting, connecting)
+/// Says that worker `worker` is connecting to its database (true) or has connected (false);
+/// returns what was said before.
+pub fn set_connecting(worker: usize, connecting: bool) -> bool {
+    let mut board = BOARD.exclusive();
+    board
+        .workers
+        .get_mut(worker)
+        .is_some_and(|w| std::mem::replace(&mut w.connecting, connecting))
 }
 
-/// The running worker's pid, if any.
-pub fn worker_pid() -> Option<i32> {
+/// The position in `qobra_sync.database_name` of the current database, whose worker this
+/// backend wakes.
+fn this_database_worker() -> Option<usize> {
+    let here = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    if here.is_null() {
+        return None;
+    }
+    let here = unsafe { std::ffi::CStr::from_ptr(here) }.to_string_lossy();
+    crate::pg::gucs::databases().iter().position(|d| *d == here)
+}
+
+/// The pid of the current database's worker, if it runs.
+fn worker_pid() -> Option<i32> {
     if !crate::preloaded() {
         return None;
     }
-    let pid = BOARD.share().worker_pid;
+    let pid = BOARD.share().workers[this_database_worker()?].pid;
     (pid != 0).then_some(pid)
 }
 
-/// Wakes the worker (sets its latch) if there is one.
+/// Wakes the current database's worker (sets its latch) if there is one.
 pub fn wake_worker() {
     if let Some(pid) = worker_pid() {
         // SIGUSR1 runs Postgres' procsignal handler, which sets the latch.
@@ -161,6 +185,7 @@ pub fn progress_start(run_id: i64, source: u32, record: Record) -> Option<usize>
         .as_micros() as i64;
     board.slots[free] = Slot {
         pid: unsafe { pg_sys::MyProcPid },
+        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         run_id,
         source,
         started_us: now,
@@ -204,7 +229,7 @@ pub fn progress_update(
     }
 }
 
-/// The pushes in flight (not those ended or orphaned).
+/// The pushes in flight in the current database (not those ended or orphaned).
 pub fn progress() -> Vec<Slot> {
     slots(|s| s.phase != Phase::Ended && !s.orphaned)
         .into_iter()
@@ -212,7 +237,8 @@ pub fn progress() -> Vec<Slot> {
         .collect()
 }
 
-/// Runs whose session rolled back their row, with their slot index, for the worker to record.
+/// Runs of the current database whose session rolled back their row, with their slot index,
+/// for its worker to record.
 pub fn orphans() -> Vec<(usize, Slot)> {
     slots(|s| s.orphaned)
 }
@@ -225,17 +251,18 @@ pub fn free(i: usize, run_id: i64) {
     }
 }
 
-/// Copies of the taken slots that satisfy `wanted`, with their index.
+/// Copies of the taken slots of the current database that satisfy `wanted`, with their index.
 fn slots(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
     if !crate::preloaded() {
         return vec![];
     }
+    let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
     BOARD
         .share()
         .slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.pid != 0 && wanted(s))
+        .filter(|(_, s)| s.pid != 0 && s.database == here && wanted(s))
         .map(|(i, s)| (i, *s))
         .collect()
 }

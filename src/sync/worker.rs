@@ -1,7 +1,8 @@
 //! The background worker: runs every registration's schedule inside the database.
 //!
-//! One worker per cluster, in `qobra_sync.database_name` (while that database does not exist,
-//! it waits for it, connected to no database, instead of failing every second). It sleeps on its latch until the next
+//! One worker per database of `qobra_sync.database_name`, each keeping the schedules of its own
+//! database's registrations and recording its own database's runs (while its database does not
+//! exist, it waits for it, connected to no database, instead of failing every second). It sleeps on its latch until the next
 //! due run (or a minute at most), and is woken by commits that change registrations or request a
 //! push. Each due registration is pushed in turn, one at a time: the run row is committed as
 //! `running` first (so a crash leaves it to be marked `interrupted` at the next start), the push
@@ -43,15 +44,19 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How often run history is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// Registers the worker with the postmaster (from `_PG_init`, when preloaded).
+/// Registers one worker per database of `qobra_sync.database_name` with the postmaster (from
+/// `_PG_init`, when preloaded); each is told its database by its position in the list.
 pub fn register() {
-    BackgroundWorkerBuilder::new(WORKER_TYPE)
-        .set_type(WORKER_TYPE)
-        .set_library("qobra_sync")
-        .set_function("qobra_sync_worker_main")
-        .enable_spi_access()
-        .set_restart_time(Some(Duration::from_secs(1)))
-        .load();
+    for (i, database) in gucs::databases().iter().enumerate() {
+        BackgroundWorkerBuilder::new(&format!("{WORKER_TYPE} for {database}"))
+            .set_type(WORKER_TYPE)
+            .set_library("qobra_sync")
+            .set_function("qobra_sync_worker_main")
+            .set_argument(Some(pg_sys::Datum::from(i)))
+            .enable_spi_access()
+            .set_restart_time(Some(Duration::from_secs(1)))
+            .load();
+    }
 }
 
 unsafe extern "C-unwind" {
@@ -63,16 +68,20 @@ unsafe extern "C-unwind" {
 /// The worker's entry point.
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     unsafe { pg_sys::pqsignal(libc::SIGTERM, Some(postgres_die)) };
-    let database = gucs::text(&gucs::DATABASE_NAME);
+    let me = arg.value();
+    let Some(database) = gucs::databases().get(me).cloned() else {
+        // The list cannot change without a restart; should it, this worker has no database.
+        unsafe { pg_sys::proc_exit(0) };
+    };
     // The previous worker died connecting: rather than dying every second, wait for the database.
-    if shared::set_connecting(true) {
-        wait_for_database(&database);
+    if shared::set_connecting(me, true) {
+        wait_for_database(me, &database);
     }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    shared::set_connecting(false);
+    shared::set_connecting(me, false);
     // Every statement pins its own search_path (see `pinned`); the worker's session does too.
     unsafe {
         pg_sys::SetConfigOption(
@@ -82,7 +91,7 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_OVERRIDE,
         );
     }
-    shared::set_worker_pid(unsafe { pg_sys::MyProcPid });
+    shared::set_worker_pid(me, unsafe { pg_sys::MyProcPid });
     let mut state = State {
         started: false,
         last_purge: None,
@@ -106,7 +115,7 @@ pub extern "C-unwind" fn qobra_sync_worker_main(_arg: pg_sys::Datum) {
 
 /// Waits, connected to no database, until `name` exists, then exits so that the postmaster
 /// starts a worker that connects to it (a second later). Looks every 5 seconds; logs once.
-fn wait_for_database(name: &str) -> ! {
+fn wait_for_database(me: usize, name: &str) -> ! {
     BackgroundWorker::connect_worker_to_spi(None, None);
     let what = format!("waiting for database \"{name}\" (qobra_sync.database_name) to be created");
     pgrx::log!("qobra_sync worker: {what}");
@@ -121,7 +130,7 @@ fn wait_for_database(name: &str) -> ! {
             pgrx::log!(
                 "qobra_sync worker: database \"{name}\" exists; restarting to connect to it"
             );
-            shared::set_connecting(false);
+            shared::set_connecting(me, false);
             unsafe { pg_sys::proc_exit(1) };
         }
         BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));

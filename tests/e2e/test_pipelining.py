@@ -116,12 +116,18 @@ def test_a_stop_with_requests_in_flight_is_answered_within_a_second(db, fake, fa
     """Each answer takes 5 s; once several requests are in flight, a cancel (or the session's
     termination) ends the push within a second: the run is recorded interrupted, possibly
     partial."""
+    other = connect()
+    # Requests an earlier push dropped are still in flight at the fake until their 5 s are up.
+    wait_for(lambda: fake.stats()["in_flight"] == 0, 10, what="the fake to have nothing in flight")
     fake.settings(latency_ms=5000)
     db.rows("SET qobra_sync.http_timeout_ms = 60000")
     pid = db.value("SELECT pg_backend_pid()")
     thread, outcome = sync_in_background(db, "deals")
+    # This push's first chunk accepted (the progress view counts it), then several at once.
+    wait_for(lambda: other.execute("SELECT chunks FROM qobra_sync.progress WHERE pid = %s",
+                                           (pid,)).fetchone() not in (None, (0,)),
+             20, what="the first chunk to be accepted")
     wait_for(lambda: fake.stats()["in_flight"] >= 3, 20, what="requests in flight together")
-    other = connect()
     stopped_at = time.monotonic()
     assert other.execute(f"SELECT {stop}(%s)", (pid,)).fetchone()[0]
     thread.join(10)
