@@ -197,6 +197,7 @@ where
         emptied: false,
         all_unanswered: false,
         last_len: 0,
+        spare: None,
         pass: Pass::new(),
     };
     match pusher.run() {
@@ -273,6 +274,10 @@ struct Pusher<'a, S: ?Sized, K: RecordSink + ?Sized> {
     all_unanswered: bool,
     /// Size of the last chunk read, to size the next buffer.
     last_len: usize,
+    /// The buffer of a chunk Qobra took, to write the next chunk in: its pages are mapped
+    /// already (a fresh buffer per chunk costs a page fault every 4 KiB). Held only while a
+    /// place in flight is free, so the chunks held stay bounded as before.
+    spare: Option<Vec<u8>>,
     pass: Pass<K::InFlight>,
 }
 
@@ -352,7 +357,10 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         if self.pass.read_all {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(self.last_len);
+        let mut out = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(self.last_len));
         match self.source.next_chunk(&mut out).map_err(Stop::Source)? {
             Some(info) => {
                 // Held while the chunk travels: no more than its bytes (a record too large,
@@ -416,6 +424,20 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
             bytes_sent: report.bytes_sent,
             import_id: posted.import_id,
         });
+        self.recycle(chunk.body);
+    }
+
+    /// Keeps the buffer of a chunk Qobra took for the next chunk, when nothing else holds it
+    /// (the HTTP client has let go of its copies once answered).
+    fn recycle(&mut self, body: Bytes) {
+        if self.spare.is_some() {
+            return;
+        }
+        if let Ok(buffer) = body.try_into_mut() {
+            let mut buffer = Vec::from(buffer);
+            buffer.clear();
+            self.spare = Some(buffer);
+        }
     }
 
     /// Handles a chunk that failed: split when too large, restart from the top when the

@@ -56,6 +56,48 @@ pub fn email_problem(value: &str) -> Option<String> {
     None
 }
 
+/// Whether `value` is an email by the rule of [`email_problem`], all ASCII, with nothing JSON
+/// must escape: the common case, checked in one pass over the bytes (it runs for every user
+/// value pushed). `false` says nothing more: `email_problem` then decides.
+pub fn is_plain_email(value: &str) -> bool {
+    let b = value.as_bytes();
+    let Some(at) = b.iter().position(|&c| c == b'@') else {
+        return false;
+    };
+    let (local, domain) = (&b[..at], &b[at + 1..]);
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .iter()
+            .all(|&c| c.is_ascii_graphic() && c != b'"' && c != b'\\');
+    if !local_ok || b.len() > 254 {
+        return false;
+    }
+    // Dotted labels of letters, digits and hyphens (no '@' among them), two at least, none
+    // empty or with a hyphen at either end.
+    let (mut labels, mut label_start) = (1, 0);
+    for (i, &c) in domain.iter().enumerate() {
+        match c {
+            b'.' => {
+                if !label_ok(&domain[label_start..i]) {
+                    return false;
+                }
+                labels += 1;
+                label_start = i + 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'-' => {}
+            _ => return false,
+        }
+    }
+    labels >= 2 && label_ok(&domain[label_start..])
+}
+
+/// Whether a domain label of letters, digits and hyphens is neither empty nor starts or ends
+/// with a hyphen.
+fn label_ok(label: &[u8]) -> bool {
+    !label.is_empty() && label[0] != b'-' && label[label.len() - 1] != b'-'
+}
+
 /// Why `value` cannot be a record id, or `None` when it can (any non-blank text).
 pub fn id_problem(value: &str) -> Option<String> {
     if value.trim().is_empty() {
@@ -79,6 +121,19 @@ mod tests {
         ] {
             assert_eq!(email_problem(ok), None, "{ok}");
         }
+        for plain in [
+            "ana@acme.com",
+            "a.b+tag@sub.acme.co.uk",
+            "x@b-c.io",
+            "o'neil@x.io",
+        ] {
+            assert!(is_plain_email(plain), "{plain}");
+        }
+        // Valid, but needing an escape or outside ASCII: left to the general rule.
+        for not_plain in ["a\"b@acme.com", "a\\b@acme.com", "élise@société.fr"] {
+            assert!(!is_plain_email(not_plain), "{not_plain}");
+            assert_eq!(email_problem(not_plain), None, "{not_plain}");
+        }
         for bad in [
             "",
             "ana",
@@ -97,6 +152,7 @@ mod tests {
             "élise@soci_été.fr",
         ] {
             assert!(email_problem(bad).is_some(), "{bad:?}");
+            assert!(!is_plain_email(bad), "{bad:?}");
         }
         assert!(email_problem(&format!("{}@acme.com", "a".repeat(65))).is_some());
     }
