@@ -45,11 +45,11 @@ ALTER TABLE @extschema@.run_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY run_errors_of_members ON @extschema@.run_errors FOR SELECT
   USING (EXISTS (SELECT FROM @extschema@.runs r WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id));
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs',
-  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
+  'WHERE status OPERATOR(pg_catalog.<>) ''running'' AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_errors',
   'WHERE EXISTS (SELECT FROM @extschema@.runs r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid
-                  WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id)');
+                  WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id AND r.status OPERATOR(pg_catalog.<>) ''running'')');
 
 -- The views, as 0.2.0 defines them: each shows only what belongs to registrations of roles the
 -- reader is a member of.

@@ -102,10 +102,11 @@ CREATE TABLE @extschema@.runs (
     owner            regrole
 );
 CREATE INDEX runs_source_started ON @extschema@.runs (source, started_at);
--- pg_dump dumps the history of the sources that exist (as registrations above), and the
--- sequence, so that restored runs keep their ids and new ones follow them.
+-- pg_dump dumps the history of the sources that exist (as registrations above), but not runs
+-- still running (a restored copy would stay so), and the sequence, so that restored runs keep
+-- their ids and new ones follow them.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs',
-  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
+  'WHERE status OPERATOR(pg_catalog.<>) ''running'' AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.runs_run_id_seq', '');
 -- Roles other than the extension owner see only the runs of registrations of roles they are
 -- members of.
@@ -125,7 +126,7 @@ CREATE TABLE @extschema@.run_errors (
 CREATE INDEX run_errors_run ON @extschema@.run_errors (run_id);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_errors',
   'WHERE EXISTS (SELECT FROM @extschema@.runs r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid
-                  WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id)');
+                  WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id AND r.status OPERATOR(pg_catalog.<>) ''running'')');
 ALTER TABLE @extschema@.run_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY run_errors_of_members ON @extschema@.run_errors FOR SELECT
   USING (EXISTS (SELECT FROM @extschema@.runs r WHERE r.run_id OPERATOR(pg_catalog.=) run_errors.run_id));

@@ -221,6 +221,27 @@ impl PushError {
         }
     }
 
+    /// Whether Qobra may have taken the request although it failed: it answered 2xx in a way
+    /// we could not read, or the answer never came (an interrupt, a timeout, a connection cut
+    /// or broken after the request went). An HTTP error status, a refused certificate or
+    /// tunnel, or a connection never made prove it did not.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            PushError::Interrupted
+            | PushError::Protocol { .. }
+            | PushError::AnswerTooLarge { .. } => true,
+            PushError::Transport { kind, .. } => *kind != TransportKind::Connect,
+            PushError::GaveUp { last, .. } => last.may_have_been_applied(),
+            PushError::KeyRejected { .. }
+            | PushError::Redirected { .. }
+            | PushError::Refused { .. }
+            | PushError::TooLarge { .. }
+            | PushError::Tls { .. }
+            | PushError::ProxyRefused { .. }
+            | PushError::Server { .. } => false,
+        }
+    }
+
     /// Whether restarting the whole push may succeed: only after retries ran out on failures
     /// that may be transient. A rejected key, a refused body or an interrupt would fail again.
     pub fn is_transient(&self) -> bool {

@@ -269,8 +269,9 @@ struct Pusher<'a, S: ?Sized, K: RecordSink + ?Sized> {
     splits: u32,
     /// An `all=true` chunk was accepted in this push: Qobra's table may be partial since.
     emptied: bool,
-    /// An `all=true` chunk was sent and its answer never came (the push was interrupted while
-    /// it travelled): Qobra may have emptied its table all the same.
+    /// An `all=true` chunk was sent and no answer proved Qobra did not take it (the push was
+    /// interrupted while it travelled, the answer never came or could not be read): Qobra may
+    /// have emptied its table all the same.
     all_unanswered: bool,
     /// Size of the last chunk read, to size the next buffer.
     last_len: usize,
@@ -316,10 +317,10 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         }
     }
 
-    /// Notes that an `all=true` chunk got its answer (`e`, a failure): only an interrupt leaves
-    /// its outcome unknown.
+    /// Notes how an `all=true` chunk failed (`e`): unless the failure proves Qobra did not
+    /// take it, Qobra may have emptied its table.
     fn answered(&mut self, all: bool, e: &PushError) {
-        if all && *e != PushError::Interrupted {
+        if all && !e.may_have_been_applied() {
             self.all_unanswered = false;
         }
     }
@@ -992,6 +993,31 @@ mod tests {
             failure.possibly_partial,
             "the all=true request may have reached Qobra"
         );
+    }
+
+    #[test]
+    fn a_first_chunk_whose_answer_never_came_may_leave_qobra_partial() {
+        let cut = PushError::GaveUp {
+            attempts: 3,
+            last: Box::new(PushError::Transport {
+                request: "POST /x".into(),
+                kind: crate::retry::TransportKind::Timeout,
+                message: "timed out".into(),
+            }),
+        };
+        let unreadable = PushError::Protocol {
+            request: "POST /x".into(),
+            message: "not JSON".into(),
+        };
+        for error in [cut, unreadable] {
+            let mut source = Rows::new(5, 2);
+            let sink = Script {
+                failures: vec![(1, error.clone())],
+                ..Script::default()
+            };
+            let failure = run_with(&mut source, &sink, settings(3, 4)).0.unwrap_err();
+            assert!(failure.possibly_partial, "{error}");
+        }
     }
 
     #[test]

@@ -311,7 +311,8 @@ impl Ended {
 }
 
 /// A value as logfmt writes it: bare when it is one plain word, else in double quotes with `"`
-/// and `\` escaped and line breaks written as `\n`.
+/// and `\` escaped, line breaks and tabs written as `\n`, `\r`, `\t`, other control characters
+/// as `\u{…}`.
 fn logfmt_value(v: &str) -> String {
     let plain = !v.is_empty()
         && v.chars()
@@ -319,12 +320,21 @@ fn logfmt_value(v: &str) -> String {
     if plain {
         return v.to_owned();
     }
-    let escaped = v
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r");
-    format!("\"{escaped}\"")
+    let mut escaped = String::with_capacity(v.len() + 2);
+    escaped.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    escaped.push('"');
+    escaped
 }
 
 #[cfg(test)]
@@ -391,6 +401,10 @@ mod tests {
         assert!(!ok.contains("error="), "{ok}");
         assert!(ended(Some(&"e".repeat(1000))).log_line().len() < 600);
         assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(
+            logfmt_value("tab\there\u{1b}[31m"),
+            "\"tab\\there\\u{1b}[31m\""
+        );
         assert_eq!(logfmt_value(""), "\"\"");
     }
 

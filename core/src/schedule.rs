@@ -131,8 +131,11 @@ impl Schedule {
 /// occurrence, which fires it once).
 fn next_on_the_wall(cron: &Cron, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
     let mut wall = after.with_timezone(&zone).naive_local();
-    // Each step moves to a later wall-clock match; a few suffice (a repeated hour, a gap).
-    for _ in 0..8 {
+    // Each step moves to a later wall-clock match. Asked from the second pass of a repeated
+    // hour, every match left in it was already fired at its first occurrence and is skipped: a
+    // job every minute skips up to the length of the repetition (an hour, two at most), hence
+    // the bound of a day of minutes.
+    for _ in 0..(24 * 60) {
         wall = cron
             .find_next_occurrence(&Utc.from_utc_datetime(&wall), false)
             .ok()?
@@ -306,6 +309,26 @@ mod tests {
         assert_eq!(
             local_runs("30 1 * * *", "America/New_York", "2027-11-07T06:10:00Z", 1),
             ["2027-11-08T01:30:00-05:00"]
+        );
+        // Asked from the second pass of the repeated hour, a job of every minute of it (or
+        // every five) does not fire again before the hour is over.
+        assert_eq!(
+            local_runs(
+                "0-59 0-3 * * *",
+                "America/New_York",
+                "2027-11-07T06:05:00Z",
+                1
+            ),
+            ["2027-11-07T02:00:00-05:00"]
+        );
+        assert_eq!(
+            local_runs(
+                "0-59/5 1 * * *",
+                "America/New_York",
+                "2027-11-07T06:05:00Z",
+                1
+            ),
+            ["2027-11-08T01:00:00-05:00"]
         );
         // Chatham shifts by an hour at 02:45 (+12:45 to +13:45): 03:05 fires at 03:45.
         assert_eq!(

@@ -259,10 +259,17 @@ pub fn register(preloaded: bool) {
 }
 
 /// The databases `qobra_sync.database_name` lists, in order, each once (names are separated by
-/// commas and trimmed; at most [`MAX_DATABASES`], the rest are ignored).
+/// commas, trimmed and cut at 63 bytes as PostgreSQL cuts them; at most [`MAX_DATABASES`], the
+/// rest are ignored).
 pub fn databases() -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in text(&DATABASE_NAME).split(',').map(str::trim) {
+        // As PostgreSQL cuts identifiers: at 63 bytes, on a character boundary.
+        let mut end = name.len().min(MAX_NAME_BYTES);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let name = &name[..end];
         if !name.is_empty() && !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
         }
@@ -270,6 +277,9 @@ pub fn databases() -> Vec<String> {
     names.truncate(MAX_DATABASES);
     names
 }
+
+/// The longest database name PostgreSQL keeps (NAMEDATALEN - 1).
+const MAX_NAME_BYTES: usize = 63;
 
 /// How many databases can have a worker at once. 16: far more than a cluster's sales
 /// databases, each worker a process of its own.

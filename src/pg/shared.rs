@@ -89,6 +89,10 @@ impl Record {
 pub struct Worker {
     /// Pid of the running worker, 0 when there is none.
     pub pid: i32,
+    /// The OID of the database it connected to (0 before it first did): how a backend finds
+    /// its own database's worker without reading the catalog (it may have to at commit or
+    /// abort, where the catalog cannot be read).
+    pub database: u32,
     /// The worker set out to connect to its database and has not arrived (it died connecting:
     /// the database does not exist yet, most likely).
     pub connecting: bool,
@@ -110,10 +114,15 @@ pub fn init() {
     pg_shmem_init!(BOARD);
 }
 
-/// Records the pid of worker `worker` (0 when it exits).
+/// Records the pid of worker `worker` and the database it is connected to (pid 0 when it
+/// exits).
 pub fn set_worker_pid(worker: usize, pid: i32) {
     if crate::preloaded() && worker < MAX_DATABASES {
-        BOARD.exclusive().workers[worker].pid = pid;
+        let mut board = BOARD.exclusive();
+        board.workers[worker].pid = pid;
+        if pid != 0 {
+            board.workers[worker].database = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        }
     }
 }
 
@@ -127,24 +136,33 @@ pub fn set_connecting(worker: usize, connecting: bool) -> bool {
         .is_some_and(|w| std::mem::replace(&mut w.connecting, connecting))
 }
 
-/// The position in `qobra_sync.database_name` of the current database, whose worker this
-/// backend wakes.
-fn this_database_worker() -> Option<usize> {
-    let here = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
-    if here.is_null() {
-        return None;
-    }
-    let here = unsafe { std::ffi::CStr::from_ptr(here) }.to_string_lossy();
-    crate::pg::gucs::databases().iter().position(|d| *d == here)
-}
-
 /// The pid of the current database's worker, if it runs.
 fn worker_pid() -> Option<i32> {
     if !crate::preloaded() {
         return None;
     }
-    let pid = BOARD.share().workers[this_database_worker()?].pid;
-    (pid != 0).then_some(pid)
+    let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    BOARD
+        .share()
+        .workers
+        .iter()
+        .find(|w| w.database == here && w.pid != 0)
+        .map(|w| w.pid)
+}
+
+/// Whether `qobra_sync.database_name` lists the current database, so that a worker records
+/// the runs a rollback takes away here (it may not have connected yet). Reads the catalog:
+/// call it inside a transaction.
+pub fn database_served() -> bool {
+    if !crate::preloaded() {
+        return false;
+    }
+    let here = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    if here.is_null() {
+        return false;
+    }
+    let here = unsafe { std::ffi::CStr::from_ptr(here) }.to_string_lossy();
+    crate::pg::gucs::databases().iter().any(|d| *d == here)
 }
 
 /// Wakes the current database's worker (sets its latch) if there is one.

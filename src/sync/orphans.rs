@@ -23,6 +23,9 @@ struct Held {
     subxact: pg_sys::SubTransactionId,
     /// Whether the run's row is in the caller's transaction (a session's run).
     hand_over: bool,
+    /// Whether a worker serves this database, to record the run if its row is rolled back
+    /// (learned here, in the transaction: at its end the catalog cannot be read).
+    served: bool,
 }
 
 thread_local! {
@@ -43,12 +46,14 @@ pub fn hold(slot: usize, run_id: i64, hand_over: bool) {
         }
     }
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let served = hand_over && shared::database_served();
     HELD.with_borrow_mut(|held| {
         held.push(Held {
             slot,
             run_id,
             subxact,
             hand_over,
+            served,
         })
     });
 }
@@ -122,7 +127,8 @@ fn release(which: impl Fn(&Held) -> bool, rolled_back: bool) {
     });
     let mut orphaned = false;
     for h in released {
-        if rolled_back && h.hand_over {
+        // Without a worker for this database nobody would record the run: its slot is freed.
+        if rolled_back && h.hand_over && h.served {
             shared::with_slot(h.slot, h.run_id, |s| s.orphaned = true);
             orphaned = true;
         } else {

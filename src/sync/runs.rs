@@ -186,11 +186,18 @@ pub fn purge() -> Result<()> {
     )
 }
 
-/// The last successful run of a source, for the guards.
+/// The last successful run of a source, for the guards. Its fingerprint is left out when a
+/// later run may have left Qobra's table partial: the snapshot must then be pushed again, even
+/// unchanged.
 pub fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
     let json: Option<pgrx::JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_array(rows_read, snapshot_sha256) FROM qobra_sync.runs
-          WHERE source OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2 ORDER BY run_id DESC LIMIT 1",
+        "SELECT pg_catalog.jsonb_build_array(x.rows_read,
+                    CASE WHEN NOT EXISTS (SELECT FROM qobra_sync.runs y
+                                           WHERE y.source OPERATOR(pg_catalog.=) x.source
+                                             AND y.run_id OPERATOR(pg_catalog.>) x.run_id AND y.possibly_partial)
+                         THEN x.snapshot_sha256 END)
+           FROM qobra_sync.runs x
+          WHERE x.source OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) $2 ORDER BY x.run_id DESC LIMIT 1",
         &[RegClass(source).into(), RunStatus::Succeeded.as_str().into()],
     )?;
     Ok(json.and_then(|pgrx::JsonB(v)| {

@@ -92,6 +92,8 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
         );
     }
     shared::set_worker_pid(me, unsafe { pg_sys::MyProcPid });
+    // Once it exits, no backend may signal its pid (the pid may be given to another process).
+    unsafe { pg_sys::before_shmem_exit(Some(forget_pid), pg_sys::Datum::from(me)) };
     let mut state = State {
         started: false,
         last_purge: None,
@@ -111,6 +113,12 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
             BackgroundWorker::wait_latch(Some(sleep));
         }
     }
+}
+
+/// Clears the worker's pid in shared memory as it exits (`before_shmem_exit`).
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_pid(_code: std::ffi::c_int, me: pg_sys::Datum) {
+    shared::set_worker_pid(me.value(), 0);
 }
 
 /// Waits, connected to no database, until `name` exists, then exits so that the postmaster
@@ -250,10 +258,31 @@ fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
     match outcome {
         Ok(v) => Some(v),
         Err(e) => {
-            pgrx::log!("qobra_sync worker: {}", e.message);
+            // DROP EXTENSION committing between two steps fails the second: expected, and the
+            // next round says what the worker waits for.
+            if extension_exists() {
+                pgrx::log!("qobra_sync worker: {}", e.message);
+            }
             None
         }
     }
+}
+
+/// Whether the extension exists in the worker's database (looked up in a transaction of its
+/// own; true when even that fails, so that the error is logged).
+fn extension_exists() -> bool {
+    let memory = unsafe { pg_sys::CurrentMemoryContext };
+    PgTryBuilder::new(|| {
+        BackgroundWorker::transaction(|| lifecycle::sql_version().map_or(true, |v| v.is_some()))
+    })
+    .catch_others(|_| {
+        unsafe {
+            pg_sys::AbortCurrentTransaction();
+            pg_sys::MemoryContextSwitchTo(memory);
+        }
+        true
+    })
+    .execute()
 }
 
 /// Records the runs of sessions whose transaction rolled back their row (see `orphans`), each
@@ -372,6 +401,10 @@ fn start(due: &Due) -> Result<Start> {
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
 /// keep their cadence), never in the past; 5 s from now when the table was busy.
 fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool) -> Result<()> {
+    // DROP EXTENSION waits for a push to end, then drops the tables: nothing to schedule.
+    if lifecycle::sql_version()?.is_none() {
+        return Ok(());
+    }
     // Lock the row before reading the schedule: an alter_table() committing in between would
     // otherwise be overwritten with a time computed from the old schedule.
     execute(

@@ -13,7 +13,8 @@ ZONES = ["UTC", "America/New_York", "Europe/Paris", "Asia/Kolkata", "Australia/L
          "America/Santiago", "Pacific/Chatham"]
 EXPRESSIONS = ["30 2 * * *", "15 2 * * *", "0 * * * *", "*/20 * * * *", "45 1 * * *", "0 3 * * *",
                "0 0 13 * 5", "0 9 * * 1-5", "30 3 * * 0", "0 12 1 JAN,JUL *",
-               "5 0-3 * * *", "0 */6 * * *", "59 23 31 12 *", "0 2 * * SUN", "0 0 */2 * 1", "5,35 2-3 * * *"]
+               "5 0-3 * * *", "0 */6 * * *", "59 23 31 12 *", "0 2 * * SUN", "0 0 */2 * 1", "5,35 2-3 * * *",
+               "0-59/5 1 * * *", "10-50/20 0-4 * * *"]
 # cronsim steps over hours in real time for jobs with a starred hour, so after Lord Howe's
 # 30-minute shift it lands on :30 and skips a run (06:00 after a change at 02:00): those are
 # checked on their own below.
@@ -35,9 +36,17 @@ def dst_changes(zone, year=2027):
 
 
 def cronsim_runs(expr, zone, after, n):
-    """cronsim's first `n` times after `after`, in UTC."""
+    """cronsim's first `n` times after `after`, in UTC. Started inside an hour a DST change
+    repeats, cronsim walks the wall clock from the start's wall time without its fold, and so
+    yields the rest of that hour's first pass, which lies before the start: those are left out
+    (a fixed-time job fires once, at the first pass)."""
     it = CronSim(expr, after.astimezone(ZoneInfo(zone)))
-    return [next(it).astimezone(timezone.utc) for _ in range(n)]
+    times = []
+    while len(times) < n:
+        t = next(it).astimezone(timezone.utc)
+        if t > after:
+            times.append(t)
+    return times
 
 
 def next_runs(db, expr, zone, after, n):
@@ -50,9 +59,13 @@ def next_runs(db, expr, zone, after, n):
 def test_next_runs_agree_with_cronsim_across_dst_changes(db, zone):
     """From a day before each DST change of 2027 (and from New Year), every expression gives
     the same next times as cronsim."""
+    changes = dst_changes(zone)
+    # A day before each change, and from inside it: half an hour after the change's instant is
+    # in the hour a fall-back repeats, and just past the hour a spring-forward skips.
     starts = [datetime(2027, 1, 1, 0, 7, tzinfo=timezone.utc)] + \
-        [c - timedelta(days=1, minutes=-13) for c in dst_changes(zone)]
-    assert len(starts) == (1 if zone in NO_DST else 3), f"{zone}: {starts}"
+        [c - timedelta(days=1, minutes=-13) for c in changes] + \
+        [c + timedelta(minutes=90) for c in changes]
+    assert len(starts) == (1 if zone in NO_DST else 5), f"{zone}: {starts}"
     compared, differences = 0, []
     local = lambda t: t.astimezone(ZoneInfo(zone)).isoformat()  # noqa: E731
     for after in starts:
@@ -116,12 +129,15 @@ def test_next_runs_defaults_counts_and_errors(db, system):
         assert e.value.sqlstate == state, (args, e.value)
 
 
-def test_a_registration_runs_when_next_runs_says(db, fake):
-    """The worker's next run of a new registration is next_runs()'s first time after the
-    registration (the same code computes both)."""
-    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
-    db.register("deals", schedule="17 */3 * * *")
-    reg = db.one("SELECT next_run_at, (SELECT created_at FROM qobra_sync.registrations "
-                 "WHERE source = 'deals'::regclass) AS created FROM qobra_sync.tables")
-    zone = db.value("SELECT current_setting('qobra_sync.timezone')")
-    assert next_runs(db, "17 */3 * * *", zone, reg["created"], 1) == [reg["next_run_at"]]
+def test_the_worker_runs_when_next_runs_says(wdb, fake):
+    """The worker's first two runs of a new registration fall at next_runs()'s first two times
+    after the registration (an interval, counted as the worker counts it)."""
+    from worker_helpers import create_deals, wait_runs
+    create_deals(wdb, fake, rows=3, schedule="3 seconds")
+    created = wdb.value("SELECT created_at FROM qobra_sync.registrations")
+    planned = next_runs(wdb, "3 seconds", "UTC", created, 2)
+    runs = wait_runs(wdb, "deals", 2, timeout=20)
+    for run, due in zip(runs, planned):
+        assert due <= run["started_at"] < due + timedelta(seconds=1.5), (run["started_at"], due)
+    assert wdb.value("SELECT next_run_at FROM qobra_sync.tables") == \
+        next_runs(wdb, "3 seconds", "UTC", created, 3)[2]
