@@ -113,11 +113,11 @@ def test_connection_reset_mid_chunk_is_retried(db, fake, read_body):
     assert_holds_table(db, fake, key)
 
 
-@pytest.mark.parametrize("hang_from, partial", [(1, False), (2, True)],
-                         ids=["first-chunk", "second-chunk"])
-def test_hanging_receiver_times_out(db, fake, hang_from, partial):
+@pytest.mark.parametrize("hang_from", [1, 2], ids=["first-chunk", "second-chunk"])
+def test_hanging_receiver_times_out(db, fake, hang_from):
     """Every request from chunk k on hangs; with a small http_timeout_ms the run fails with a
-    timeout error, partial only when the all=true chunk had been accepted."""
+    timeout error, possibly partial either way: the all=true chunk was accepted, or it reached
+    Qobra and no answer said whether Qobra took it."""
     key = create_deals(db, fake)
     db.rows("SET qobra_sync.http_timeout_ms = 300")
     db.rows("SET qobra_sync.max_retries = 1")
@@ -125,10 +125,11 @@ def test_hanging_receiver_times_out(db, fake, hang_from, partial):
     run = db.sync("deals")
     assert run["status"] == "failed"
     assert "time" in run["error"].lower() and "out" in run["error"].lower(), run["error"]
-    assert run["possibly_partial"] is partial
+    assert run["possibly_partial"] is True
     assert run["elapsed"] < 15
     assert db.warnings(run)
-    if not partial:
+    if hang_from == 1:
+        # This fake never applies a request it hangs on; a real Qobra might have.
         assert_holds_stale_only(fake, key)
 
 
