@@ -44,6 +44,13 @@ fn http_client() -> Client {
     https_client(None)
 }
 
+/// A fake on a free loopback port (stopped when dropped), its base URL, and a client for it.
+fn plain_server() -> (Server, String, Client) {
+    let server = Server::start("127.0.0.1:0", KEY).expect("start");
+    let base = server.url();
+    (server, base, http_client())
+}
+
 /// A control call with an optional JSON body; returns status and JSON.
 fn control(
     http: &Client,
@@ -258,9 +265,7 @@ fn binary_flags_for_tls_latency_and_body_limit() {
 /// takes 300 ms to arrive, with 500 ms of latency, is answered after about 500 ms, not 800.
 #[test]
 fn latency_counts_from_arrival_and_the_body_is_read_meanwhile() {
-    let server = Server::start("127.0.0.1:0", KEY).expect("start");
-    let base = server.url();
-    let http = http_client();
+    let (server, base, http) = plain_server();
     define(&http, &base);
     let (status, doc) = put_settings(&http, &base, json!({"latency_ms": 500}));
     assert_eq!(status, 200, "{doc}");
@@ -380,9 +385,7 @@ fn max_in_flight_counts_concurrent_requests() {
 /// and size, and nothing of it is stored.
 #[test]
 fn bodies_over_the_limit_get_413_and_store_nothing() {
-    let server = Server::start("127.0.0.1:0", KEY).expect("start");
-    let base = server.url();
-    let http = http_client();
+    let (_server, base, http) = plain_server();
     define(&http, &base);
     let small = records(2);
     let big = records(200);
@@ -458,9 +461,7 @@ impl<I: Iterator<Item = Result<Vec<u8>, std::io::Error>>> Read for ChunkedReader
 /// length given.
 #[test]
 fn a_drip_answers_slowly() {
-    let server = Server::start("127.0.0.1:0", KEY).expect("start");
-    let base = server.url();
-    let http = http_client();
+    let (_server, base, http) = plain_server();
     control(
         &http,
         &base,
@@ -493,9 +494,7 @@ fn a_drip_answers_slowly() {
 /// never made once the client goes.
 #[test]
 fn a_huge_answer_is_generated_as_it_is_sent() {
-    let server = Server::start("127.0.0.1:0", KEY).expect("start");
-    let base = server.url();
-    let http = http_client();
+    let (_server, base, http) = plain_server();
     let gigabytes: u64 = 16 << 30;
     for content_length in [true, false] {
         control(&http, &base, "DELETE", "/_fake/requests", None);

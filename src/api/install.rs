@@ -8,9 +8,7 @@ use pgrx::prelude::*;
 #[search_path(pg_catalog, pg_temp)]
 fn check_installation() {
     let wanted = crate::pg::gucs::databases();
-    let here = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }
-        .to_string_lossy()
-        .into_owned();
+    let here = crate::pg::catalog::current_database();
     if !crate::preloaded() {
         pgrx::warning!(
             "qobra_sync is not preloaded: registration, inspection and sync_now() work, scheduled pushes do not. \

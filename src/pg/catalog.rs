@@ -22,6 +22,18 @@ pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
         .map_err(|e| Error::internal(format!("cannot read the source description: {e}")))
 }
 
+/// The name of the database this backend is connected to (empty when it is gone). Reads the
+/// catalog: call it inside a transaction.
+pub fn current_database() -> String {
+    let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    if name.is_null() {
+        return String::new();
+    }
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Describes a relation and checks that its kind can be a source.
 pub fn describe_source(oid: pg_sys::Oid) -> Result<Source> {
     let source = describe(oid)?;

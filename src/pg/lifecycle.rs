@@ -35,27 +35,27 @@ pub fn sql_version() -> Result<Option<String>> {
     )
 }
 
-/// Why this library may not use the extension's SQL objects, if it may not: they are of
-/// another version (the library was replaced and `ALTER EXTENSION … UPDATE` not run yet, or
-/// the other way round).
-pub fn version_mismatch() -> Result<Option<Error>> {
-    let Some(sql) = sql_version()? else {
-        return Ok(None);
-    };
+/// Why this library may not use SQL objects of version `sql`, if it may not: they are of
+/// another version (the library was replaced and `ALTER EXTENSION … UPDATE` not run yet, or the
+/// other way round).
+pub fn mismatch(sql: &str) -> Option<Error> {
     if sql == LIBRARY_VERSION {
-        return Ok(None);
+        return None;
     }
     let error = Error::new(
         SqlState::ObjectNotInPrerequisiteState,
         format!("the qobra_sync library is version {LIBRARY_VERSION} but the extension in this database is version {sql}"),
     )
     .detail("The library was replaced and the extension's SQL objects were not updated to match it; nothing is pushed until they are.");
-    Ok(Some(error.hint(format!(
+    Some(error.hint(format!(
         "Run ALTER EXTENSION qobra_sync UPDATE TO '{LIBRARY_VERSION}' in this database (or install the library of version {sql})."
-    ))))
+    )))
 }
 
 /// Ok when the extension's SQL objects match this library, else the error saying to update.
 pub fn require_current_sql() -> Result<()> {
-    version_mismatch()?.map_or(Ok(()), Err)
+    match sql_version()?.as_deref().and_then(mismatch) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -154,15 +154,8 @@ fn worker_pid() -> Option<i32> {
 /// the runs a rollback takes away here (it may not have connected yet). Reads the catalog:
 /// call it inside a transaction.
 pub fn database_served() -> bool {
-    if !crate::preloaded() {
-        return false;
-    }
-    let here = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
-    if here.is_null() {
-        return false;
-    }
-    let here = unsafe { std::ffi::CStr::from_ptr(here) }.to_string_lossy();
-    crate::pg::gucs::databases().iter().any(|d| *d == here)
+    crate::preloaded()
+        && crate::pg::gucs::databases().contains(&crate::pg::catalog::current_database())
 }
 
 /// Wakes the current database's worker (sets its latch) if there is one.

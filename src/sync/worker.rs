@@ -171,10 +171,10 @@ impl State {
 /// What the worker must wait for before it keeps the schedules, if anything: the extension
 /// to be created in its database, or its SQL objects to be updated to this library's version.
 fn not_ready() -> Result<Option<String>> {
-    if lifecycle::sql_version()?.is_none() {
+    let Some(sql) = lifecycle::sql_version()? else {
         return Ok(Some("waiting for CREATE EXTENSION qobra_sync".into()));
-    }
-    Ok(lifecycle::version_mismatch()?.map(|e| {
+    };
+    Ok(lifecycle::mismatch(&sql).map(|e| {
         format!(
             "waiting for ALTER EXTENSION qobra_sync UPDATE ({})",
             e.message
@@ -233,10 +233,26 @@ fn tick(state: &mut State) -> Option<Duration> {
 }
 
 /// Runs `f` in its own transaction; an error is logged, the transaction rolled back, and None
-/// returned, so that no error stops the worker.
+/// returned, so that no error stops the worker. An error because DROP EXTENSION committed
+/// between two steps is expected and not logged: the next round says what the worker waits for.
 fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
+    match attempt(f) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            // When even this look fails, the error is logged.
+            if attempt(lifecycle::sql_version).map_or(true, |v| v.is_some()) {
+                pgrx::log!("qobra_sync worker: {}", e.message);
+            }
+            None
+        }
+    }
+}
+
+/// Runs `f` in its own transaction; an error it raises (but a shutdown's) rolls the
+/// transaction back and is returned.
+fn attempt<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     let memory = unsafe { pg_sys::CurrentMemoryContext };
-    let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
+    PgTryBuilder::new(AssertUnwindSafe(|| {
         BackgroundWorker::transaction(AssertUnwindSafe(f))
     }))
     .catch_others(|e| {
@@ -253,34 +269,6 @@ fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
             pg_sys::MemoryContextSwitchTo(memory);
         }
         Err(Error::internal(message))
-    })
-    .execute();
-    match outcome {
-        Ok(v) => Some(v),
-        Err(e) => {
-            // DROP EXTENSION committing between two steps fails the second: expected, and the
-            // next round says what the worker waits for.
-            if extension_exists() {
-                pgrx::log!("qobra_sync worker: {}", e.message);
-            }
-            None
-        }
-    }
-}
-
-/// Whether the extension exists in the worker's database (looked up in a transaction of its
-/// own; true when even that fails, so that the error is logged).
-fn extension_exists() -> bool {
-    let memory = unsafe { pg_sys::CurrentMemoryContext };
-    PgTryBuilder::new(|| {
-        BackgroundWorker::transaction(|| lifecycle::sql_version().map_or(true, |v| v.is_some()))
-    })
-    .catch_others(|_| {
-        unsafe {
-            pg_sys::AbortCurrentTransaction();
-            pg_sys::MemoryContextSwitchTo(memory);
-        }
-        true
     })
     .execute()
 }
@@ -401,10 +389,6 @@ fn start(due: &Due) -> Result<Start> {
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
 /// keep their cadence), never in the past; 5 s from now when the table was busy.
 fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool) -> Result<()> {
-    // DROP EXTENSION waits for a push to end, then drops the tables: nothing to schedule.
-    if lifecycle::sql_version()?.is_none() {
-        return Ok(());
-    }
     // Lock the row before reading the schedule: an alter_table() committing in between would
     // otherwise be overwritten with a time computed from the old schedule.
     execute(

@@ -196,10 +196,11 @@ def test_a_standby_is_quiet_refuses_writes_and_takes_over_at_promotion(clusters,
 # --------------------------------------------------------------------------- dump and restore
 
 
-def pg_tool(*args):
-    """Runs a PostgreSQL client program (pg_dump, pg_restore, psql) from the server's bin."""
-    subprocess.run(["bash", "-c", 'source scripts/postgres.sh && "$PGBIN/$1" "${@:2}"', "tool", *args],
-                   cwd=ROOT, check=True, capture_output=True)
+def pg_tool(*args, check=True):
+    """Runs a PostgreSQL program (pg_dump, pg_restore, psql, pg_config) from the server's bin;
+    returns it finished, its output as bytes."""
+    return subprocess.run(["bash", "-c", 'source scripts/postgres.sh && "$PGBIN/$1" "${@:2}"', "tool", *args],
+                          cwd=ROOT, check=check, capture_output=True)
 
 
 def populated(db, fake):
@@ -244,9 +245,7 @@ def test_dump_and_restore_keeps_registrations_and_history_but_never_the_key(clus
     dump = WORK / f"life.{fmt}.dump"
     pg_tool("pg_dump", "-h", str(origin.dir), "-p", str(origin.port), "-U", "postgres",
             "-F", "c" if fmt == "custom" else "p", "-f", str(dump), DBNAME)
-    text = dump.read_bytes() if fmt == "plain" else subprocess.run(
-        ["bash", "-c", 'source scripts/postgres.sh && "$PGBIN/pg_restore" -f - "$1"', "r", str(dump)],
-        cwd=ROOT, check=True, capture_output=True).stdout
+    text = dump.read_bytes() if fmt == "plain" else pg_tool("pg_restore", "-f", "-", str(dump)).stdout
     assert fake.api_key.encode() not in text, "the API key is in the dump"
     assert b"qobra_sync.registrations" in text and b"qobra_sync.runs" in text
 
@@ -294,16 +293,13 @@ def test_a_restore_without_a_source_names_it(clusters, fake):
     with target.connect() as conn:
         conn.execute(f"CREATE ROLE {READER} NOLOGIN")
     # Everything but the table "tuned" (its schema, the other table, the extension and its data).
-    listing = subprocess.run(["bash", "-c", 'source scripts/postgres.sh && "$PGBIN/pg_restore" -l "$1"', "l", str(dump)],
-                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    listing = pg_tool("pg_restore", "-l", str(dump)).stdout.decode()
     kept = [line for line in listing.splitlines() if f" {SCHEMA} tuned " not in line]
     (WORK / "life.partial.list").write_text("\n".join(kept) + "\n")
-    result = subprocess.run(["bash", "-c", 'source scripts/postgres.sh && "$PGBIN/pg_restore" -h "$1" -p "$2" -U postgres '
-                             '-d "$3" -L "$4" "$5"', "r", str(target.dir), str(target.port), DBNAME,
-                             str(WORK / "life.partial.list"), str(dump)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = pg_tool("pg_restore", "-h", str(target.dir), "-p", str(target.port), "-U", "postgres",
+                     "-d", DBNAME, "-L", str(WORK / "life.partial.list"), str(dump), check=False)
     assert result.returncode != 0
-    assert f'relation "{SCHEMA}.tuned" does not exist' in result.stderr, result.stderr
+    assert f'relation "{SCHEMA}.tuned" does not exist' in result.stderr.decode(), result.stderr
     # The registrations are restored all together or not at all: none points at nothing, and
     # the relations that are there wait to be registered again.
     rdb = session(target)
@@ -362,8 +358,7 @@ def catalog(db):
 
 def install_release_script(version):
     """Puts the kept install script of `version` where CREATE EXTENSION finds it."""
-    sharedir = subprocess.run(["bash", "-c", 'source scripts/postgres.sh && "$PG_CONFIG" --sharedir'],
-                              cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    sharedir = pg_tool("pg_config", "--sharedir").stdout.decode().strip()
     target = f"{sharedir}/extension/qobra_sync--{version}.sql"
     subprocess.run(["install", "-m", "644", str(ROOT / f"sql/qobra_sync--{version}.sql"), target], check=True)
 
