@@ -221,6 +221,18 @@ impl PushError {
         }
     }
 
+    /// Whether Qobra says what was asked for does not exist (404 or 410): an import it does
+    /// not know now will not be known later.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            PushError::Refused {
+                status: 404 | 410,
+                ..
+            }
+        )
+    }
+
     /// Whether Qobra may have taken the request although it failed: it answered 2xx in a way
     /// we could not read, or the answer never came (an interrupt, a timeout, a connection cut
     /// or broken after the request went). An HTTP error status, a refused certificate or
@@ -1270,5 +1282,22 @@ mod tests {
             excerpt: String::new(),
         };
         assert!(!refused.is_transient());
+    }
+
+    #[test]
+    fn not_found_is_a_404_or_410_refusal_only() {
+        let refused = |status| PushError::Refused {
+            request: "GET /v1/imports/x".into(),
+            status,
+            excerpt: String::new(),
+        };
+        assert!(refused(404).is_not_found() && refused(410).is_not_found());
+        assert!(!refused(400).is_not_found() && !refused(409).is_not_found());
+        let server = PushError::Server {
+            request: "x".into(),
+            status: 404,
+            excerpt: String::new(),
+        };
+        assert!(!server.is_not_found() && !PushError::Interrupted.is_not_found());
     }
 }

@@ -7,8 +7,9 @@ use crate::pg::error::{Error, Result};
 use crate::pg::spi::{first_value, writing};
 use crate::sync::client::client;
 use pgrx::prelude::*;
-use qobra_sync_core::client::QobraClient;
+use qobra_sync_core::client::{PushError, QobraClient};
 use qobra_sync_core::error::quoted;
+use std::time::{Duration, Instant};
 
 /// The rows an import rejected: (line number, row, details).
 type ErrorRows = Vec<(Option<u64>, Option<serde_json::Value>, String)>;
@@ -16,22 +17,64 @@ type ErrorRows = Vec<(Option<u64>, Option<serde_json::Value>, String)>;
 /// Checks Qobra's imports of recent runs once each and records their outcome; returns how many
 /// runs were settled. Never waits for an import: a pending one is looked at again next time.
 pub fn poll_imports() -> Result<i64> {
-    let pending = pending_runs()?;
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let client = client()?;
-    let mut settled = 0;
-    for (run_id, ids) in pending {
-        if let Some(errors) = finished_imports(&client, run_id, &ids) {
-            record(run_id, &errors)?;
-            settled += 1;
-        }
-    }
-    Ok(settled)
+    Ok(poll(0, None, &|| false)?.settled)
 }
 
-/// The runs of the last two days whose imports Qobra has not finished, with their import ids.
+/// What one look at the pending imports did.
+pub struct Polled {
+    /// Runs settled.
+    pub settled: i64,
+    /// The run looked at last, where a look cut short goes on from (None: none was pending).
+    pub last_run: Option<i64>,
+    /// Whether every pending run was looked at.
+    pub whole: bool,
+}
+
+/// Looks at the pending imports run by run, starting after run `after` (and going round to
+/// the oldest), and records the outcome of the runs whose imports are over. Stops before the
+/// next run once `budget` is spent, and at once (the request to Qobra dropped) when `give_way`
+/// says so: the worker has a push to run.
+pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -> Result<Polled> {
+    let began = Instant::now();
+    let mut pending = pending_runs()?;
+    let mut polled = Polled {
+        settled: 0,
+        last_run: None,
+        whole: true,
+    };
+    if pending.is_empty() {
+        return Ok(polled);
+    }
+    // Oldest first after `after`, then round to the oldest: a look cut short goes on next time.
+    let first = pending.partition_point(|(run_id, _)| *run_id <= after);
+    pending.rotate_left(first);
+    let client = client()?;
+    let count = pending.len();
+    for (i, (run_id, ids)) in pending.into_iter().enumerate() {
+        match look(&client, run_id, &ids, give_way) {
+            Look::Over(outcome) => {
+                if record(run_id, &outcome)? {
+                    polled.settled += 1;
+                }
+            }
+            Look::NotYet => {}
+            Look::GaveWay => {
+                polled.whole = false;
+                break;
+            }
+        }
+        polled.last_run = Some(run_id);
+        let spent = budget.is_some_and(|b| began.elapsed() >= b);
+        if i + 1 < count && (spent || give_way()) {
+            polled.whole = false;
+            break;
+        }
+    }
+    Ok(polled)
+}
+
+/// The runs of the last two days whose imports Qobra has not finished, with their import ids,
+/// by run id.
 fn pending_runs() -> Result<Vec<(i64, Vec<String>)>> {
     let pending: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(run_id, import_ids) ORDER BY run_id)
@@ -56,18 +99,52 @@ fn pending_runs() -> Result<Vec<(i64, Vec<String>)>> {
         .collect())
 }
 
-/// The rows Qobra rejected in the imports `ids` of run `run_id`, once every one of them is
-/// finished; None while one is not (or cannot be read: a WARNING says why).
-fn finished_imports(client: &QobraClient, run_id: i64, ids: &[String]) -> Option<ErrorRows> {
-    let mut errors = vec![];
-    let mut all_finished = true;
+/// What a look at one run's imports found.
+enum Look {
+    /// Every import is finished or unknown to Qobra.
+    Over(Settled),
+    /// Some import is not over, or could not be read (a WARNING says why).
+    NotYet,
+    /// The look was dropped to give way to a push.
+    GaveWay,
+}
+
+/// How a run's imports ended, once every one of them is over.
+struct Settled {
+    /// The rows Qobra rejected, and one row for each import Qobra does not know.
+    errors: ErrorRows,
+    /// Some import is unknown to Qobra: what it did with that part of the push cannot be known.
+    lost: bool,
+}
+
+/// Looks at the imports `ids` of run `run_id`: over once each is finished or unknown to Qobra
+/// (404: it will not become known).
+fn look(client: &QobraClient, run_id: i64, ids: &[String], give_way: &dyn Fn() -> bool) -> Look {
+    let mut settled = Settled {
+        errors: vec![],
+        lost: false,
+    };
+    let mut all_over = true;
     for id in ids {
         show_wait(pg_sys::PG_WAIT_EXTENSION);
-        let answer = client.import_status(id, &must_stop);
+        let answer = client.import_status(id, &|| must_stop() || give_way());
         show_wait(0);
         match answer {
-            Ok(status) if status.is_finished() => errors.extend(status.error_rows()),
-            Ok(_) => all_finished = false,
+            Ok(status) if status.is_finished() => settled.errors.extend(status.error_rows()),
+            Ok(_) => all_over = false,
+            Err(e) if e.is_not_found() => {
+                settled.lost = true;
+                settled.errors.push((
+                    None,
+                    None,
+                    format!(
+                        "Qobra does not know import {} ({}): how it ended cannot be known",
+                        quoted(id),
+                        Error::from(e).message
+                    ),
+                ));
+            }
+            Err(PushError::Interrupted) if !must_stop() => return Look::GaveWay,
             Err(e) => {
                 if must_stop() {
                     pgrx::check_for_interrupts!();
@@ -77,36 +154,46 @@ fn finished_imports(client: &QobraClient, run_id: i64, ids: &[String]) -> Option
                     quoted(id),
                     Error::from(e).message
                 );
-                all_finished = false;
+                all_over = false;
             }
         }
     }
-    all_finished.then_some(errors)
+    if all_over {
+        Look::Over(settled)
+    } else {
+        Look::NotYet
+    }
 }
 
-/// Records a run's settled imports: their rejected rows, and `import_status`.
-fn record(run_id: i64, errors: &ErrorRows) -> Result<()> {
-    writing(|c| -> std::result::Result<(), pgrx::spi::Error> {
-        for (line, row, details) in errors {
+/// Records a run's settled imports: `import_status` (`unknown` when Qobra does not know one of
+/// them) and their rejected rows. Returns false when another session settled the run first (the
+/// worker and `poll_imports()` may look at once): its rows are not recorded twice.
+fn record(run_id: i64, settled: &Settled) -> Result<bool> {
+    let status = if settled.lost {
+        "unknown"
+    } else if settled.errors.is_empty() {
+        "finished"
+    } else {
+        "failed"
+    };
+    writing(|c| -> std::result::Result<bool, pgrx::spi::Error> {
+        // The row lock makes a second settler wait, then find the run no longer pending.
+        let updated = c.update(
+            "UPDATE qobra_sync.runs SET import_status = $2
+              WHERE run_id OPERATOR(pg_catalog.=) $1 AND import_status OPERATOR(pg_catalog.=) 'pending'",
+            None,
+            &[run_id.into(), status.into()],
+        )?;
+        if updated.is_empty() {
+            return Ok(false);
+        }
+        for (line, row, details) in &settled.errors {
             c.update(
                 "INSERT INTO qobra_sync.run_errors (run_id, origin, line_number, \"row\", details) VALUES ($1, 'import', $2, $3, $4)",
                 None,
                 &[run_id.into(), line.map(|l| l as i64).into(), row.clone().map(pgrx::JsonB).into(), details.as_str().into()],
             )?;
         }
-        c.update(
-            "UPDATE qobra_sync.runs SET import_status = $2 WHERE run_id OPERATOR(pg_catalog.=) $1",
-            None,
-            &[
-                run_id.into(),
-                (if errors.is_empty() {
-                    "finished"
-                } else {
-                    "failed"
-                })
-                .into(),
-            ],
-        )?;
-        Ok(())
+        Ok(true)
     })
 }

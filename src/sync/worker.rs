@@ -3,8 +3,9 @@
 //! One worker per database of `qobra_sync.database_name`, each keeping the schedules of its own
 //! database's registrations and recording its own database's runs (while its database does not
 //! exist, it waits for it, connected to no database, instead of failing every second). It sleeps on its latch until the next
-//! due run (or a minute at most), and is woken by commits that change registrations or request a
-//! push. Each due registration is pushed in turn, one at a time: the run row is committed as
+//! due run or its next look at Qobra's pending imports (every 15 seconds, a second at most
+//! each time, dropped at once for a push), and is woken by commits that change registrations
+//! or request a push. Each due registration is pushed in turn, one at a time: the run row is committed as
 //! `running` first (so a crash leaves it to be marked `interrupted` at the next start), the push
 //! runs in its own transaction, and any error it raises is recorded as a failed run rather than
 //! stopping the worker. A run is bounded by `qobra_sync.run_timeout_ms`, so a stuck destination
@@ -39,10 +40,15 @@ use std::time::{Duration, Instant};
 
 /// The worker's type in `pg_stat_activity.backend_type`.
 pub const WORKER_TYPE: &str = "qobra_sync worker";
-/// Longest sleep: the worker looks at imports and history at least this often.
+/// Longest sleep: the worker looks at the schedules and purges history at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How often run history is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often Qobra's pending imports are looked at.
+const POLL_EVERY: Duration = Duration::from_secs(15);
+/// How long one look at pending imports may keep a due push waiting; a look cut short (by
+/// this, or by a wake) goes on where it stopped in the next round.
+const POLL_BUDGET: Duration = Duration::from_secs(1);
 
 /// Registers one worker per database of `qobra_sync.database_name` with the postmaster (from
 /// `_PG_init`, when preloaded); each is told its database by its position in the list.
@@ -97,7 +103,8 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     let mut state = State {
         started: false,
         last_purge: None,
-        last_poll: None,
+        next_poll: Instant::now(),
+        polled_up_to: 0,
         waiting: None,
     };
     loop {
@@ -149,7 +156,11 @@ fn wait_for_database(me: usize, name: &str) -> ! {
 struct State {
     started: bool,
     last_purge: Option<Instant>,
-    last_poll: Option<Instant>,
+    /// When to look at imports next: now after a look cut short, [`POLL_EVERY`] after one
+    /// that went round all pending runs.
+    next_poll: Instant,
+    /// The run a look at imports cut short stopped after.
+    polled_up_to: i64,
     /// What it waits for before it can keep the schedules, as last logged.
     waiting: Option<String>,
 }
@@ -212,24 +223,49 @@ fn tick(state: &mut State) -> Option<Duration> {
         return Some(Duration::from_secs(10));
     }
     record_orphans();
-    if state
-        .last_poll
-        .is_none_or(|t| t.elapsed() >= Duration::from_secs(15))
-    {
-        activity(
-            pg_sys::BackendState::STATE_RUNNING,
-            "checking Qobra imports",
-        );
-        in_transaction(|| imports::poll_imports().map(|_| ()));
-        state.last_poll = Some(Instant::now());
+    if Instant::now() >= state.next_poll {
+        poll_imports(state);
     }
     match in_transaction(next_due).flatten() {
         Some(due) => {
             run(due);
             None
         }
-        None => in_transaction(sleep_time).or(Some(Duration::from_secs(10))),
+        None => {
+            let until_poll = state.next_poll.saturating_duration_since(Instant::now());
+            let sleep = in_transaction(sleep_time).unwrap_or(Duration::from_secs(10));
+            Some(sleep.min(until_poll))
+        }
     }
+}
+
+/// Looks at Qobra's pending imports for about [`POLL_BUDGET`], and gives way at once when woken
+/// (a push was asked for): a look cut short goes on after the last run it looked at, next
+/// round.
+fn poll_imports(state: &mut State) {
+    activity(
+        pg_sys::BackendState::STATE_RUNNING,
+        "checking Qobra imports",
+    );
+    let polled = in_transaction(|| imports::poll(state.polled_up_to, Some(POLL_BUDGET), &woken));
+    match polled {
+        Some(imports::Polled {
+            whole: false,
+            last_run,
+            ..
+        }) => state.polled_up_to = last_run.unwrap_or(state.polled_up_to),
+        // Done, or failed (looked at again in POLL_EVERY).
+        _ => {
+            state.polled_up_to = 0;
+            state.next_poll = Instant::now() + POLL_EVERY;
+        }
+    }
+}
+
+/// Whether the worker's latch is set: a commit asked for a push (or a signal came) since it
+/// last slept.
+fn woken() -> bool {
+    unsafe { (*pg_sys::MyLatch).is_set != 0 }
 }
 
 /// Runs `f` in its own transaction; an error is logged, the transaction rolled back, and None

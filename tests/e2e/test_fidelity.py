@@ -138,3 +138,25 @@ def test_qobra_parsing_errors_land_in_run_errors(db, fake):
         ("4", "Can't parse 'lost' as float for user attribute stage")]
     assert all(1 <= e["line_number"] <= 4 for e in errors)
     assert sorted(fake.records(key)) == ["1", "3"]
+
+
+def test_an_import_qobra_does_not_know_settles_its_run_as_unknown(db, fake):
+    """An import Qobra answers 404 for (here: the fake forgot it) will never be known: the run
+    is settled as unknown with a run_errors row naming the import, and not looked at again."""
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
+    db.rows("INSERT INTO deals VALUES (1, 'a'), (2, 'b')")
+    db.register("deals")
+    db.define_in_fake(fake, "deals")
+    run = db.sync("deals")
+    assert run["status"] == "succeeded" and run["import_status"] == "pending", run
+    [import_id] = run["import_ids"]
+    fake.reset()
+    db.rows("SELECT qobra_sync.poll_imports()")  # the worker may have looked first: settled once
+    assert db.run(run["run_id"])["import_status"] == "unknown"
+    [error] = db.run_errors(run["run_id"])
+    assert error["origin"] == "import" and error["line_number"] is None and error["row"] is None
+    assert import_id in error["details"] and "HTTP 404" in error["details"], error
+    looked = len(fake.requests(f"/v1/imports/{import_id}"))
+    assert looked >= 1
+    db.rows("SELECT qobra_sync.poll_imports()")
+    assert len(fake.requests(f"/v1/imports/{import_id}")) == looked

@@ -157,6 +157,34 @@ def test_request_sync_starts_within_a_second_of_commit(wdb, fake, connect):
     assert len(runs(wdb, "deals")) == 1  # one request run: the rolled-back request did nothing
 
 
+def test_a_request_does_not_wait_behind_a_slow_look_at_imports(wdb, fake):
+    """Twenty runs whose import Qobra has not finished, and a Qobra answering each request 2 s
+    after it arrives: the worker's look at them (40 s in all) gives way to a requested push,
+    which starts within a second of commit; once Qobra is fast and has finished the import,
+    the look, a second at a time, settles every run."""
+    create_deals(wdb, fake)
+    wdb.rows("SET qobra_sync.skip_unchanged = off")
+    pending = [wdb.sync("deals") for _ in range(20)]
+    assert all(r["status"] == "succeeded" and r["import_status"] == "pending" for r in pending)
+    fake.settings(latency_ms=2000)
+    wait_for(lambda: (w := worker(wdb)) and "checking qobra imports" in w["activity"], 20,
+             interval=0.02, what="the worker to look at the imports")
+    time.sleep(0.3)
+    assert fake.stats()["in_flight"] == 1, "no import status request on its way"
+    wdb.rows("UPDATE deals SET amount = amount + 1 WHERE id = 1")  # not skipped as unchanged
+    committed_at = wdb.value("SELECT clock_timestamp()")
+    wdb.rows("SELECT qobra_sync.request_sync('deals')")
+    run = wait_runs(wdb, "deals", 1, trigger="request", timeout=10)[0]
+    assert 0 <= seconds(committed_at, run["started_at"]) < 1.0, (committed_at, run["started_at"])
+    assert wait_run_finished(wdb, run["run_id"])["status"] == "succeeded"
+    fake.settings(latency_ms=0)
+    fake.flush()
+    ids = [r["run_id"] for r in pending]
+    wait_for(lambda: wdb.value("SELECT count(*) FROM qobra_sync.runs WHERE run_id = ANY(%s) "
+                               "AND import_status = 'finished'", (ids,)) == len(ids),
+             30, what="the worker to settle the twenty runs")
+
+
 def test_cron_next_run_at_in_the_configured_time_zone(wdb, fake, system):
     """Cron schedules are evaluated in qobra_sync.timezone (reloaded with pg_reload_conf): a
     weekly time just after midnight in Asia/Kolkata (UTC+5:30) falls on the previous UTC day,
