@@ -315,7 +315,7 @@ fn decide(
     if decision != Decision::Push || !may_skip {
         return Ok(decision);
     }
-    census.fingerprint = Some(snapshot::fingerprint(query, job.encoder)?);
+    census.fingerprint = snapshot::fingerprint(query, job.encoder)?;
     outcome.fingerprint = census.fingerprint.clone();
     Ok(judge(&census, last, guards))
 }
@@ -347,7 +347,10 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
         );
         show_wait(0);
         outcome.rows_read = chunks.rows_read;
-        outcome.fingerprint = Some(chunks.fingerprint.digest(&encoding));
+        // A record left out for its size would stay out of Qobra if a later run were skipped as
+        // unchanged after the limit was raised: such a run gives no fingerprint.
+        outcome.fingerprint =
+            (!chunks.left_out_for_size).then(|| chunks.fingerprint.digest(&encoding));
         outcome.rows_rejected = chunks.rejections.count;
         outcome.rejections = std::mem::take(&mut chunks.rejections);
         result

@@ -44,9 +44,10 @@ pub fn encoding_description(encoder: &RecordEncoder) -> String {
 }
 
 /// The fingerprint of the payload a push would send, by reading and encoding the snapshot
-/// without sending anything (used to skip unchanged snapshots). A record the push would reject
-/// as larger than `batch_bytes` is left out here too.
-pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
+/// without sending anything (used to skip unchanged snapshots); None when the push would leave
+/// a record out as larger than `batch_bytes`: such a snapshot is pushed, so that the run says
+/// so, and is never skipped.
+pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<Option<String>> {
     Spi::connect(|_| {
         let limits = ChunkLimits {
             rows: 10_000,
@@ -57,7 +58,8 @@ pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<String> {
         while chunks.next_chunk(&mut body)?.is_some() {
             body.clear();
         }
-        Ok(chunks.fingerprint.digest(&encoding_description(encoder)))
+        Ok((!chunks.left_out_for_size)
+            .then(|| chunks.fingerprint.digest(&encoding_description(encoder))))
     })
 }
 
@@ -119,6 +121,9 @@ pub struct Chunks<'a> {
     pub rows_read: u64,
     /// Rows rejected in the current pass.
     pub rejections: Rejections,
+    /// Whether a record was left out for its size (`batch_bytes`, or Qobra's 413 even alone) in
+    /// the current pass: what Qobra holds then depends on a limit, not only on the rows.
+    pub left_out_for_size: bool,
     /// Fingerprint of the records written in the current pass.
     pub fingerprint: Fingerprint,
 }
@@ -140,6 +145,7 @@ impl<'a> Chunks<'a> {
             written: (0, 0),
             rows_read: 0,
             rejections: Rejections::default(),
+            left_out_for_size: false,
             fingerprint: Fingerprint::default(),
         }
     }
@@ -172,6 +178,7 @@ impl ChunkSource for Chunks<'_> {
         self.chunks = 0;
         self.rows_read = 0;
         self.rejections = Rejections::default();
+        self.left_out_for_size = false;
         self.fingerprint = Fingerprint::default();
         Ok(())
     }
@@ -195,6 +202,7 @@ impl ChunkSource for Chunks<'_> {
                 limits: self.limits,
                 rows_read: &mut self.rows_read,
                 rejections: &mut self.rejections,
+                left_out_for_size: &mut self.left_out_for_size,
                 fingerprint: &mut self.fingerprint,
                 written: &mut self.written,
             };
@@ -219,6 +227,7 @@ impl ChunkSource for Chunks<'_> {
 
     /// Keeps a record Qobra refused even alone among the rejected rows, by its id.
     fn reject(&mut self, record: &[u8], reason: String) {
+        self.left_out_for_size = true;
         let encoder = self.encoder;
         self.rejections
             .add(None, || encoder.id_json_of_record(record), reason);
@@ -245,6 +254,7 @@ struct Writer<'a> {
     limits: ChunkLimits,
     rows_read: &'a mut u64,
     rejections: &'a mut Rejections,
+    left_out_for_size: &'a mut bool,
     fingerprint: &'a mut Fingerprint,
     written: &'a mut (u64, u64),
 }
@@ -281,6 +291,7 @@ impl Writer<'_> {
                 self.limits.bytes
             );
             self.reject(values, reason, true);
+            *self.left_out_for_size = true;
             return Next::More;
         }
         if chunk.records > 0 && out.len() + 1 > chunk.close_at {

@@ -65,6 +65,13 @@ def test_a_record_larger_than_batch_bytes_alone_is_rejected_and_the_rest_pushed(
     fake.flush()
     records = fake.records(key)
     assert len(records) == 199 and "77" not in records
+    # The same rows under a larger batch_bytes: not skipped as unchanged, and row 77 lands.
+    assert run["snapshot_sha256"] is None
+    db.rows("SET qobra_sync.batch_bytes = '1MB'")
+    again = db.sync("wide")
+    assert (again["status"], again["rows_sent"], again["rows_rejected"]) == ("succeeded", 200, 0), again
+    fake.flush()
+    assert "77" in fake.records(key)
 
 
 def test_a_413_splits_the_chunk_and_later_chunks_stay_small(db, fake):
@@ -111,3 +118,11 @@ def test_a_record_qobra_refuses_alone_is_rejected_and_the_rest_pushed(db, fake):
     fake.flush()
     records = fake.records(key)
     assert len(records) == 99 and "42" not in records
+    # Once Qobra takes larger requests, the same rows are pushed again (not skipped as
+    # unchanged) and record 42 lands.
+    assert run["snapshot_sha256"] is None
+    fake.settings(max_body_bytes=None)
+    again = db.sync("wide")
+    assert (again["status"], again["rows_sent"], again["rows_rejected"]) == ("succeeded", 100, 0), again
+    fake.flush()
+    assert "42" in fake.records(key)
