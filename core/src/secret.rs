@@ -214,6 +214,78 @@ pub fn calls_secret_function(sql: &str) -> bool {
     })
 }
 
+/// The names of the prepared statements that SQL text runs with `EXECUTE name` (the name as
+/// PostgreSQL keeps it: a bare one folded to lower case, a quoted one as written, both cut at 63
+/// bytes), so that the statement they were prepared from can be looked at: `EXECUTE p('…')`
+/// passes a secret when `p` calls one of [`SECRET_FUNCTIONS`]. A word EXECUTE inside a string
+/// or naming something else yields a name no statement has, which is harmless.
+pub fn executed_statements(sql: &str) -> Vec<String> {
+    const KEYWORD: &[u8] = b"execute";
+    let bytes = sql.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i + KEYWORD.len() <= bytes.len() {
+        let word = &bytes[i..i + KEYWORD.len()];
+        let starts_word = i == 0 || !is_ident_byte(bytes[i - 1]);
+        let ends_word = bytes
+            .get(i + KEYWORD.len())
+            .is_none_or(|&b| !is_ident_byte(b));
+        if !(starts_word && ends_word && word.eq_ignore_ascii_case(KEYWORD)) {
+            i += 1;
+            continue;
+        }
+        i += KEYWORD.len();
+        let rest = sql[i..].trim_start();
+        if let Some(name) = statement_name(rest) {
+            out.push(cut_to_name(name));
+        }
+    }
+    out
+}
+
+/// Whether `b` may be part of a bare SQL identifier.
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The identifier `text` starts with: quoted (`""` is a quote) or bare (folded to lower
+/// case); None when it starts with neither.
+fn statement_name(text: &str) -> Option<String> {
+    if let Some(body) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() != Some(&'"') {
+                    return Some(name);
+                }
+                chars.next();
+            }
+            name.push(c);
+        }
+        return None;
+    }
+    let first = text.bytes().next()?;
+    if !(first.is_ascii_alphabetic() || first == b'_' || first >= 0x80) {
+        return None;
+    }
+    let end = text
+        .bytes()
+        .position(|b| !is_ident_byte(b))
+        .unwrap_or(text.len());
+    Some(text[..end].to_ascii_lowercase())
+}
+
+/// `name` cut to the 63 bytes PostgreSQL keeps of an identifier (at a character boundary).
+fn cut_to_name(mut name: String) -> String {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    name
+}
+
 /// `text` with every one of `secrets` replaced by [`REDACTED`], ignoring ASCII letter case (an
 /// unquoted word comes back from PostgreSQL folded to lower case).
 pub fn redact(text: &str, secrets: &[String]) -> String {
@@ -398,6 +470,35 @@ mod tests {
             "SELECT qobra_sync.\"reader_from_service_account\"('{}')"
         ));
         assert!(!calls_secret_function("SELECT qobra_sync.sync_now('t')"));
+    }
+
+    #[test]
+    fn executed_statement_names_are_found_as_postgres_keeps_them() {
+        assert_eq!(executed_statements("EXECUTE p('k')"), ["p"]);
+        assert_eq!(executed_statements("execute SetKey ( 'k' )"), ["setkey"]);
+        assert_eq!(
+            executed_statements(r#"EXPLAIN ANALYZE EXECUTE "Set ""Key"""('k'); ExEcUtE q"#),
+            [r#"Set "Key""#, "q"]
+        );
+        assert_eq!(
+            executed_statements("CREATE TABLE t AS EXECUTE x_1$y"),
+            ["x_1$y"]
+        );
+        let long = "a".repeat(70);
+        assert_eq!(
+            executed_statements(&format!("EXECUTE {long}")),
+            ["a".repeat(63)]
+        );
+    }
+
+    #[test]
+    fn other_words_are_not_taken_for_execute() {
+        assert!(executed_statements("SELECT executed, myexecute FROM t").is_empty());
+        assert!(executed_statements("EXECUTE").is_empty());
+        assert!(executed_statements("EXECUTE 'x'").is_empty());
+        assert!(executed_statements(r#"EXECUTE "unterminated"#).is_empty());
+        // A plpgsql EXECUTE of a string: a name no statement has.
+        assert_eq!(executed_statements("EXECUTE format('x')"), ["format"]);
     }
 
     #[test]

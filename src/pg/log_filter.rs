@@ -6,7 +6,7 @@
 //! an error raised before the function runs: a missing privilege, a wrong argument type, an
 //! error elsewhere in the statement), `log_statement`, `log_min_duration_statement`, the
 //! parameters of an extended-protocol call in a DETAIL or CONTEXT line. While the statement being
-//! run calls one of those functions, every message on its way to the server log goes through
+//! run calls one of those functions (itself, or through a prepared statement it `EXECUTE`s), every message on its way to the server log goes through
 //! [`filter`] (PostgreSQL's `emit_log_hook`), which:
 //! - drops the `STATEMENT:` and `CONTEXT:` lines;
 //! - for PostgreSQL's own messages: drops the DETAIL line (a note says so), replaces a message
@@ -20,7 +20,7 @@
 //! first call of a qobra_sync function in a session (see the README).
 
 use pgrx::pg_sys;
-use qobra_sync_core::secret::{calls_secret_function, redact, secret_words};
+use qobra_sync_core::secret::{calls_secret_function, executed_statements, redact, secret_words};
 use std::ffi::{CStr, CString};
 
 /// The `funcname` of every error qobra_sync raises (see `error::raise`).
@@ -56,14 +56,33 @@ unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
     }
 }
 
-/// The statement being run, when it calls a function whose arguments are secret.
+/// The statement being run, when it calls a function whose arguments are secret, itself or
+/// through a prepared statement it runs (`EXECUTE p('…')`).
 fn secret_statement() -> Option<String> {
     let query = unsafe { pg_sys::debug_query_string };
     if query.is_null() {
         return None;
     }
     let text = unsafe { CStr::from_ptr(query) }.to_string_lossy();
-    calls_secret_function(&text).then(|| text.into_owned())
+    let secret = calls_secret_function(&text)
+        || executed_statements(&text)
+            .iter()
+            .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)));
+    secret.then(|| text.into_owned())
+}
+
+/// The text the session's prepared statement `name` was prepared from, if there is one (a
+/// lookup in the session's own table: no catalog, no allocation in PostgreSQL).
+fn prepared_from(name: &str) -> Option<String> {
+    let name = CString::new(name).ok()?;
+    unsafe {
+        let prepared = pg_sys::FetchPreparedStatement(name.as_ptr(), false);
+        if prepared.is_null() || (*prepared).plansource.is_null() {
+            return None;
+        }
+        let source = (*(*prepared).plansource).query_string;
+        (!source.is_null()).then(|| CStr::from_ptr(source).to_string_lossy().into_owned())
+    }
 }
 
 /// Hides from the server log what `edata` may carry of `statement`.

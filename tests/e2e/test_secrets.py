@@ -159,6 +159,33 @@ def test_api_key_file_keeps_the_key_out_of_sql(cluster, db, fake, system):
     assert fake.api_key.split("_")[-1] not in log
 
 
+def test_a_prepared_statement_executed_with_the_key_keeps_it_out_of_the_log(cluster, db, fake):
+    """PREPARE p AS SELECT qobra_sync.set_destination($1, $2), then EXECUTE p('<key>', …),
+    EXPLAIN ANALYZE EXECUTE, and an EXECUTE that fails: every statement logged, yet the key is in
+    no line of the server log (the EXECUTE names no secret function; the statement it runs does)."""
+    secret = "qk_e2e_prepared_" + "M3n4B5v6C7x8"
+    db.rows("SET log_statement = 'all'")
+    db.rows("SET log_min_duration_statement = 0")
+    try:
+        db.rows("PREPARE set_key(text, text) AS SELECT qobra_sync.set_destination($1, $2)")
+        db.rows(f"EXECUTE set_key('{secret}', '{fake.base_url}')")
+        db.rows(f"EXPLAIN ANALYZE EXECUTE SET_KEY('{secret}', '{fake.base_url}')")
+        with pytest.raises(psycopg.Error):
+            db.rows(f"EXECUTE set_key('{secret}', 'ftp://nowhere')")
+        with pytest.raises(psycopg.Error):
+            db.rows(f"EXECUTE set_key('{secret}', '{fake.base_url}'), 1 / 0")
+        db.rows("DEALLOCATE set_key")
+    finally:
+        db.rows("RESET log_statement")
+        db.rows("RESET log_min_duration_statement")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    log = cluster.server_log.read_text(errors="replace")
+    assert "statement: DEALLOCATE set_key" in log  # statements are logged: this one holds no secret
+    lines = [line for line in log.splitlines() if "m3n4b5v6c7x8" in line.lower()]
+    assert not lines, lines[:3]
+    assert "statement not logged: it passes a secret" in log
+
+
 def test_statements_passing_secrets_never_reach_the_log(cluster, db, fake):
     """Every statement logged (log_statement, durations), parameters sent apart (the extended
     protocol, whose parameters PostgreSQL logs too), and errors before the function runs: the key
