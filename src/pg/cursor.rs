@@ -294,7 +294,9 @@ impl FetchTimeout {
         };
         let setting = crate::pg::gucs::STATEMENT_TIMEOUT_MS.get();
         let setting = (setting > 0).then_some(setting as i64);
-        let left = Deadline::remaining().map(|d| (d.as_millis() as i64).max(1));
+        // Rounded up, and a millisecond more: the timer must fire after the deadline, never just
+        // before it, so that the cancel it raises is known for the deadline's (`reader`).
+        let left = Deadline::remaining().map(|d| d.as_micros().div_ceil(1000) as i64 + 1);
         let Some(ms) = [setting, left].into_iter().flatten().min() else {
             return none;
         };
