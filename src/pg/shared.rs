@@ -254,6 +254,22 @@ pub fn orphans() -> Vec<(usize, Slot)> {
     slots(|s| s.orphaned)
 }
 
+/// Copies of the orphaned slots of other databases than the current one, with their index.
+pub fn orphans_elsewhere() -> Vec<(usize, Slot)> {
+    if !crate::preloaded() {
+        return vec![];
+    }
+    let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    BOARD
+        .share()
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.pid != 0 && s.orphaned && s.database != here)
+        .map(|(i, s)| (i, *s))
+        .collect()
+}
+
 /// Frees slot `i` if it still holds run `run_id`.
 pub fn free(i: usize, run_id: i64) {
     let mut board = BOARD.exclusive();

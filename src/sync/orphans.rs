@@ -8,7 +8,8 @@
 //! slot is handed to the worker, which records the run in a transaction of its own: as
 //! `interrupted` (possibly partial once sending began) when the push had not ended, with its
 //! outcome otherwise. The worker's own runs commit their row before pushing: their slot is simply
-//! freed when their transaction ends.
+//! freed when their transaction ends. Should a database be dropped before its worker recorded
+//! such a run, any other database's worker frees the slot (the history went with the database).
 
 use crate::pg::shared::{self, Phase, Slot};
 use pgrx::pg_sys;

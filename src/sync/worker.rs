@@ -310,13 +310,39 @@ fn attempt<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// Records the runs of sessions whose transaction rolled back their row (see `orphans`), each
-/// in its own transaction, and frees their slots.
+/// in its own transaction, and frees their slots; then frees those of dropped databases.
 fn record_orphans() {
     for (i, slot) in shared::orphans() {
         let row = orphans::row(&slot, chrono::Utc::now());
         let logged = slot.phase == shared::Phase::Ended;
         in_transaction(|| runs::record_orphan(row, logged));
         shared::free(i, slot.run_id);
+    }
+    free_orphans_of_dropped_databases();
+}
+
+/// Frees the slots of runs orphaned in a database dropped before its worker recorded them: no
+/// worker ever will (their history went with the database), and the slots would stay taken.
+fn free_orphans_of_dropped_databases() {
+    let elsewhere = shared::orphans_elsewhere();
+    if elsewhere.is_empty() {
+        return;
+    }
+    let gone = in_transaction(|| {
+        let mut gone = vec![];
+        for (i, slot) in &elsewhere {
+            let exists: Option<bool> = first_value(
+                "SELECT true FROM pg_catalog.pg_database WHERE oid OPERATOR(pg_catalog.=) $1",
+                &[pg_sys::Oid::from(slot.database).into()],
+            )?;
+            if exists.is_none() {
+                gone.push((*i, slot.run_id));
+            }
+        }
+        Ok(gone)
+    });
+    for (i, run_id) in gone.into_iter().flatten() {
+        shared::free(i, run_id);
     }
 }
 
