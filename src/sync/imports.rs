@@ -26,12 +26,12 @@ pub struct Polled {
     pub settled: i64,
     /// The run looked at last, where a look cut short goes on from (None: none was pending).
     pub last_run: Option<i64>,
-    /// Whether every pending run was looked at.
+    /// Whether the look reached the newest pending run.
     pub whole: bool,
 }
 
-/// Looks at the pending imports run by run, starting after run `after` (and going round to
-/// the oldest), and records the outcome of the runs whose imports are over. Stops before the
+/// Looks at the pending imports run by run, from the oldest after run `after` to the newest,
+/// and records the outcome of the runs whose imports are over. Stops before the
 /// next run once `budget` is spent, and at once (the request to Qobra dropped) when `give_way`
 /// says so: the worker has a push to run.
 pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -> Result<Polled> {
@@ -45,9 +45,10 @@ pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -
     if pending.is_empty() {
         return Ok(polled);
     }
-    // Oldest first after `after`, then round to the oldest: a look cut short goes on next time.
+    // Oldest first after `after`: a look cut short goes on there next time, and one that
+    // reaches the newest run is whole (the next starts from the oldest, POLL_EVERY later).
     let first = pending.partition_point(|(run_id, _)| *run_id <= after);
-    pending.rotate_left(first);
+    pending.drain(..first);
     let client = client()?;
     let count = pending.len();
     for (i, (run_id, ids)) in pending.into_iter().enumerate() {
