@@ -256,18 +256,8 @@ pub fn orphans() -> Vec<(usize, Slot)> {
 
 /// Copies of the orphaned slots of other databases than the current one, with their index.
 pub fn orphans_elsewhere() -> Vec<(usize, Slot)> {
-    if !crate::preloaded() {
-        return vec![];
-    }
     let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
-    BOARD
-        .share()
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.pid != 0 && s.orphaned && s.database != here)
-        .map(|(i, s)| (i, *s))
-        .collect()
+    taken(|s| s.orphaned && s.database != here)
 }
 
 /// Frees slot `i` if it still holds run `run_id`.
@@ -280,16 +270,21 @@ pub fn free(i: usize, run_id: i64) {
 
 /// Copies of the taken slots of the current database that satisfy `wanted`, with their index.
 fn slots(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
+    let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    taken(|s| s.database == here && wanted(s))
+}
+
+/// Copies of the taken slots, of any database, that satisfy `wanted`, with their index.
+fn taken(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
     if !crate::preloaded() {
         return vec![];
     }
-    let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
     BOARD
         .share()
         .slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.pid != 0 && s.database == here && wanted(s))
+        .filter(|(_, s)| s.pid != 0 && wanted(s))
         .map(|(i, s)| (i, *s))
         .collect()
 }

@@ -24,10 +24,8 @@ pub fn poll_imports() -> Result<i64> {
 pub struct Polled {
     /// Runs settled.
     pub settled: i64,
-    /// The run looked at last, where a look cut short goes on from (None: none was pending).
-    pub last_run: Option<i64>,
-    /// Whether the look reached the newest pending run.
-    pub whole: bool,
+    /// When the look was cut short before the newest pending run: the run it goes on after.
+    pub cut_after: Option<i64>,
 }
 
 /// Looks at the pending imports run by run, from the oldest after run `after` to the newest,
@@ -39,8 +37,7 @@ pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -
     let mut pending = pending_runs()?;
     let mut polled = Polled {
         settled: 0,
-        last_run: None,
-        whole: true,
+        cut_after: None,
     };
     if pending.is_empty() {
         return Ok(polled);
@@ -51,23 +48,20 @@ pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -
     pending.drain(..first);
     let client = client()?;
     let count = pending.len();
+    let mut looked = after;
     for (i, (run_id, ids)) in pending.into_iter().enumerate() {
         match look(&client, run_id, &ids, give_way) {
-            Look::Over(outcome) => {
-                if record(run_id, &outcome)? {
-                    polled.settled += 1;
-                }
-            }
+            Look::Over(outcome) => polled.settled += i64::from(record(run_id, &outcome)?),
             Look::NotYet => {}
             Look::GaveWay => {
-                polled.whole = false;
+                polled.cut_after = Some(looked);
                 break;
             }
         }
-        polled.last_run = Some(run_id);
+        looked = run_id;
         let spent = budget.is_some_and(|b| began.elapsed() >= b);
         if i + 1 < count && (spent || give_way()) {
-            polled.whole = false;
+            polled.cut_after = Some(looked);
             break;
         }
     }

@@ -250,10 +250,9 @@ fn poll_imports(state: &mut State) {
     let polled = in_transaction(|| imports::poll(state.polled_up_to, Some(POLL_BUDGET), &woken));
     match polled {
         Some(imports::Polled {
-            whole: false,
-            last_run,
+            cut_after: Some(run),
             ..
-        }) => state.polled_up_to = last_run.unwrap_or(state.polled_up_to),
+        }) => state.polled_up_to = run,
         // Done, or failed (looked at again in POLL_EVERY).
         _ => {
             state.polled_up_to = 0;
