@@ -92,8 +92,14 @@ pretty() { echo "SELECT jsonb_pretty(:'doc'::jsonb)" | sql -At -v doc="$1"; }
 field() { echo "SELECT (:'doc'::jsonb) ->> :'key'" | sql -At -v doc="$1" -v key="$2"; }
 held() { field "$(fake GET /_fake/tables/opportunities)" record_count; }
 
-echo "SELECT qobra_sync.set_destination(api_key => '${API_KEY:0:8}…', base_url => '$QOBRA');"
-sql -q -o /dev/null -c "SELECT qobra_sync.set_destination(api_key => '$API_KEY', base_url => '$QOBRA')"
+say "The key goes in a file only the server's OS user can read, so that it never passes through SQL."
+KEY_FILE=$WORK/qobra.key
+as_root install -m 600 -o "$QS_PGUSER" /dev/null "$KEY_FILE"
+printf '%s\n' "$API_KEY" | as_root tee "$KEY_FILE" >/dev/null
+echo "\$ install -m 600 -o $QS_PGUSER /dev/null $KEY_FILE && echo '${API_KEY:0:8}…' > $KEY_FILE"
+show "ALTER SYSTEM SET qobra_sync.api_key_file = '$KEY_FILE'"
+show "SELECT pg_reload_conf()"
+show "SELECT qobra_sync.set_destination(api_key => NULL, base_url => '$QOBRA')"
 show "SELECT * FROM qobra_sync.destination_status"
 
 section "How the columns map to Qobra field types"
@@ -104,8 +110,9 @@ show "SELECT column_name, pg_type, qobra_type, allowed_types, synced, note
 section "Create the data table in Qobra from the CSV template"
 say "Qobra needs the data table before the first push: an admin imports a CSV whose header is the"
 say "field keys, choosing each field's type as column_mapping() says. Here the fake Qobra does that."
-sql -At -c "SELECT qobra_sync.csv_template('opportunities', 3)" >"$WORK/opportunities.csv"
-echo "\$ psql -At -c \"SELECT qobra_sync.csv_template('opportunities', 3)\" > opportunities.csv"
+say "Before registering, inspection reads as the reader it is told to (never as a superuser)."
+sql -At -c "SELECT qobra_sync.csv_template('opportunities', 3, run_as => 'qobra_reader')" >"$WORK/opportunities.csv"
+echo "\$ psql -At -c \"SELECT qobra_sync.csv_template('opportunities', 3, run_as => 'qobra_reader')\" > opportunities.csv"
 sed '/^$/d; s/^/  /' "$WORK/opportunities.csv"
 TYPES=$(sql -At -c "SELECT string_agg(field_key || ':' || qobra_type, ',' ORDER BY field_key)
                       FROM qobra_sync.column_mapping('opportunities', $MAPPING_ARGS) WHERE synced")
@@ -160,10 +167,10 @@ for _ in $(seq 20); do
 done
 show "SELECT pid, backend_type, datname, query AS doing FROM pg_stat_activity WHERE backend_type = 'qobra_sync worker'"
 
-# Waits up to 15 s for the newest run with the given trigger to end; prints its status.
+# Waits up to 30 s for the newest run with the given trigger to end; prints its status.
 wait_run() {
     local status=
-    for _ in $(seq 30); do
+    for _ in $(seq 60); do
         status=$(sql -At -c "SELECT status FROM qobra_sync.runs WHERE trigger = '$1' ORDER BY run_id DESC LIMIT 1")
         case $status in succeeded|failed|blocked|skipped) break ;; esac
         sleep 0.5
@@ -181,13 +188,13 @@ say "A deal is won today; ask the worker to push (it starts right after the comm
 win_a_deal
 show "SELECT qobra_sync.request_sync('opportunities')"
 status=$(wait_run request)
-[ "$status" = succeeded ] || { echo "the requested run did not succeed within 15 s (status: ${status:-none})"; exit 1; }
+[ "$status" = succeeded ] || { echo "the requested run did not succeed within 30 s (status: ${status:-none})"; exit 1; }
 
 say "Another deal is won; this time the schedule pushes it (every 5 seconds for the demo)."
 win_a_deal
 show "SELECT qobra_sync.alter_table('opportunities', schedule => '5 seconds')"
 status=$(wait_run schedule)
-[ "$status" = succeeded ] || { echo "the scheduled run did not succeed within 15 s (status: ${status:-none})"; exit 1; }
+[ "$status" = succeeded ] || { echo "the scheduled run did not succeed within 30 s (status: ${status:-none})"; exit 1; }
 show "SELECT qobra_sync.pause('opportunities')"
 show "SELECT run_id, trigger, status, rows_read, rows_sent, requests, finished_at - started_at AS took, error
         FROM qobra_sync.runs ORDER BY run_id"
@@ -195,3 +202,7 @@ fake POST /_fake/imports/flush >/dev/null
 held=$(held)
 echo "records in Qobra's data table: $held (two more deals won)"
 show "SELECT source, paused, last_status, last_success_rows, next_run_at FROM qobra_sync.status"
+
+# What the demo ends with, kept for a look afterwards (and for the test that checks it).
+fake GET /_fake/tables/opportunities/records >"$WORK/qobra-opportunities.json"
+say "Qobra's records are saved in $WORK/qobra-opportunities.json; the cluster's data stays in $CLUSTER/data."

@@ -3,9 +3,11 @@
 #   1. cargo test       the pure core (no database) and the fake Qobra server
 #   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
 #   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
-#   4. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults
+#   4. demo             the README's first command, scripts/demo.sh, run to its end and checked
+#   5. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults; the
+#                       README's SQL examples, run as written
 # Usage: scripts/test.sh [TIER...]   (as root or as a user with sudo)
-#   TIER: unit, pgrx, regress, e2e (default: all four, in that order)
+#   TIER: unit, pgrx, regress, demo, e2e (default: all five, in that order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,7 +15,7 @@ source scripts/cluster.sh
 
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
-TIERS=${*:-unit pgrx regress e2e}
+TIERS=${*:-unit pgrx regress demo e2e}
 wants() { [[ " $TIERS " == *" $1 "* ]]; }
 
 if wants unit; then
@@ -28,8 +30,8 @@ rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
 cargo pgrx test "$PGRX_PG" --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
 fi
 
-if wants regress || wants e2e; then
-# Both tiers run against the installed extension.
+if wants regress || wants demo || wants e2e; then
+# These tiers run against the installed extension.
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
 fi
 
@@ -88,9 +90,16 @@ done
 cluster_stop "$REGRESS_DIR"
 fi
 
+if wants demo; then
+echo "==> tier 4: the demo (scripts/demo.sh) from start to end, then what it ends with"
+# Apart from the end-to-end tier: the demo installs the extension, which no running cluster
+# of the suite may see happen.
+bash scripts/e2e.sh -m demo
+fi
+
 if wants e2e; then
-echo "==> tier 4: end-to-end (preloaded cluster, fake Qobra, pytest)"
-bash scripts/e2e.sh
+echo "==> tier 5: end-to-end (preloaded cluster, fake Qobra, pytest)"
+bash scripts/e2e.sh -m "not demo"
 fi
 
 echo "==> passed: $TIERS"

@@ -22,7 +22,7 @@ pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
     }
     match api_key {
         Some(key) => check_api_key(key)?,
-        None if gucs::text(&gucs::API_KEY_FILE).is_empty() => {
+        None if !key_file_configured()? => {
             return Err(Error::null_argument("api_key").hint(
                 "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
             ))
@@ -43,6 +43,23 @@ pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
         ),
         None => execute("DELETE FROM qobra_sync.destination_key", &[]),
     }
+}
+
+/// Whether `qobra_sync.api_key_file` is set, in this session or in the configuration files.
+/// A reload (`pg_reload_conf()`) reaches a session a moment after the statement that asked for
+/// it, so `ALTER SYSTEM SET qobra_sync.api_key_file …; SELECT pg_reload_conf();
+/// SELECT qobra_sync.set_destination(api_key => NULL);` sent at once would otherwise fail.
+fn key_file_configured() -> Result<bool> {
+    if !gucs::text(&gucs::API_KEY_FILE).is_empty() {
+        return Ok(true);
+    }
+    let pending: Option<String> = first_value(
+        "SELECT setting FROM pg_catalog.pg_file_settings
+          WHERE name OPERATOR(pg_catalog.=) 'qobra_sync.api_key_file' AND error IS NULL
+          ORDER BY seqno DESC LIMIT 1",
+        &[],
+    )?;
+    Ok(pending.is_some_and(|file| !file.is_empty()))
 }
 
 /// Whether a destination is set.

@@ -159,6 +159,23 @@ def test_api_key_file_keeps_the_key_out_of_sql(cluster, db, fake, system):
     assert fake.api_key.split("_")[-1] not in log
 
 
+def test_a_key_file_set_but_not_yet_reloaded_is_enough_for_set_destination(cluster, db, fake):
+    """`ALTER SYSTEM SET qobra_sync.api_key_file …; SELECT pg_reload_conf(); SELECT
+    set_destination(api_key => NULL)` pasted at once: the reload may not have reached the
+    session yet. set_destination() takes the file the configuration names (here, with no reload
+    at all); with no key and no file anywhere it still refuses."""
+    try:
+        db.rows("ALTER SYSTEM SET qobra_sync.api_key_file = '/nonexistent/qobra.key'")
+        assert db.value("SHOW qobra_sync.api_key_file") == ""
+        db.rows("SELECT qobra_sync.set_destination(api_key => NULL, base_url => %s)", (fake.base_url,))
+        db.rows("ALTER SYSTEM RESET qobra_sync.api_key_file")
+        with pytest.raises(psycopg.errors.NullValueNotAllowed, match="api_key"):
+            db.rows("SELECT qobra_sync.set_destination(api_key => NULL, base_url => %s)", (fake.base_url,))
+    finally:
+        db.rows("ALTER SYSTEM RESET qobra_sync.api_key_file")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+
+
 def test_a_prepared_statement_executed_with_the_key_keeps_it_out_of_the_log(cluster, db, fake):
     """PREPARE p AS SELECT qobra_sync.set_destination($1, $2), then EXECUTE p('<key>', …),
     EXPLAIN ANALYZE EXECUTE, and an EXECUTE that fails: every statement logged, yet the key is in
