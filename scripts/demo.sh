@@ -99,6 +99,11 @@ printf '%s\n' "$API_KEY" | as_root tee "$KEY_FILE" >/dev/null
 echo "\$ install -m 600 -o $QS_PGUSER /dev/null $KEY_FILE && echo '${API_KEY:0:8}…' > $KEY_FILE"
 show "ALTER SYSTEM SET qobra_sync.api_key_file = '$KEY_FILE'"
 show "SELECT pg_reload_conf()"
+# The postmaster reloads a moment later; new sessions see the file from then on.
+for _ in $(seq 50); do
+    [ "$(sql -At -c "SHOW qobra_sync.api_key_file")" = "$KEY_FILE" ] && break
+    sleep 0.1
+done
 show "SELECT qobra_sync.set_destination(api_key => NULL, base_url => '$QOBRA')"
 show "SELECT * FROM qobra_sync.destination_status"
 

@@ -13,39 +13,54 @@ SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
   LEFT JOIN @extschema@.registrations g ON g.source OPERATOR(pg_catalog.=) p.source
  WHERE pg_catalog.pg_has_role(COALESCE(g.owner, r.owner), 'MEMBER');
 
--- One row per registration (of the roles the reader is a member of): its last outcome, its
--- last success, its next run, and whether it is stale: no success (or skip, Qobra holding the
--- same snapshot) within two periods of its schedule, or its last three runs failed, blocked or
--- interrupted. A paused registration is never stale.
-CREATE VIEW @extschema@.status WITH (security_barrier) AS
-SELECT r.source, r.data_table_key, r.paused, r.next_run_at,
+-- The health of every registration, for status and metrics (which filter it) and no one else:
+-- its last outcome, its last success, its next run, and whether it is stale: no success (or
+-- skip, Qobra holding the same snapshot) within two periods of its schedule, or its last three
+-- runs failed, blocked or interrupted. A paused registration is never stale. Only the runs of
+-- the registration's owner count: a source registered again by another role starts afresh.
+CREATE VIEW @extschema@._health WITH (security_barrier) AS
+SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
        last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
        last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
-       ok.rows_sent AS last_success_rows, last.error AS last_error,
+       ok.rows_sent AS last_success_rows,
        NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
            OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(fresh.finished_at, r.created_at), 2,
                                                   COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
                 ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
        f.failures AS consecutive_failures
   FROM @extschema@.registrations r
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+  LEFT JOIN LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at FROM @extschema@.runs x
+                      WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                       ORDER BY x.run_id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT * FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+  LEFT JOIN LATERAL (SELECT x.finished_at, x.rows_sent FROM @extschema@.runs x
+                      WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                         AND x.status OPERATOR(pg_catalog.=) 'succeeded'
                       ORDER BY x.run_id DESC LIMIT 1) ok ON true
-  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) r.source
+  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x
+                      WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                         AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped'])
                       ORDER BY x.run_id DESC LIMIT 1) fresh ON true
   CROSS JOIN LATERAL (SELECT pg_catalog.count(*)::pg_catalog.int4 AS failures FROM @extschema@.runs x
-                       WHERE x.source OPERATOR(pg_catalog.=) r.source
+                       WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                          AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'blocked', 'interrupted'])
-                         AND x.run_id OPERATOR(pg_catalog.>) COALESCE(fresh.run_id, 0)) f
- WHERE pg_catalog.pg_has_role(r.owner, 'MEMBER');
+                         AND x.run_id OPERATOR(pg_catalog.>) COALESCE(fresh.run_id, 0)) f;
+
+-- One row per registration (of the roles the reader is a member of): its health and its last
+-- error.
+CREATE VIEW @extschema@.status WITH (security_barrier) AS
+SELECT h.source, h.data_table_key, h.paused, h.next_run_at, h.last_run_id, h.last_status,
+       h.last_started_at, h.last_finished_at, h.last_success_at, h.last_success_rows,
+       (SELECT x.error FROM @extschema@.runs x WHERE x.run_id OPERATOR(pg_catalog.=) h.last_run_id) AS last_error,
+       h.stale, h.consecutive_failures
+  FROM @extschema@._health h
+ WHERE pg_catalog.pg_has_role(h.owner, 'MEMBER');
 
 -- One row per registration, as a Prometheus exporter reads it (docs/postgres_exporter.yaml):
 -- counters over the run history kept (qobra_sync.history_days; they drop when old runs are
 -- purged, which Prometheus takes as a reset) and gauges, NaN where there is no value yet;
--- the source schema-qualified whatever the reader's search_path.
+-- the source schema-qualified whatever the reader's search_path. Numbers and states only, no
+-- error text: the registrations of the roles the reader is a member of, and every one for a
+-- member of pg_monitor (the role monitoring agents log in as).
 CREATE VIEW @extschema@.metrics WITH (security_barrier) AS
 SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(k.relname),
                 s.source::pg_catalog.text) AS source, s.data_table_key,
@@ -58,7 +73,7 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
        COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
        s.consecutive_failures, s.stale::pg_catalog.int4 AS stale, s.paused::pg_catalog.int4 AS paused,
        (s.last_status OPERATOR(pg_catalog.=) 'running')::pg_catalog.int4 AS running
-  FROM @extschema@.status s
+  FROM @extschema@._health s
   LEFT JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) k.relnamespace
   LEFT JOIN LATERAL (
@@ -68,7 +83,9 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
               pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'skipped') AS skipped,
               pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'interrupted') AS interrupted,
               pg_catalog.sum(x.rows_sent)::pg_catalog.int8 AS rows_sent, pg_catalog.sum(x.bytes_sent)::pg_catalog.int8 AS bytes_sent
-         FROM @extschema@.runs x WHERE x.source OPERATOR(pg_catalog.=) s.source) c ON true;
+         FROM @extschema@.runs x
+        WHERE x.source OPERATOR(pg_catalog.=) s.source AND x.owner OPERATOR(pg_catalog.=) s.owner) c ON true
+ WHERE pg_catalog.pg_has_role(s.owner, 'MEMBER') OR pg_catalog.pg_has_role('pg_monitor', 'MEMBER');
 
 -- What \df+ and \d+ show: the same words as the README's reference.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
@@ -100,6 +117,7 @@ COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, intege
 COMMENT ON FUNCTION @extschema@._progress() IS 'Internal: the pushes in flight, from shared memory (see the progress view).';
 COMMENT ON FUNCTION @extschema@._check_installation() IS 'Internal: checks the database and preloading at CREATE EXTENSION.';
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
+COMMENT ON VIEW @extschema@._health IS 'Internal: the health of every registration, read by status and metrics (granted to no one).';
 COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
 COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
 COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this database (when preloaded): chunks, rows and bytes sent so far.';
@@ -110,6 +128,40 @@ COMMENT ON TABLE @extschema@.registrations IS 'Registrations, stored by OID (rea
 COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
 
+-- Only the grants made below: default privileges (ALTER DEFAULT PRIVILEGES) in force when the
+-- objects were created, and any grant made by hand (before an upgrade, say), are revoked from
+-- every role but each object's owner, so that the table that holds the key, above all, is
+-- readable by its owner alone.
+DO $$
+DECLARE
+    held record;
+BEGIN
+    FOR held IN
+        SELECT pg_catalog.format('%s %I.%I', CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                                 n.nspname, c.relname) AS object, a.grantee
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+         WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+        UNION
+        SELECT pg_catalog.format('FUNCTION %I.%I(%s)', n.nspname, p.proname,
+                                 pg_catalog.pg_get_function_identity_arguments(p.oid)), a.grantee
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+          CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+         WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+        UNION
+        SELECT pg_catalog.format('SCHEMA %I', n.nspname), a.grantee
+          FROM pg_catalog.pg_namespace n
+          CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+         WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', held.object,
+            CASE WHEN held.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE held.grantee::pg_catalog.regrole::pg_catalog.text END);
+    END LOOP;
+END
+$$;
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON SCHEMA @extschema@ FROM PUBLIC;
@@ -144,4 +196,10 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
     @extschema@.runs, @extschema@.run_errors, @extschema@.metrics
   TO qobra_sync_operator;
+-- Monitoring without a superuser: members of pg_monitor (the role postgres_exporter and other
+-- agents log in as) read the metrics view (numbers and states of every registration, no error
+-- text, no row values), which calls next_runs().
+GRANT USAGE ON SCHEMA @extschema@ TO pg_monitor;
+GRANT EXECUTE ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, integer, text) TO pg_monitor;
+GRANT SELECT ON @extschema@.metrics TO pg_monitor;
 SELECT @extschema@._check_installation();

@@ -31,6 +31,8 @@ pub enum SqlState {
     FeatureNotSupported,
     /// 55000 object_not_in_prerequisite_state: something must be set up first.
     ObjectNotInPrerequisiteState,
+    /// 53400 configuration_limit_exceeded: a limit a setting sets was reached.
+    ConfigurationLimitExceeded,
     /// 55P03 lock_not_available: a push of the same source is already running.
     LockNotAvailable,
     /// 22P02 invalid_text_representation: a value that does not parse.

@@ -22,6 +22,7 @@ pub mod runs;
 pub mod schedule;
 pub mod secret;
 pub mod shape;
+pub mod sql_text;
 pub mod types;
 pub mod wire;
 

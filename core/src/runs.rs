@@ -214,8 +214,6 @@ impl RunHead {
 
 /// The channel of the notification sent at the end of every run.
 pub const CHANNEL: &str = "qobra_sync";
-/// The longest payload PostgreSQL's NOTIFY takes, in bytes (it refuses 8000 and more).
-pub const NOTIFY_MAX_BYTES: usize = 7999;
 /// The most characters of a run's error in its log line.
 const LOG_ERROR_CHARS: usize = 300;
 
@@ -238,43 +236,11 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// The JSON payload of the run's NOTIFY, its error cut (at a character boundary) so that
-    /// the whole fits in NOTIFY's limit.
+    /// The JSON payload of the run's NOTIFY: the run's id and status, nothing a listener could
+    /// not read otherwise (any role that may connect may LISTEN; the rest of the run is read
+    /// from `qobra_sync.runs`, where row security applies).
     pub fn notification(&self) -> String {
-        let payload = |error: Option<&str>| {
-            json!({
-                "run_id": self.run_id, "source": self.source, "data_table_key": self.data_table_key,
-                "trigger": self.trigger, "status": self.status, "rows_sent": self.rows_sent,
-                "rows_rejected": self.rows_rejected, "possibly_partial": self.possibly_partial,
-                "error": error,
-            })
-            .to_string()
-        };
-        let Some(error) = self.error.as_deref() else {
-            return payload(None);
-        };
-        let whole = payload(Some(error));
-        if whole.len() <= NOTIFY_MAX_BYTES {
-            return whole;
-        }
-        // Escapes make the JSON longer than the text, by up to six bytes a character: find the
-        // longest beginning of the error that fits (the size grows with the characters kept).
-        let cut = |keep: usize| {
-            payload(Some(&format!(
-                "{}…",
-                error.chars().take(keep).collect::<String>()
-            )))
-        };
-        let (mut fits, mut too_long) = (0, error.chars().count());
-        while fits + 1 < too_long {
-            let mid = (fits + too_long) / 2;
-            if cut(mid).len() <= NOTIFY_MAX_BYTES {
-                fits = mid;
-            } else {
-                too_long = mid;
-            }
-        }
-        cut(fits)
+        json!({"run_id": self.run_id, "status": self.status}).to_string()
     }
 
     /// The run's LOG line, in key=value form, for log-based alerting (never the key: errors
@@ -359,34 +325,18 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_carries_the_run_and_fits_notify() {
-        let v: Value = serde_json::from_str(&ended(None).notification()).unwrap();
-        assert_eq!(
-            v,
-            json!({"run_id": 42, "source": "public.deals", "data_table_key": "deals",
-                   "trigger": "schedule", "status": "failed", "rows_sent": 10, "rows_rejected": 1,
-                   "possibly_partial": true, "error": null})
-        );
-        // Quotes and control characters are escaped by JSON (up to six bytes each): the error
-        // is cut until the payload fits, at a character boundary.
-        for long in [
-            "é\"\u{1}".repeat(4000),
-            "x".repeat(20_000),
-            "ü".repeat(7990),
+    fn a_notification_carries_only_the_run_id_and_status() {
+        // Whatever the run holds (a source's name, row values quoted in its error), a listener
+        // learns its id and status, and reads the rest where row security applies.
+        let long = "ceo earns 1000000 ".repeat(1000);
+        for error in [
+            None,
+            Some("invalid input syntax for type numeric: \"ceo\""),
+            Some(long.as_str()),
         ] {
-            let text = ended(Some(&long)).notification();
-            assert!(text.len() <= NOTIFY_MAX_BYTES, "{} bytes", text.len());
-            let v: Value = serde_json::from_str(&text).unwrap();
-            let error = v["error"].as_str().unwrap();
-            assert!(error.ends_with('…') && long.starts_with(error.trim_end_matches('…')));
-            assert!(
-                text.len() > NOTIFY_MAX_BYTES - 10,
-                "cut more than needed: {}",
-                text.len()
-            );
+            let v: Value = serde_json::from_str(&ended(error).notification()).unwrap();
+            assert_eq!(v, json!({"run_id": 42, "status": "failed"}));
         }
-        let short = ended(Some("no API key is set")).notification();
-        assert!(short.contains("\"error\":\"no API key is set\""));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! these forms is searched for; base64 is searched at the three alignments a key can have inside
 //! a longer encoded text.
 
+use crate::sql_text::{holds_code, literals, statements, tokens, Token};
 use base64::Engine;
 use std::fmt;
 
@@ -203,77 +204,51 @@ const MIN_WORD: usize = 8;
 /// The shortest string literal of a statement redacted from messages.
 const MIN_LITERAL: usize = 4;
 
-/// Whether SQL text mentions one of [`SECRET_FUNCTIONS`], in any letter case (a statement that
-/// calls one holds a secret).
+/// Whether SQL text names one of [`SECRET_FUNCTIONS`]: as a word of one of its statements (not
+/// in a comment, not in a string), or in the code a `DO` block or a function's body holds. A
+/// statement that calls one holds a secret; one that only mentions it in a comment does not.
 pub fn calls_secret_function(sql: &str) -> bool {
-    let bytes = sql.as_bytes();
-    SECRET_FUNCTIONS.iter().any(|f| {
-        bytes
-            .windows(f.len())
-            .any(|w| w.eq_ignore_ascii_case(f.as_bytes()))
+    let all = tokens(sql);
+    statements(&all).iter().any(|statement| {
+        names_secret_function(statement)
+            || (holds_code(statement)
+                && statement.iter().any(
+                    |t| matches!(t, Token::Literal(code) if names_secret_function(&tokens(code))),
+                ))
     })
+}
+
+/// Whether SQL text calls one of [`SECRET_FUNCTIONS`] itself, in one of its own statements
+/// (not from the code of a `DO` block or of a function it defines).
+pub fn calls_secret_function_directly(sql: &str) -> bool {
+    let all = tokens(sql);
+    statements(&all)
+        .iter()
+        .any(|statement| !holds_code(statement) && names_secret_function(statement))
+}
+
+/// Whether tokens name one of [`SECRET_FUNCTIONS`].
+fn names_secret_function(tokens: &[Token]) -> bool {
+    tokens
+        .iter()
+        .any(|t| matches!(t, Token::Word(w) if SECRET_FUNCTIONS.contains(&w.as_str())))
 }
 
 /// The names of the prepared statements that SQL text runs with `EXECUTE name` (the name as
 /// PostgreSQL keeps it: a bare one folded to lower case, a quoted one as written, both cut at 63
 /// bytes), so that the statement they were prepared from can be looked at: `EXECUTE p('…')`
-/// passes a secret when `p` calls one of [`SECRET_FUNCTIONS`]. A word EXECUTE inside a string
-/// or naming something else yields a name no statement has, which is harmless.
+/// passes a secret when `p` calls one of [`SECRET_FUNCTIONS`]. A word EXECUTE naming something
+/// else yields a name no statement has, which is harmless.
 pub fn executed_statements(sql: &str) -> Vec<String> {
-    const KEYWORD: &[u8] = b"execute";
-    let bytes = sql.as_bytes();
-    let mut out = vec![];
-    let mut i = 0;
-    while i + KEYWORD.len() <= bytes.len() {
-        let word = &bytes[i..i + KEYWORD.len()];
-        let starts_word = i == 0 || !is_ident_byte(bytes[i - 1]);
-        let ends_word = bytes
-            .get(i + KEYWORD.len())
-            .is_none_or(|&b| !is_ident_byte(b));
-        if !(starts_word && ends_word && word.eq_ignore_ascii_case(KEYWORD)) {
-            i += 1;
-            continue;
-        }
-        i += KEYWORD.len();
-        let rest = sql[i..].trim_start();
-        if let Some(name) = statement_name(rest) {
-            out.push(cut_to_name(name));
-        }
-    }
-    out
-}
-
-/// Whether `b` may be part of a bare SQL identifier.
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
-
-/// The identifier `text` starts with: quoted (`""` is a quote) or bare (folded to lower
-/// case); None when it starts with neither.
-fn statement_name(text: &str) -> Option<String> {
-    if let Some(body) = text.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = body.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.peek() != Some(&'"') {
-                    return Some(name);
-                }
-                chars.next();
+    tokens(sql)
+        .windows(2)
+        .filter_map(|pair| match pair {
+            [Token::Word(keyword), Token::Word(name)] if keyword == "execute" => {
+                Some(cut_to_name(name.clone()))
             }
-            name.push(c);
-        }
-        return None;
-    }
-    let first = text.bytes().next()?;
-    if !(first.is_ascii_alphabetic() || first == b'_' || first >= 0x80) {
-        return None;
-    }
-    let end = text
-        .bytes()
-        .position(|b| !is_ident_byte(b))
-        .unwrap_or(text.len());
-    Some(text[..end].to_ascii_lowercase())
+            _ => None,
+        })
+        .collect()
 }
 
 /// `name` cut to the 63 bytes PostgreSQL keeps of an identifier (at a character boundary).
@@ -314,67 +289,6 @@ pub fn secret_words(statement: &str) -> Vec<String> {
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
     out
-}
-
-/// The contents of the string literals of `sql`: `'…'` (with `''` inside), `E'…'` and
-/// `$tag$…$tag$`.
-pub fn literals(sql: &str) -> Vec<String> {
-    let mut out = vec![];
-    let mut rest = sql;
-    while let Some(at) = rest.find(['\'', '$']) {
-        let tail = &rest[at..];
-        if let Some(body) = tail.strip_prefix('\'') {
-            let (content, after) = quoted_literal(body);
-            out.push(content);
-            rest = after;
-        } else if let Some((tag, content, after)) = dollar_literal(tail) {
-            let _ = tag;
-            out.push(content.to_owned());
-            rest = after;
-        } else {
-            rest = &tail[1..];
-        }
-    }
-    out
-}
-
-/// The content of a `'…'` literal whose opening quote was just read, and what follows it.
-fn quoted_literal(body: &str) -> (String, &str) {
-    let mut content = String::new();
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '\'' {
-            if matches!(chars.peek(), Some((_, '\''))) {
-                chars.next();
-                content.push('\'');
-                continue;
-            }
-            return (content, &body[i + 1..]);
-        }
-        content.push(c);
-    }
-    (content, "")
-}
-
-/// A `$tag$…$tag$` literal at the start of `text`: its tag, content and what follows it.
-fn dollar_literal(text: &str) -> Option<(&str, &str, &str)> {
-    let body = text.strip_prefix('$')?;
-    let end = body.find('$')?;
-    let tag = &body[..end];
-    if !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || tag.starts_with(|c: char| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let delimiter = format!("${tag}$");
-    let content_start = 1 + end + 1;
-    let content_len = text[content_start..].find(&delimiter)?;
-    let content = &text[content_start..content_start + content_len];
-    Some((
-        tag,
-        content,
-        &text[content_start + content_len + delimiter.len()..],
-    ))
 }
 
 #[cfg(test)]
@@ -470,6 +384,38 @@ mod tests {
             "SELECT qobra_sync.\"reader_from_service_account\"('{}')"
         ));
         assert!(!calls_secret_function("SELECT qobra_sync.sync_now('t')"));
+        // A broken call still names the function: its error keeps the statement out of the log.
+        assert!(calls_secret_function(
+            "SELECT qobra_sync.set_destination 'qk_x')"
+        ));
+    }
+
+    #[test]
+    fn comments_and_strings_name_no_function() {
+        for sql in [
+            "SELECT * FROM payroll /* set_destination */",
+            "SELECT * FROM payroll -- reader_from_service_account",
+            "SELECT 'set_destination(' FROM payroll",
+            "SELECT $$set_destination($$ FROM payroll",
+        ] {
+            assert!(!calls_secret_function(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn code_in_do_blocks_and_function_bodies_counts_but_is_not_a_direct_call() {
+        for sql in [
+            "DO $$BEGIN PERFORM qobra_sync.set_destination('k'); END$$",
+            "do language plpgsql 'begin perform qobra_sync.set_destination(''k''); end'",
+            "CREATE OR REPLACE FUNCTION f() RETURNS void AS $b$ SELECT qobra_sync.set_destination('k') $b$ LANGUAGE sql",
+        ] {
+            assert!(calls_secret_function(sql), "{sql}");
+            assert!(!calls_secret_function_directly(sql), "{sql}");
+        }
+        assert!(calls_secret_function_directly(
+            "SELECT 1; SELECT qobra_sync.set_destination($1, $2)"
+        ));
+        assert!(!calls_secret_function_directly("SELECT my_wrapper()"));
     }
 
     #[test]
@@ -496,17 +442,9 @@ mod tests {
         assert!(executed_statements("SELECT executed, myexecute FROM t").is_empty());
         assert!(executed_statements("EXECUTE").is_empty());
         assert!(executed_statements("EXECUTE 'x'").is_empty());
-        assert!(executed_statements(r#"EXECUTE "unterminated"#).is_empty());
+        assert!(executed_statements("SELECT 'EXECUTE p' /* EXECUTE q */").is_empty());
         // A plpgsql EXECUTE of a string: a name no statement has.
         assert_eq!(executed_statements("EXECUTE format('x')"), ["format"]);
-    }
-
-    #[test]
-    fn literals_of_every_kind_are_found() {
-        assert_eq!(
-            literals("SELECT f('a''b', E'c\\n', $$d$e$$, $k$x'y$k$, $1, 'tail"),
-            ["a'b", "c\\n", "d$e", "x'y", "tail"]
-        );
     }
 
     #[test]

@@ -226,6 +226,22 @@ fn iso_timestamp(text: &str) -> Result<(&str, &str), String> {
     Ok((date, time))
 }
 
+/// The characters of a rejected row kept for `run_errors`, all values together (4 KiB for an
+/// ASCII row, so that the 1,000 rejections a run keeps stay within a few MiB).
+pub const KEPT_ROW_CHARS: usize = 4096;
+/// The fewest characters kept of any value of a rejected row, however many columns it has.
+pub const KEPT_VALUE_CHARS_MIN: usize = 32;
+/// The most characters of a rejected row's id always kept.
+pub const KEPT_ID_CHARS: usize = 1024;
+
+/// `text` cut to `chars` characters, with `…` in place of what was left out.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
 /// Writes rows as JSON records; keeps the field list so each row is one call.
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
@@ -282,13 +298,21 @@ impl RecordEncoder {
     }
 
     /// A row's values as they were read, by column (text, or null), as `run_errors` keeps a
-    /// rejected row.
+    /// rejected row: each value cut to its share of [`KEPT_ROW_CHARS`] characters (the id to at
+    /// least [`KEPT_ID_CHARS`]), so that the rows a run keeps stay small whatever the source's
+    /// width.
     pub fn row_json(&self, values: &[Option<&str>]) -> serde_json::Value {
+        // Each value gets its share of the row's budget, the id at least its own.
+        let share = (KEPT_ROW_CHARS / self.fields.len().max(1)).max(KEPT_VALUE_CHARS_MIN);
         self.fields
             .iter()
             .zip(values)
             .map(|(f, v)| {
-                let value = v.map_or(serde_json::Value::Null, |s| s.to_owned().into());
+                let cap = match f.encoding {
+                    Encoding::Id => share.max(KEPT_ID_CHARS),
+                    _ => share,
+                };
+                let value = v.map_or(serde_json::Value::Null, |s| cut(s, cap).into());
                 (f.column.clone(), value)
             })
             .collect::<serde_json::Map<_, _>>()
@@ -305,7 +329,7 @@ impl RecordEncoder {
             .zip(values)
             .find(|(f, _)| f.encoding == Encoding::Id)
         {
-            let value = value.map_or(serde_json::Value::Null, |s| s.to_owned().into());
+            let value = value.map_or(serde_json::Value::Null, |s| cut(s, KEPT_ID_CHARS).into());
             row.insert(field.column.clone(), value);
         }
         row.into()
@@ -604,5 +628,38 @@ mod tests {
         enc.encode(&values, &mut out).unwrap();
         assert_eq!(enc.id_json_of_record(&out), json!({"deal_id": "42"}));
         assert_eq!(enc.id_json_of_record(b"not json"), json!({}));
+    }
+
+    #[test]
+    fn a_rejected_row_is_kept_cut_to_a_bounded_size() {
+        // A row of wide values (8 MB each, say) is kept with each value cut to its share, the id
+        // to at least KEPT_ID_CHARS, a cut marked with `…`; short values stay whole.
+        let wide = "é".repeat(100_000);
+        let long_id = "7".repeat(5000);
+        let row = encoder().row_json(&[
+            Some(&long_id),
+            Some(&wide),
+            Some("ana@acme.com"),
+            Some("NaN"),
+            Some(&wide),
+            None,
+            Some(&wide),
+        ]);
+        let text = row.to_string();
+        assert!(
+            text.chars().count() < KEPT_ROW_CHARS + KEPT_ID_CHARS + 200,
+            "{} chars",
+            text.chars().count()
+        );
+        let id = row["id"].as_str().unwrap();
+        assert_eq!(id.chars().count(), KEPT_ID_CHARS + 1);
+        assert!(id.ends_with('…') && long_id.starts_with(id.trim_end_matches('…')));
+        let title = row["title"].as_str().unwrap();
+        assert_eq!(title.chars().count(), KEPT_ROW_CHARS / 7 + 1);
+        assert!(title.ends_with('…'));
+        assert_eq!(row["owner"], "ana@acme.com");
+        assert_eq!(row["amount"], "NaN");
+        assert!(row["at"].is_null());
+        assert_eq!(encoder().id_json(&[Some(&long_id)])["id"], row["id"]);
     }
 }

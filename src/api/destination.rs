@@ -14,6 +14,6 @@ fn set_destination(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
 ) {
-    writes("set_destination()").or_raise();
+    let _entered = writes("set_destination()").or_raise();
     destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
 }

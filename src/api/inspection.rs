@@ -10,7 +10,7 @@ use qobra_sync_core::mapping::ColumnChanges;
 
 /// How each column of a source maps to a Qobra field.
 #[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn column_mapping(
     source: Option<RegClass>,
@@ -28,7 +28,7 @@ fn column_mapping(
         name!(note, Option<String>),
     ),
 > {
-    reads().or_raise();
+    let _entered = reads("column_mapping()").or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         columns: ColumnChanges {
@@ -55,7 +55,7 @@ fn column_mapping(
 
 /// Checks every requirement for pushing a source and reports each one.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn validate(
     source: Option<RegClass>,
@@ -73,7 +73,7 @@ fn validate(
         name!(detail, String),
     ),
 > {
-    reads().or_raise();
+    let _entered = reads("validate()").or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         columns: ColumnChanges {
@@ -96,14 +96,14 @@ fn validate(
 
 /// The exact records a push would send, up to `max_rows`, ordered by id, read as the
 /// registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile, security_definer, name = "preview")]
+#[pg_extern(volatile, name = "preview")]
 #[search_path(pg_catalog, pg_temp)]
 fn preview_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 10),
     run_as: default!(Option<Name>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
-    reads().or_raise();
+    let _entered = reads("preview()").or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         run_as: run_as.map(|n| n.0),
@@ -116,14 +116,14 @@ fn preview_as(
 
 /// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
 /// read as the registration's `run_as` (or the `run_as` given).
-#[pg_extern(volatile, security_definer, name = "csv_template")]
+#[pg_extern(volatile, name = "csv_template")]
 #[search_path(pg_catalog, pg_temp)]
 fn csv_template_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 100),
     run_as: default!(Option<Name>, "NULL"),
 ) -> String {
-    reads().or_raise();
+    let _entered = reads("csv_template()").or_raise();
     let source = required(source, "source").or_raise().0;
     let over = Overrides {
         run_as: run_as.map(|n| n.0),
@@ -138,7 +138,7 @@ fn csv_template_as(
 /// another argument list, hence another symbol).
 #[pg_extern(sql = false)]
 fn preview(_source: Option<RegClass>, _max_rows: Option<i32>) -> SetOfIterator<'static, JsonB> {
-    reads().or_raise();
+    let _entered = reads("preview()").or_raise();
     raise(Error::internal(
         "preview(regclass, integer) belongs to version 0.1.0",
     ))
@@ -147,7 +147,7 @@ fn preview(_source: Option<RegClass>, _max_rows: Option<i32>) -> SetOfIterator<'
 /// `csv_template(source, max_rows)` of version 0.1.0 (see [`preview`]).
 #[pg_extern(sql = false)]
 fn csv_template(_source: Option<RegClass>, _max_rows: Option<i32>) -> String {
-    reads().or_raise();
+    let _entered = reads("csv_template()").or_raise();
     raise(Error::internal(
         "csv_template(regclass, integer) belongs to version 0.1.0",
     ))

@@ -1,12 +1,13 @@
 //! Installation: `_check_installation`, run last by `CREATE EXTENSION`.
 
-use crate::pg::error::{raise, Error, SqlState};
+use crate::pg::error::{raise, Error, OrRaise, SqlState};
 use pgrx::prelude::*;
 
 /// Checks where the extension is being created; run last by CREATE EXTENSION.
 #[pg_extern(volatile, name = "_check_installation")]
 #[search_path(pg_catalog, pg_temp)]
 fn check_installation() {
+    super::computes("_check_installation()").or_raise();
     let wanted = crate::pg::gucs::databases();
     let here = crate::pg::catalog::current_database();
     if !crate::preloaded() {

@@ -2,10 +2,12 @@
 //! groups them. Each parses its arguments, calls the module that does the work, and raises
 //! errors in the one documented way (`pg::error`). Every function pins its `search_path`.
 //!
-//! The functions an operator may use (`qobra_sync_operator`, see `sql/finalize.sql`) are
-//! `SECURITY DEFINER`: they run as the extension owner, so that nothing needs a grant on the
-//! extension's tables, and check explicitly who calls them (`pg::roles::caller`): the owner of a
-//! registration or a member of it, a reader the caller may act as.
+//! Every function begins by entering (`pg::entry`): a call made while qobra_sync reads a source
+//! (the source's own code calling back) or in another security-restricted operation is refused
+//! at once; otherwise the body runs as the extension owner, as a `SECURITY DEFINER` function
+//! would, so that nothing needs a grant on the extension's tables, and checks explicitly who
+//! calls it (`pg::roles`): the owner of a registration or a member of it, a reader the caller
+//! may act as — for both the session's role and the role current where the call was made.
 //!
 //! Every function that uses the extension's objects first checks where the server and the
 //! extension stand (`reads`, `writes`): a hot standby refuses the functions that write, with
@@ -18,6 +20,7 @@ mod install;
 mod registration;
 mod running;
 
+use crate::pg::entry::{self, enter, Entered};
 use crate::pg::error::{Error, Result};
 use crate::pg::lifecycle;
 
@@ -26,14 +29,23 @@ fn required<T>(value: Option<T>, argument: &str) -> Result<T> {
     value.ok_or_else(|| Error::null_argument(argument))
 }
 
-/// Checks that a function that only reads may run: the extension's SQL objects are of this
-/// library's version (they may be older, between a library upgrade and `ALTER EXTENSION`).
-fn reads() -> Result<()> {
-    lifecycle::require_current_sql()
+/// Checks that `what`, a function that only computes from its arguments, may be called
+/// (`pg::entry::check`); it runs as its caller.
+fn computes(what: &str) -> Result<()> {
+    entry::check(what).map(|_| ())
 }
 
-/// Checks that `what`, a function that writes, may run: as [`reads`], and on a primary.
-fn writes(what: &str) -> Result<()> {
+/// Enters `what`, a function that only reads, once the extension's SQL objects are of this
+/// library's version (they may be older, between a library upgrade and `ALTER EXTENSION`).
+fn reads(what: &str) -> Result<Entered> {
+    let entered = enter(what)?;
     lifecycle::require_current_sql()?;
-    lifecycle::require_primary(what)
+    Ok(entered)
+}
+
+/// Enters `what`, a function that writes: as [`reads`], and on a primary.
+fn writes(what: &str) -> Result<Entered> {
+    let entered = reads(what)?;
+    lifecycle::require_primary(what)?;
+    Ok(entered)
 }

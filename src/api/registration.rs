@@ -1,7 +1,7 @@
 //! Registration: `register_table`, `alter_table`, `unregister_table`, `pause`, `resume`, and
 //! for Cloud SQL `reader_from_service_account`.
 
-use super::{required, writes};
+use super::{computes, required, writes};
 use crate::pg::error::{OrRaise, Result};
 use crate::pg::roles;
 use crate::pg::sqltypes::{Name, NameArray, RegClass};
@@ -13,7 +13,7 @@ use qobra_sync_core::registration::DEFAULT_SCHEDULE;
 
 /// Registers a source for pushes to the Qobra data table `data_table_key`.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_table(
     source: Option<RegClass>,
@@ -30,7 +30,7 @@ fn register_table(
     run_as: default!(Option<Name>, "NULL"),
 ) {
     let run = || -> Result<()> {
-        writes("register_table()")?;
+        let _entered = writes("register_table()")?;
         let source = required(source, "source")?;
         let changes = ColumnChanges {
             id_column: Some(required(id_column, "id_column")?.0),
@@ -62,7 +62,7 @@ fn register_table(
 
 /// Changes a registration; every argument left NULL keeps its value (`filter => ''` removes it).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn alter_table(
     source: Option<RegClass>,
@@ -79,7 +79,7 @@ fn alter_table(
     run_as: default!(Option<Name>, "NULL"),
 ) {
     let run = || -> Result<()> {
-        writes("alter_table()")?;
+        let _entered = writes("alter_table()")?;
         let source = required(source, "source")?.0;
         let reg = registry::require_owned(source)?;
         let changes = ColumnChanges {
@@ -120,26 +120,26 @@ fn alter_table(
 }
 
 /// Removes a registration (its run history stays until purged).
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn unregister_table(source: Option<RegClass>) {
-    writes("unregister_table()").or_raise();
+    let _entered = writes("unregister_table()").or_raise();
     registry::unregister(required(source, "source").or_raise().0).or_raise()
 }
 
 /// Stops scheduled pushes of a source until `resume()`.
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn pause(source: Option<RegClass>) {
-    writes("pause()").or_raise();
+    let _entered = writes("pause()").or_raise();
     registry::set_paused(required(source, "source").or_raise().0, true).or_raise()
 }
 
 /// Resumes scheduled pushes of a paused source.
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn resume(source: Option<RegClass>) {
-    writes("resume()").or_raise();
+    let _entered = writes("resume()").or_raise();
     registry::set_paused(required(source, "source").or_raise().0, false).or_raise()
 }
 
@@ -148,6 +148,8 @@ fn resume(source: Option<RegClass>) {
 #[pg_extern(immutable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
+    computes("reader_from_service_account()").or_raise();
+    crate::pg::log_filter::passing_secret("reader_from_service_account()").or_raise();
     let account = required(service_account, "service_account").or_raise();
     Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
 }

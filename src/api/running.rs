@@ -1,7 +1,7 @@
 //! Running: `sync_now`, `request_sync`, `poll_imports`, `next_runs`, and `_progress` behind the
 //! progress view.
 
-use super::{required, writes};
+use super::{computes, reads, required, writes};
 use crate::pg::error::{Error, OrRaise, Result, SqlState};
 use crate::pg::sqltypes::RegClass;
 use crate::pg::time;
@@ -11,10 +11,10 @@ use qobra_sync_core::schedule::{parse_zone, Schedule};
 
 /// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
 /// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
-    writes("sync_now()").or_raise();
+    let _entered = writes("sync_now()").or_raise();
     let source = required(source, "source").or_raise().0;
     crate::sync::push::sync(
         source,
@@ -25,10 +25,10 @@ fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i
 }
 
 /// Asks the background worker to push a registered source right after this transaction commits.
-#[pg_extern(volatile, security_definer)]
+#[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_sync(source: Option<RegClass>) {
-    writes("request_sync()").or_raise();
+    let _entered = writes("request_sync()").or_raise();
     registry::request(required(source, "source").or_raise().0).or_raise()
 }
 
@@ -49,7 +49,15 @@ fn progress() -> TableIterator<
         name!(restarts, i64),
     ),
 > {
-    TableIterator::new(crate::pg::shared::progress().into_iter().map(|s| {
+    let _entered = reads("_progress()").or_raise();
+    // Only the pushes of registrations the caller may act for, as the progress view shows.
+    let mut slots = vec![];
+    for slot in crate::pg::shared::progress() {
+        if registry::visible_to_callers(pg_sys::Oid::from(slot.source)).or_raise() {
+            slots.push(slot);
+        }
+    }
+    TableIterator::new(slots.into_iter().map(|s| {
         let started = crate::pg::time::timestamptz_from_unix_micros(s.started_us);
         (
             s.pid,
@@ -69,7 +77,7 @@ fn progress() -> TableIterator<
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn poll_imports() -> i64 {
-    writes("poll_imports()").or_raise();
+    let _entered = writes("poll_imports()").or_raise();
     crate::sync::imports::poll_imports().or_raise()
 }
 
@@ -93,6 +101,7 @@ fn next_runs(
     ),
 ) -> SetOfIterator<'static, pgrx::datum::TimestampWithTimeZone> {
     let run = || -> Result<Vec<pgrx::datum::TimestampWithTimeZone>> {
+        computes("next_runs()")?;
         let schedule = Schedule::parse(required(schedule, "schedule")?)?;
         let after = time::to_utc(required(after, "after")?)?;
         let count = required(count, "count")?;

@@ -95,7 +95,7 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
 /// Refuses to read rows as a role `register_table` would refuse as `run_as` (a superuser
 /// among them): nothing is read as it. The error says where the reader came from.
 pub fn check_reader(subject: &Subject) -> Result<()> {
-    roles::check_may_act_as(roles::caller().1, subject.reader, "run_as")?;
+    roles::check_callers_may_act_as(subject.reader, "run_as")?;
     let Some(why) = roles::reader_problem(subject.reader)? else {
         return Ok(());
     };

@@ -88,7 +88,7 @@ pub fn validate(subject: &Subject) -> Vec<Check> {
 /// Why nothing may be read as the subject's reader, if anything: the caller may not act as it,
 /// or it is a role `register_table` would refuse as run_as.
 fn reader_refused(subject: &Subject) -> Option<String> {
-    if let Err(e) = roles::check_may_act_as(roles::caller().1, subject.reader, "run_as") {
+    if let Err(e) = roles::check_callers_may_act_as(subject.reader, "run_as") {
         return Some(e.message);
     }
     match roles::reader_problem(subject.reader) {

@@ -24,6 +24,7 @@ fn code(state: SqlState) -> PgSqlErrorCode {
         SqlState::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
         SqlState::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         SqlState::LockNotAvailable => ERRCODE_LOCK_NOT_AVAILABLE,
+        SqlState::ConfigurationLimitExceeded => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
         SqlState::InvalidTextRepresentation => ERRCODE_INVALID_TEXT_REPRESENTATION,
         SqlState::ExternalFailure => ERRCODE_SYSTEM_ERROR,
         SqlState::QueryCanceled => ERRCODE_QUERY_CANCELED,

@@ -29,6 +29,14 @@ pub static BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
 /// not by round trips (4 falls just short at 100 ms, 8 gains nothing more and holds more); each
 /// chunk in flight holds up to `batch_bytes`, 32 MiB at the defaults with the two being read.
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(6);
+/// Pushes of sessions (`sync_now`) in flight at once in the cluster; each holds a slot of
+/// shared memory until its transaction ends, so that a run a rollback takes away is still
+/// recorded. 64: far more than a cluster pushes at once; one role may hold a quarter of them and
+/// one database half, so that neither can keep the others from pushing. Past it `sync_now`
+/// refuses before sending anything. The workers' pushes have slots of their own.
+pub static MAX_PUSHES: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// The most `max_pushes` may be: the slots shared memory holds for sessions.
+pub const MAX_PUSHES_LIMIT: usize = 256;
 /// Seconds Qobra waits before importing, so all chunks of a push land in one import. 60 s covers
 /// a slow link between two chunks.
 pub static DEBOUNCE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
@@ -125,6 +133,16 @@ pub fn register(preloaded: bool) {
         1,
         16,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"qobra_sync.max_pushes",
+        c"Pushes of sessions (sync_now) in flight at once in the cluster.",
+        c"One role may hold a quarter of them, one database half.",
+        &MAX_PUSHES,
+        4,
+        MAX_PUSHES_LIMIT as i32,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -1,26 +1,43 @@
-//! Keeps the secrets passed to qobra_sync out of the server log.
+//! Keeps the secrets passed to qobra_sync out of the server log, `pg_stat_activity` and
+//! `pg_stat_statements`.
 //!
 //! `set_destination(api_key, …)` and `reader_from_service_account(service_account)` take a
 //! secret as an argument, so the statement that calls them holds it. PostgreSQL logs statement
 //! text in several ways: the `STATEMENT:` line of an error (`log_min_error_statement`, even for
 //! an error raised before the function runs: a missing privilege, a wrong argument type, an
-//! error elsewhere in the statement), `log_statement`, `log_min_duration_statement`, the
-//! parameters of an extended-protocol call in a DETAIL or CONTEXT line. While the statement being
-//! run calls one of those functions (itself, or through a prepared statement it `EXECUTE`s), every message on its way to the server log goes through
-//! [`filter`] (PostgreSQL's `emit_log_hook`), which:
-//! - drops the `STATEMENT:` and `CONTEXT:` lines;
+//! error elsewhere in the statement), the `QUERY:` line of an error inside a DO block or a
+//! function, `log_statement`, `log_min_duration_statement`, the parameters of an
+//! extended-protocol call in a DETAIL or CONTEXT line. A statement holds a secret when its words
+//! (read as PostgreSQL's lexer reads them: a comment or a string names nothing) name one of
+//! those functions, itself, in the code of a DO block or a function it defines, or through a
+//! prepared statement it `EXECUTE`s; or when one of them ran during its query string (which
+//! keeps that query string secret until the next, whatever it deallocated). While such a
+//! statement runs, every message on its way to the server log goes through [`filter`]
+//! (PostgreSQL's `emit_log_hook`), which:
+//! - drops the `STATEMENT:`, `QUERY:` and `CONTEXT:` lines;
 //! - for PostgreSQL's own messages: drops the DETAIL line (a note says so), replaces a message
 //!   that quotes the statement (log_statement, durations) with a note, and redacts from the
 //!   message and hint every string literal of the statement and every long word of it (a key
 //!   passed without quotes comes back as an identifier), since messages such as
 //!   `invalid input syntax for type integer: "…"` quote them back — to the caller too.
 //!
+//! The functions themselves ([`passing_secret`]) take a secret only from a statement that calls
+//! them itself — not from a DO block, a function or dynamic SQL, whose text would keep it in
+//! `pg_proc` or `pg_stat_statements` (which keeps a plain call with its constants replaced) — and
+//! replace the statement's text in `pg_stat_activity`.
+//!
 //! Messages qobra_sync raises itself are written never to hold a secret and are kept whole.
 //! The hook is in place in every backend when the library is preloaded; otherwise only from the
 //! first call of a qobra_sync function in a session (see the README).
 
+use crate::pg::activity::activity;
+use crate::pg::error::{Error, Result, SqlState};
 use pgrx::pg_sys;
-use qobra_sync_core::secret::{calls_secret_function, executed_statements, redact, secret_words};
+use qobra_sync_core::secret::{
+    calls_secret_function, calls_secret_function_directly, executed_statements, redact,
+    secret_words,
+};
+use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
 /// The `funcname` of every error qobra_sync raises (see `error::raise`).
@@ -28,6 +45,8 @@ const OUR_FUNCNAME: &str = "qobra_sync";
 
 /// What replaces a message that quotes the statement.
 const STATEMENT_NOTE: &str = "statement not logged: it passes a secret to qobra_sync (set_destination or reader_from_service_account)";
+/// What `pg_stat_activity` shows instead of a statement that passes a secret.
+const ACTIVITY_NOTE: &str = "-- statement hidden: it passes a secret to qobra_sync";
 /// What the server log shows instead of the DETAIL line.
 const DETAIL_NOTE: &str = "(detail not logged: the statement passes a secret to qobra_sync)";
 
@@ -56,19 +75,60 @@ unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
     }
 }
 
-/// The statement being run, when it calls a function whose arguments are secret, itself or
-/// through a prepared statement it runs (`EXECUTE p('…')`).
-fn secret_statement() -> Option<String> {
+thread_local! {
+    /// The query string during which a function whose arguments are secret ran: it stays secret
+    /// until the session runs another, whatever it prepared or deallocated meanwhile.
+    static RAN_SECRET: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The query string being run, if any.
+fn query_string() -> Option<String> {
+    // SAFETY: debug_query_string is null or points at the NUL-terminated text of the query
+    // string this backend runs, alive while it runs.
     let query = unsafe { pg_sys::debug_query_string };
-    if query.is_null() {
-        return None;
-    }
-    let text = unsafe { CStr::from_ptr(query) }.to_string_lossy();
+    (!query.is_null()).then(|| {
+        unsafe { CStr::from_ptr(query) }
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// The statement being run, when it holds a secret: it names a function whose arguments are
+/// secret, itself or in the code of a DO block or function it holds, or through a prepared
+/// statement it runs (`EXECUTE p('…')`), or such a function ran during it.
+fn secret_statement() -> Option<String> {
+    let text = query_string()?;
     let secret = calls_secret_function(&text)
         || executed_statements(&text)
             .iter()
-            .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)));
-    secret.then(|| text.into_owned())
+            .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)))
+        || RAN_SECRET.with_borrow(|ran| ran.as_deref() == Some(text.as_str()));
+    secret.then_some(text)
+}
+
+/// Called by a function whose arguments are secret (`what`, for messages), before it uses
+/// them: keeps the query string out of the server log until it ends, and replaces it in
+/// `pg_stat_activity`, where monitoring roles read it; then refuses a call that does not come
+/// straight from the statement the session runs (from a DO block, a function's body, dynamic
+/// SQL: their text keeps the secret where no filter reaches, in `pg_proc` or
+/// `pg_stat_statements`).
+pub fn passing_secret(what: &str) -> Result<()> {
+    let text = query_string().unwrap_or_default();
+    let direct = calls_secret_function_directly(&text)
+        || executed_statements(&text).iter().any(|name| {
+            prepared_from(name).is_some_and(|sql| calls_secret_function_directly(&sql))
+        });
+    RAN_SECRET.with_borrow_mut(|ran| *ran = Some(text));
+    activity(pg_sys::BackendState::STATE_RUNNING, ACTIVITY_NOTE);
+    if !direct {
+        return Err(Error::new(
+            SqlState::FeatureNotSupported,
+            format!("qobra_sync.{what} takes its secret only from a statement that calls it itself"),
+        )
+        .detail("Called from a DO block, a function or dynamic SQL, the secret would stay in their text: in pg_proc, pg_stat_statements or the server log.")
+        .hint("Call it directly, as SELECT qobra_sync.set_destination(…) does; or keep the API key in the file qobra_sync.api_key_file names."));
+    }
+    Ok(())
 }
 
 /// The text the session's prepared statement `name` was prepared from, if there is one (a
@@ -90,6 +150,9 @@ unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
     unsafe {
         edata.hide_stmt = true;
         edata.hide_ctx = true;
+        // The statement of a DO block or function that raised the error (the QUERY: line).
+        edata.internalquery = std::ptr::null_mut();
+        edata.internalpos = 0;
         let ours = !edata.funcname.is_null()
             && CStr::from_ptr(edata.funcname).to_bytes() == OUR_FUNCNAME.as_bytes();
         if ours {

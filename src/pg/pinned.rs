@@ -38,11 +38,16 @@ pub fn set_reading(reading: bool) -> bool {
     READING.with(|r| r.replace(reading))
 }
 
+/// Whether a read as the reader is in progress in this backend.
+pub fn reading() -> bool {
+    READING.with(Cell::get)
+}
+
 /// Runs `f` in a GUC nest level of its own with the pinned settings ([`READ_SETTINGS`] while
 /// reading, [`OWN_SETTINGS`] otherwise), and rolls every setting changed in it back afterwards.
 /// On a Postgres error the enclosing (sub)transaction's abort rolls the level back.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
-    let settings = if READING.with(Cell::get) {
+    let settings = if reading() {
         READ_SETTINGS
     } else {
         OWN_SETTINGS

@@ -17,13 +17,17 @@
 //! - the session's advisory locks, which no rollback undoes, are put back as they were
 //!   ([`AdvisoryLocks`]);
 //! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
-//!   roles, `pg_read_all_data`) is refused before anything runs (`roles::reader_problem`).
+//!   roles, `pg_read_all_data`, the monitoring roles) is refused before anything runs
+//!   (`roles::reader_problem`);
+//! - no postgres_fdw connection another role opened is used by the read (`fdw`);
+//! - no qobra_sync function may be called while the read runs (`entry`).
 //!
 //! While the read runs, every statement is parsed and executed under the settings `pinned` pins
 //! for reads, and each fetch of a cursor is bounded in time (see `cursor`).
 
 use crate::pg::deadline::Deadline;
 use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::fdw;
 use crate::pg::locks::AdvisoryLocks;
 use crate::pg::pinned::{self, pinned};
 use crate::pg::roles::{reader_problem, refused_reader};
@@ -39,12 +43,16 @@ pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Resul
     if let Some(why) = reader_problem(reader)? {
         return Err(refused_reader(why));
     }
+    fdw::before_read(reader)?;
     let locks = AdvisoryLocks::held();
     let outcome = crate::pg::subxact::rolled_back(|| {
         let _reader = ReaderIdentity::assume(reader);
         pinned(f)
     });
     locks.restore()?;
+    if !matches!(&outcome, Err(caught) if is_cancel(caught)) {
+        fdw::after_read(reader)?;
+    }
     match outcome {
         Ok(result) => result,
         Err(caught) if is_cancel(&caught) && Deadline::passed() => Err(deadline_error()),

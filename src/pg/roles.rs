@@ -1,6 +1,7 @@
 //! Roles: who may read for qobra_sync (the reader rule, in one place), role lookups, privileges.
 
 use crate::pg::cursor::one_row;
+use crate::pg::entry;
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::quote::literal;
 use crate::pg::spi::first_value;
@@ -9,6 +10,8 @@ use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::Source;
 
 /// The roles whose members may not be readers: each reads or runs more than a reader should.
+/// The monitoring roles read every session's statements (`pg_stat_activity.query`) and every
+/// setting: a source's code reading as their member would see what other sessions pass.
 const UNFIT_GROUPS: &[&str] = &[
     "pg_read_all_data",
     "pg_write_all_data",
@@ -16,6 +19,9 @@ const UNFIT_GROUPS: &[&str] = &[
     "pg_write_server_files",
     "pg_execute_server_program",
     "pg_signal_backend",
+    "pg_monitor",
+    "pg_read_all_stats",
+    "pg_read_all_settings",
 ];
 
 /// What makes a role unfit to read for qobra_sync, if anything: a superuser, a role that
@@ -168,18 +174,29 @@ pub fn write_privileges(role: pg_sys::Oid, source: &Source) -> Result<Option<Str
     Ok(row[0].clone())
 }
 
-/// The role calling qobra_sync: the role in effect in the session (`current_user` as the
-/// caller sees it, after any `SET ROLE`), not the owner a `SECURITY DEFINER` function runs as.
-/// Called from inside another security-definer function, this is still the session's role:
-/// never more than the session itself may do.
+/// The role calling qobra_sync, as it is named and recorded (the owner of what it registers):
+/// the role in effect in the session (`current_user` as the caller sees it, after any `SET
+/// ROLE`), not the owner a security-definer function runs as. What it may do is checked for
+/// the role current where the call was made too ([`callers`]).
 pub fn caller() -> (String, pg_sys::Oid) {
-    let oid = unsafe { pg_sys::GetOuterUserId() };
+    let oid = entry::callers().session;
     (role_name(oid), oid)
 }
 
-/// Whether the caller is a superuser.
+/// Both roles behind the call: the session's and the one current where the call was made
+/// (the same role, unless a security-definer function made the call). qobra_sync does for a
+/// call only what both may do.
+pub fn callers() -> [pg_sys::Oid; 2] {
+    let c = entry::callers();
+    [c.session, c.current]
+}
+
+/// Whether both callers are superusers.
 pub fn caller_is_superuser() -> bool {
-    unsafe { pg_sys::superuser_arg(pg_sys::GetOuterUserId()) }
+    callers()
+        .iter()
+        // SAFETY: a catalog lookup by OID, in a transaction.
+        .all(|&role| unsafe { pg_sys::superuser_arg(role) })
 }
 
 /// A role's name, or its OID in digits when it does not exist (any more).
@@ -238,19 +255,35 @@ pub fn check_may_act_as(actor: pg_sys::Oid, role: pg_sys::Oid, argument: &str) -
     )))
 }
 
-/// Refuses the caller acting on a registration owned by `owner` unless it is the owner, a
-/// member of the owner role, or a superuser.
+/// Refuses both callers acting as `role` (see [`check_may_act_as`]) unless each may.
+pub fn check_callers_may_act_as(role: pg_sys::Oid, argument: &str) -> Result<()> {
+    callers()
+        .iter()
+        .try_for_each(|&actor| check_may_act_as(actor, role, argument))
+}
+
+/// Whether both callers may act for `owner`: each is that role, a member of it, or a superuser.
+pub fn callers_may_act_for(owner: pg_sys::Oid) -> Result<bool> {
+    for actor in callers() {
+        if !may_act_as(actor, owner)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Refuses the caller acting on a registration owned by `owner` unless both callers are the
+/// owner, members of the owner role, or superusers. The error does not name the owner: a role
+/// that may not act for it learns nothing of it.
 pub fn check_owner(owner: pg_sys::Oid, source: &str) -> Result<()> {
-    let (caller_name, caller) = caller();
-    if may_act_as(caller, owner)? {
+    if callers_may_act_for(owner)? {
         return Ok(());
     }
     Err(Error::new(
         SqlState::InsufficientPrivilege,
         format!(
-            "{source} is registered by {}, and role {} is not a member of it",
-            quoted(&role_name(owner)),
-            quoted(&caller_name)
+            "{source} is registered by a role that role {} is not a member of",
+            quoted(&caller().0)
         ),
     )
     .hint("Only the role that registered a source, its members and superusers may change, push or inspect it."))

@@ -3,12 +3,15 @@
 //! session can see them (`qobra_sync.progress`); and each push's run row until its transaction
 //! ends, so that the worker can record a run a rollback took away (see `orphans`).
 
-use crate::pg::gucs::MAX_DATABASES;
+use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::gucs::{MAX_DATABASES, MAX_PUSHES_LIMIT};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use qobra_sync_core::error::quoted;
 
-/// Pushes that can be followed at once; more still run, they just do not show.
-pub const SLOTS: usize = 32;
+/// Every slot: the most `qobra_sync.max_pushes` lets sessions hold, and one for each database's
+/// worker, which never waits for one.
+pub const SLOTS: usize = MAX_PUSHES_LIMIT + MAX_DATABASES;
 
 /// Bytes kept of a run's row (JSON) in a slot; a longer row is cut down to fit (see `orphans`).
 pub const RECORD_BYTES: usize = 4096;
@@ -26,11 +29,23 @@ pub enum Phase {
     Ended,
 }
 
+/// Who runs a push, as the slots count them.
+#[derive(Copy, Clone, Default, Debug, PartialEq, Eq)]
+pub enum Pusher {
+    /// A database's worker.
+    #[default]
+    Worker,
+    /// A session (`sync_now`), as its role.
+    Session { role: u32 },
+}
+
 /// One push in flight.
 #[derive(Copy, Clone, Default)]
 pub struct Slot {
     /// Backend pid; 0 = free.
     pub pid: i32,
+    /// Who pushes: a session (its role) or a worker.
+    pub pusher: Pusher,
     /// The database the push runs in (its OID): only that database's views and worker see it.
     pub database: u32,
     pub run_id: i64,
@@ -99,10 +114,20 @@ pub struct Worker {
 }
 
 /// Everything qobra_sync keeps in shared memory.
-#[derive(Copy, Clone, Default)]
+#[derive(Copy, Clone)]
 pub struct Board {
     pub workers: [Worker; MAX_DATABASES],
     pub slots: [Slot; SLOTS],
+}
+
+impl Default for Board {
+    /// No worker, every slot free.
+    fn default() -> Self {
+        Board {
+            workers: [Worker::default(); MAX_DATABASES],
+            slots: [Slot::default(); SLOTS],
+        }
+    }
 }
 
 unsafe impl PGRXSharedMemory for Board {}
@@ -183,27 +208,100 @@ pub fn wake_worker_at_commit() {
     });
 }
 
-/// A push starting in this backend: takes a progress slot (none when not preloaded or full).
-pub fn progress_start(run_id: i64, source: u32, record: Record) -> Option<usize> {
+/// A push starting in this backend: takes a slot, or None when the library is not preloaded.
+/// A session's push is refused, before it sends anything, when sessions hold
+/// `qobra_sync.max_pushes` slots, its role a quarter of them or its database half: its run could not be
+/// recorded if its transaction rolled back. A worker always finds one.
+pub fn progress_start(
+    run_id: i64,
+    source: u32,
+    record: Record,
+    pusher: Pusher,
+) -> Result<Option<usize>> {
     if !crate::preloaded() {
-        return None;
+        return Ok(None);
     }
+    let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut board = BOARD.exclusive();
-    let free = board.slots.iter().position(|s| s.pid == 0)?;
+    if let Pusher::Session { role } = pusher {
+        if let Some(limit) = session_limit(&board.slots, role, database) {
+            drop(board);
+            return Err(full(limit, role));
+        }
+    }
+    let free = board
+        .slots
+        .iter()
+        .position(|s| s.pid == 0)
+        .ok_or_else(|| Error::internal("no free slot for a worker"))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as i64;
     board.slots[free] = Slot {
         pid: unsafe { pg_sys::MyProcPid },
-        database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        pusher,
+        database,
         run_id,
         source,
         started_us: now,
         record,
         ..Slot::default()
     };
-    Some(free)
+    Ok(Some(free))
+}
+
+/// A limit on the slots of sessions, reached.
+enum Limit {
+    /// `qobra_sync.max_pushes` in the cluster.
+    Cluster(usize),
+    /// A quarter of it held by the role.
+    Role(usize),
+    /// Half of it held by the database.
+    Database(usize),
+}
+
+/// Which limit of sessions' slots a new push of `role` in `database` would pass, if any.
+fn session_limit(slots: &[Slot], role: u32, database: u32) -> Option<Limit> {
+    let max = crate::pg::gucs::MAX_PUSHES.get().max(4) as usize;
+    let sessions: Vec<&Slot> = slots
+        .iter()
+        .filter(|s| s.pid != 0 && s.pusher != Pusher::Worker)
+        .collect();
+    let of_role = sessions
+        .iter()
+        .filter(|s| s.pusher == Pusher::Session { role })
+        .count();
+    let of_database = sessions.iter().filter(|s| s.database == database).count();
+    if sessions.len() >= max {
+        Some(Limit::Cluster(max))
+    } else if of_role >= max / 4 {
+        Some(Limit::Role(of_role))
+    } else if of_database >= max / 2 {
+        Some(Limit::Database(of_database))
+    } else {
+        None
+    }
+}
+
+/// The error of a push of `role` refused for want of a slot.
+fn full(limit: Limit, role: u32) -> Error {
+    let why = match limit {
+        Limit::Cluster(max) => format!("{max} pushes of sessions are in flight in the cluster"),
+        Limit::Role(n) => format!(
+            "role {} holds {n} slots, a quarter of qobra_sync.max_pushes",
+            quoted(&crate::pg::roles::role_name(pg_sys::Oid::from(role)))
+        ),
+        Limit::Database(n) => {
+            format!("this database holds {n} slots, half of qobra_sync.max_pushes")
+        }
+    };
+    Error::new(
+        SqlState::ConfigurationLimitExceeded,
+        format!("too many pushes in flight: {why}"),
+    )
+    .detail("A push of a session holds a slot until its transaction ends, so that its run is recorded even if the transaction rolls back; nothing was sent.")
+    .hint("Commit between pushes (each sync_now() keeps its slot until the transaction ends), wait for other pushes to end, or raise qobra_sync.max_pushes.")
 }
 
 /// Applies `change` to slot `i` if it still holds run `run_id` of this backend.

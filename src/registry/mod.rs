@@ -91,6 +91,19 @@ pub fn require_owned(source: pg_sys::Oid) -> Result<Registration> {
     Ok(reg)
 }
 
+/// Whether both callers may see what concerns the registration of `source` (its runs and
+/// pushes in flight): they may act for its owner. With no registration, only superusers may.
+pub fn visible_to_callers(source: pg_sys::Oid) -> Result<bool> {
+    let owner: Option<pg_sys::Oid> = first_value(
+        "SELECT owner::pg_catalog.oid FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
+        &[RegClass(source).into()],
+    )?;
+    match owner {
+        Some(owner) => roles::callers_may_act_for(owner),
+        None => Ok(roles::caller_is_superuser()),
+    }
+}
+
 /// The error for a relation that has no registration.
 pub fn not_registered(source: pg_sys::Oid) -> Error {
     let name = catalog::describe(source)
@@ -128,7 +141,7 @@ struct Checked {
 fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
     let mapping = rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
-    roles::check_may_act_as(roles::caller().1, run_as, "run_as")?;
+    roles::check_callers_may_act_as(run_as, "run_as")?;
     let read: Vec<String> = mapping
         .iter()
         .filter(|m| m.synced)
@@ -156,21 +169,28 @@ fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
     })
 }
 
-/// Refuses a data table key another registration already pushes to.
+/// Refuses a data table key another registration already pushes to. The other source is
+/// named only to a caller that may act for its owner.
 fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
-    let other: Option<String> = first_value(
-        "SELECT source::pg_catalog.text FROM qobra_sync.registrations WHERE data_table_key OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.<>) $2",
+    let other: Option<JsonB> = first_value(
+        "SELECT pg_catalog.jsonb_build_array(source::pg_catalog.text, owner::pg_catalog.oid::pg_catalog.int8)
+           FROM qobra_sync.registrations WHERE data_table_key OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.<>) $2",
         &[key.into(), RegClass(except).into()],
     )?;
-    match other {
-        Some(other) => Err(Error::new(
-            SqlState::DuplicateObject,
-            format!("data table {} is already fed by {other}", quoted(key)),
-        )
-        .detail("Each push replaces the whole data table, so two sources would erase each other.")
-        .hint("Use another data table, or one view that unions both sources.")),
-        None => Ok(()),
-    }
+    let Some(JsonB(other)) = other else {
+        return Ok(());
+    };
+    let owner = pg_sys::Oid::from(other[1].as_u64().unwrap_or_default() as u32);
+    let other = match roles::callers_may_act_for(owner)? {
+        true => other[0].as_str().unwrap_or_default().to_owned(),
+        false => "another registration".to_owned(),
+    };
+    Err(Error::new(
+        SqlState::DuplicateObject,
+        format!("data table {} is already fed by {other}", quoted(key)),
+    )
+    .detail("Each push replaces the whole data table, so two sources would erase each other.")
+    .hint("Use another data table, or one view that unions both sources."))
 }
 
 /// Stores a new registration.

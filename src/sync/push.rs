@@ -93,11 +93,18 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
         trigger,
         started_at: chrono::Utc::now(),
     };
+    let pusher = match trigger {
+        Trigger::Manual => shared::Pusher::Session {
+            role: roles::caller().1.to_u32(),
+        },
+        _ => shared::Pusher::Worker,
+    };
     let slot = shared::progress_start(
         run_id,
         source.oid,
         runs::slot_record(&head, &Outcome::default()),
-    );
+        pusher,
+    )?;
     if let Some(i) = slot {
         // A session's run row is in the caller's transaction: if that rolls back, the worker
         // records the run from the slot.

@@ -311,9 +311,18 @@ impl Writer<'_> {
         Next::More
     }
 
-    /// Counts a row read and sets it aside: whole, or by its id when it is too large to keep.
+    /// Counts a row read and sets it aside: its values cut to a bounded size, or by its id when
+    /// it is too large to send. A row rejected for a value still sizes the next fetches by its
+    /// width, so that a source of wide rows Qobra cannot take is fetched a few rows at a time.
     fn reject(&mut self, values: &[Option<&str>], reason: String, too_large: bool) {
         *self.rows_read += 1;
+        if !too_large {
+            self.written.0 += 1;
+            self.written.1 += values
+                .iter()
+                .map(|v| v.map_or(4, str::len) as u64 + 8)
+                .sum::<u64>();
+        }
         let encoder = self.encoder;
         let row = || match too_large {
             true => encoder.id_json(values),

@@ -75,3 +75,29 @@ def test_a_reader_without_a_user_mapping_is_refused(db, fake, remote):
     with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         db.register("deals")
     assert "no user mapping" in str(e.value) and "CREATE USER MAPPING" in e.value.diag.message_hint
+
+
+def test_a_reader_never_reads_through_a_connection_another_role_opened(cluster, db, fake, remote):
+    """Through PUBLIC's user mapping, which has no password: a superuser may connect, a reader
+    may not (postgres_fdw demands a password of other roles). After the superuser read the
+    foreign table, preview() as the reader does not reuse the superuser's cached connection:
+    in a later transaction it connects afresh and is refused; in the same transaction, where
+    the connection cannot be closed, the read is refused."""
+    db.rows("DROP USER MAPPING FOR postgres SERVER remote")
+    db.rows("CREATE USER MAPPING FOR PUBLIC SERVER remote OPTIONS (user 'postgres')")
+    db.rows("DROP ROLE IF EXISTS t_crm_reader")
+    db.rows("CREATE ROLE t_crm_reader")
+    try:
+        db.rows(f"GRANT USAGE ON SCHEMA {db.schema} TO t_crm_reader")
+        db.rows("GRANT SELECT ON deals TO t_crm_reader")
+        assert db.value("SELECT count(*) FROM deals") == 30  # the superuser's connection, cached
+        with pytest.raises(psycopg.Error, match="password is required"):
+            db.rows("SELECT * FROM qobra_sync.preview('deals', 5, 't_crm_reader')")
+        with db.conn.transaction():
+            assert db.value("SELECT count(*) FROM deals") == 30
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="did not open"):
+                db.rows("SELECT * FROM qobra_sync.preview('deals', 5, 't_crm_reader')")
+            raise psycopg.Rollback()
+    finally:
+        db.rows("DROP OWNED BY t_crm_reader")
+        db.rows("DROP ROLE t_crm_reader")

@@ -49,6 +49,38 @@ def test_wide_rows_go_in_bounded_requests_and_memory(db, fake):
     assert len(records["1234"]["notes"]) == 200_000 // 32 * 32
 
 
+def test_wide_rows_rejected_for_a_value_are_kept_cut_and_memory_stays_bounded(db, fake):
+    """1,000 rows of 256 kB whose amount is NaN (250 MB Qobra cannot take) and 10 good ones:
+    each bad row is rejected and kept in run_errors cut to a few kB, its id whole; the pushing
+    backend grows by less than 64 MB."""
+    db.rows("CREATE TABLE warm (id int PRIMARY KEY, name text)")
+    db.rows("INSERT INTO warm VALUES (1, 'a')")
+    db.register("warm")
+    db.define_in_fake(fake, "warm")
+    assert db.sync("warm")["status"] == "succeeded"  # the client's first use, out of the way
+    db.rows("CREATE TABLE wide (id int PRIMARY KEY, name text, amount float8, notes text)")
+    db.rows("""INSERT INTO wide SELECT i, 'deal ' || i, CASE WHEN i > 10 THEN 'NaN'::float8 ELSE i END,
+                      repeat(md5(i::text), 8192) FROM generate_series(1, 1010) i""")
+    db.register("wide")
+    db.define_in_fake(fake, "wide")
+    pid = db.value("SELECT pg_backend_pid()")
+    base = rss_anon_kib(pid)
+
+    with PeakMemory(pid) as memory:
+        run = db.sync("wide")
+    assert run["status"] == "succeeded", run["error"]
+    assert (run["rows_read"], run["rows_sent"], run["rows_rejected"]) == (1010, 10, 1000), run
+    growth = (memory.peak - base) * 1024
+    assert growth < 64 * MIB, f"the backend grew by {growth / MIB:.0f} MiB"
+    kept = db.one("""SELECT count(*) AS rows, max(octet_length("row"::text)) AS widest,
+                            count(DISTINCT "row"->>'id') AS ids, min(("row"->>'id')::int) AS first,
+                            max(("row"->>'id')::int) AS last, bool_and("row"->>'notes' LIKE '%%…') AS notes_cut
+                       FROM qobra_sync.run_errors WHERE run_id = %s""", (run["run_id"],))
+    assert kept == {"rows": 1000, "widest": kept["widest"], "ids": 1000, "first": 11, "last": 1010,
+                    "notes_cut": True}, kept
+    assert kept["widest"] < 8192, kept
+
+
 def test_a_record_larger_than_batch_bytes_alone_is_rejected_and_the_rest_pushed(db, fake):
     """batch_bytes = 64kB and one row of 90 kB among 200 of 30 kB: that row goes to run_errors
     by its id, with the reason; the 199 others land."""

@@ -76,6 +76,31 @@ def deals(db, fake, table="deals", rows=20, **options):
     return key
 
 
+# A role that may read whatever it is granted: by hand, or by default privileges.
+WATCHER = "t_watcher"
+
+
+def assert_only_own_grants(db):
+    """Every privilege on the extension's schema, tables, sequences, views and functions is its
+    owner's, or one the extension grants (qobra_sync_operator; pg_monitor on metrics); the
+    tables of the destination and its key are their owner's alone."""
+    grants = db.rows("""
+        SELECT o.name, o.owner::regrole::text AS owner, a.grantee, a.privilege_type
+          FROM (SELECT c.oid::regclass::text AS name, c.relowner AS owner, c.relacl AS acl
+                  FROM pg_class c WHERE c.relnamespace = 'qobra_sync'::regnamespace
+                UNION ALL
+                SELECT p.oid::regprocedure::text, p.proowner, p.proacl
+                  FROM pg_proc p WHERE p.pronamespace = 'qobra_sync'::regnamespace
+                UNION ALL
+                SELECT 'schema', n.nspowner, n.nspacl FROM pg_namespace n WHERE n.nspname = 'qobra_sync') o
+          CROSS JOIN LATERAL (SELECT CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END AS grantee,
+                                     x.privilege_type FROM aclexplode(o.acl) x) a
+         WHERE a.grantee <> o.owner::regrole::text""")
+    allowed = {"qobra_sync_operator", "pg_monitor"}
+    assert [g for g in grants if g["grantee"] not in allowed] == [], grants
+    assert not [g for g in grants if g["name"] in ("qobra_sync.destination", "qobra_sync.destination_key")], grants
+
+
 def sqlstate_of(db, query, params=None):
     """The SQLSTATE and hint of the error `query` raises."""
     with pytest.raises(psycopg.Error) as e:
@@ -376,6 +401,12 @@ def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters
     assert db.value("SELECT extversion FROM pg_extension WHERE extname = 'qobra_sync'") == "0.1.0"
     key = deals(db, fake, "upgraded", schedule="1 hour")
     assert db.sync("upgraded")["status"] == "succeeded"
+    # Grants a DBA made by hand on 0.1.0's objects (whose destination table held the key):
+    # the update leaves only its own.
+    db.rows(f"CREATE ROLE {WATCHER}; GRANT USAGE ON SCHEMA qobra_sync TO {WATCHER}")
+    db.rows(f"GRANT ALL ON ALL TABLES IN SCHEMA qobra_sync TO {WATCHER}, PUBLIC")
+    db.rows(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA qobra_sync TO {WATCHER}")
+    db.rows(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA qobra_sync TO {WATCHER}")
     wait_for(lambda: worker_pids(db), what="the 0.1.0 worker")
     before = db.rows("SELECT run_id, status, rows_sent, import_ids FROM qobra_sync.runs ORDER BY run_id")
     regs = db.rows("SELECT source::text, data_table_key, schedule, run_as FROM qobra_sync.tables")
@@ -418,8 +449,16 @@ def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters
     assert_holds_table(db, fake, key, "upgraded")
     assert_no_error_loop(c, mark)
 
+    assert_only_own_grants(db)
     fresh = clusters("life-fresh")
+    # Default privileges in force at CREATE EXTENSION would grant every new table to WATCHER.
+    with fresh.connect() as conn:
+        conn.execute(f"CREATE ROLE {WATCHER}")
+        for kind in ("TABLES", "SEQUENCES", "FUNCTIONS", "SCHEMAS"):
+            privilege = {"FUNCTIONS": "EXECUTE", "SCHEMAS": "USAGE"}.get(kind, "ALL")
+            conn.execute(f"ALTER DEFAULT PRIVILEGES GRANT {privilege} ON {kind} TO {WATCHER}")
     fdb = install(fresh, fake)
+    assert_only_own_grants(fdb)
     upgraded, installed = catalog(db), catalog(fdb)
     assert {kind for kind, _, _ in installed} >= {"member", "function", "relation", "columns", "constraint",
                                                  "index", "policy", "config dump", "schema", "role"}

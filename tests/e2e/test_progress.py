@@ -4,6 +4,7 @@ worker, its pg_stat_activity entry."""
 import threading
 
 from helpers import bulk_fault, wait_for
+from worker_helpers import reload_config
 
 
 def wait_event(conn, pid):
@@ -49,14 +50,14 @@ def test_progress_view_shows_a_push_in_flight(db, fake, connect):
     assert other.execute("SELECT count(*) FROM qobra_sync.progress").fetchone()[0] == 0
 
 
-def test_worker_activity_says_what_it_pushes(db, fake, connect):
+def test_worker_activity_says_what_it_pushes(cluster, db, fake, connect):
     """A request pushed by the worker shows in its pg_stat_activity entry with the rows sent."""
     db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
     db.rows("INSERT INTO deals SELECT i, 'deal ' || i FROM generate_series(1, 40) i")
     key = db.register("deals")
     db.define_in_fake(fake, "deals")
     db.rows("ALTER SYSTEM SET qobra_sync.batch_rows = 10")
-    db.rows("SELECT pg_reload_conf()")
+    reload_config(cluster)
     try:
         fake.add_faults(bulk_fault(key, {"delay_ms": 400}, times=0))
         db.rows("SELECT qobra_sync.request_sync(%s::regclass)", ("deals",))
@@ -77,4 +78,4 @@ def test_worker_activity_says_what_it_pushes(db, fake, connect):
                  30, what="the requested run to succeed")
     finally:
         db.rows("ALTER SYSTEM RESET qobra_sync.batch_rows")
-        db.rows("SELECT pg_reload_conf()")
+        reload_config(cluster)

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import preloaded_cluster
 from helpers import ROOT, WORK, Db, FakeQobra, assert_same_records, comparable, expected_records
+from worker_helpers import reload_config
 
 README = (ROOT / "README.md").read_text()
 KEY_FILE = WORK / "readme" / "qobra.key"
@@ -187,8 +188,7 @@ def test_foreign_tables_as_written(guide, tmp_path):
     # The remote asks qobra_ro for its password (postgres_fdw insists on one for non-superusers).
     hba = cluster.dir / "data" / "pg_hba.conf"
     hba.write_text("host all qobra_ro 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
-    with cluster.connect("postgres") as conn:
-        conn.execute("SELECT pg_reload_conf()")
+    reload_config(cluster)
     guide.sql("CREATE SERVER crm", "sales", **{
         "host 'crm.internal', port '5432'": f"host '127.0.0.1', port '{cluster.port}'",
         "password '…'": f"password '{REMOTE_PASSWORD}'"})

@@ -155,3 +155,70 @@ def test_a_committed_push_is_recorded_once_by_the_session(db, fake):
     time.sleep(0.5)
     assert [r["run_id"] for r in manual_runs(db)] == [run_id]
     assert db.value("SELECT count(*) FROM qobra_sync.progress") == 0
+
+
+def test_no_role_takes_every_slot_and_no_run_is_lost_for_want_of_one(db, fake, connect, system):
+    """With qobra_sync.max_pushes = 8: a role holds at most 2 slots (a quarter), a database at
+    most 4 (half). The review's attack — one statement calling sync_now() again and again in a
+    transaction — gets its role's 2 slots, and the third call fails (SQLSTATE 53400) before
+    anything is sent; the transaction rolls back and the worker records both runs. Two roles
+    holding 2 slots each leave the database's half used: a fifth push fails, naming it."""
+    create_deals(db, fake)
+    system.set("qobra_sync.max_pushes", 8)
+    wait_for(lambda: db.value("SHOW qobra_sync.max_pushes") == "8", what="the reload")
+    db.rows("DROP ROLE IF EXISTS t_slot_a, t_slot_b")
+    db.rows("CREATE ROLE t_slot_a IN ROLE qobra_sync_operator, qobra_reader")
+    db.rows("CREATE ROLE t_slot_b IN ROLE qobra_sync_operator, qobra_reader")
+    db.rows(f"GRANT USAGE ON SCHEMA {db.schema} TO t_slot_a, t_slot_b")
+    sessions = {}
+    try:
+        db.rows("SELECT qobra_sync.unregister_table('deals')")
+        db.rows("CREATE TABLE other AS SELECT * FROM deals")
+        db.rows("ALTER TABLE other ADD PRIMARY KEY (id)")
+        db.rows("GRANT SELECT ON other TO qobra_reader")
+        db.rows("CREATE TABLE third AS SELECT * FROM deals")
+        db.rows("ALTER TABLE third ADD PRIMARY KEY (id)")
+        db.register("third")
+        for role, table in (("t_slot_a", "deals"), ("t_slot_b", "other")):
+            conn = sessions[role] = connect()
+            conn.execute(f"SET search_path = {db.schema}; SET ROLE {role}")
+            conn.execute(f"SELECT qobra_sync.register_table('{table}', '{role}', 'id', 'name', "
+                         "run_as => 'qobra_reader', schedule => '0 0 29 2 *')")
+            fake.define_table(role)
+        a, b = sessions["t_slot_a"], sessions["t_slot_b"]
+
+        a.autocommit = False
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="quarter of qobra_sync.max_pushes") as e:
+            a.execute("SELECT count(qobra_sync.sync_now('deals', force => true)) FROM generate_series(1, 32)")
+        assert "nothing was sent" in e.value.diag.message_detail
+        a.rollback()
+        recorded = wait_recorded(db, 2)
+        assert [r["status"] for r in recorded] == ["succeeded", "succeeded"], recorded
+        assert len(fake.bulk_requests("t_slot_a")) == 2, "the third push sent nothing"
+
+        def pushes_alone():
+            """Whether t_slot_a may push again (the worker freed the slots it recorded)."""
+            try:
+                a.execute("SELECT qobra_sync.sync_now('deals', force => true)")
+                a.commit()
+                return True
+            except psycopg.errors.ConfigurationLimitExceeded:
+                a.rollback()
+                return False
+        wait_for(pushes_alone, what="the recorded runs' slots to be freed")
+
+        b.autocommit = False
+        for conn, table in ((a, "deals"), (a, "deals"), (b, "other"), (b, "other")):
+            conn.execute(f"SELECT qobra_sync.sync_now('{table}', force => true)")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="this database holds 4 slots"):
+            db.rows("SELECT qobra_sync.sync_now('third', force => true)")
+        a.commit()
+        b.commit()
+        assert db.value("SELECT qobra_sync.sync_now('third', force => true)") > 0
+    finally:
+        for conn in sessions.values():
+            conn.rollback()
+            conn.execute("RESET ROLE")
+        db.rows("SELECT qobra_sync.unregister_table(source) FROM qobra_sync.tables")
+        db.rows("DROP OWNED BY t_slot_a, t_slot_b CASCADE")
+        db.rows("DROP ROLE t_slot_a, t_slot_b")

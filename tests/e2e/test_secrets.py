@@ -10,6 +10,7 @@ import urllib.parse
 import psycopg
 import pytest
 
+from conftest import preloaded_cluster
 from helpers import WORK, bulk_fault, wait_for
 
 
@@ -233,3 +234,96 @@ def test_statements_passing_secrets_never_reach_the_log(cluster, db, fake):
         lines = [line for line in log.splitlines() if value.split("_")[-1].lower() in line.lower()]
         assert not lines, lines[:3]
     assert "statement not logged: it passes a secret" in log
+
+
+def log_lines_with(cluster, value):
+    """The server log's lines that hold `value` (its last part, in any case)."""
+    needle = value.split("_")[-1].lower()
+    return [line for line in cluster.server_log.read_text(errors="replace").splitlines() if needle in line.lower()]
+
+
+def test_a_key_in_a_do_block_or_a_wrapper_function_is_refused_and_logged_nowhere(cluster, db, fake):
+    """A DO block, and a function wrapping set_destination, pass a key: both are refused (their
+    text would keep it where no filter reaches, pg_proc or pg_stat_statements), and the server
+    log has neither the key nor the QUERY: line of the error."""
+    secret = "qk_e2e_nested_" + "P0o9I8u7Y6t5"
+    db.rows("SET log_statement = 'all'")
+    try:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="statement that calls it itself"):
+            db.rows(f"DO $$BEGIN PERFORM qobra_sync.set_destination('{secret}', '{fake.base_url}'); END$$")
+        db.rows("CREATE FUNCTION wrap_key(k text) RETURNS void LANGUAGE sql "
+                "AS $$SELECT qobra_sync.set_destination(k, 'http://127.0.0.1:9')$$")
+    finally:
+        db.rows("RESET log_statement")
+    # (A statement that names no secret function is logged by log_statement before anything
+    # runs: the README says so. Its error's lines are not.)
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        db.rows(f"SELECT wrap_key('{secret}')")
+    assert db.value("SELECT base_url FROM qobra_sync.destination_status") == fake.base_url
+    assert log_lines_with(cluster, secret) == [], log_lines_with(cluster, secret)[:3]
+
+
+def test_execute_then_deallocate_in_one_query_string_keeps_the_key_out(cluster, db, fake):
+    """`EXECUTE p('<key>'); DEALLOCATE p` sent as one query string: when its duration is logged,
+    the prepared statement is gone, yet the query string is known to have passed a secret."""
+    secret = "qk_e2e_dealloc_" + "L1k2J3h4G5f6"
+    db.rows("SET log_min_duration_statement = 0")
+    try:
+        db.rows("PREPARE p_key(text, text) AS SELECT qobra_sync.set_destination($1, $2)")
+        db.conn.execute(f"EXECUTE p_key('{secret}', '{fake.base_url}'); DEALLOCATE p_key")
+    finally:
+        db.rows("RESET log_min_duration_statement")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    assert log_lines_with(cluster, secret) == [], log_lines_with(cluster, secret)[:3]
+
+
+def test_a_comment_naming_the_function_hides_nothing_from_the_audit(cluster, db):
+    """log_statement = 'all' is an audit trail: a statement that only mentions set_destination
+    in a comment or a string is logged like any other."""
+    marker = "audit_" + "Q7w8E9r0"
+    db.rows("SET log_statement = 'all'")
+    try:
+        db.rows(f"SELECT '{marker}' AS a /* qobra_sync.set_destination */")
+        db.rows(f"SELECT 'set_destination(' AS b, '{marker}_2' -- reader_from_service_account")
+    finally:
+        db.rows("RESET log_statement")
+    log = cluster.server_log.read_text(errors="replace")
+    assert f"statement: SELECT '{marker}' AS a" in log
+    assert f"{marker}_2" in log
+
+
+def test_monitoring_roles_do_not_read_the_key_in_pg_stat_activity(cluster, db, fake, connect):
+    """A session that set the key and went idle: pg_stat_activity (as a pg_monitor member reads
+    it) shows a note in place of its last statement."""
+    secret = "qk_e2e_activity_" + "M9n8B7v6C5x4"
+    setter = connect()
+    pid = setter.execute("SELECT pg_backend_pid()").fetchone()[0]
+    setter.execute(f"SELECT qobra_sync.set_destination('{secret}', '{fake.base_url}')")
+    try:
+        db.rows("SELECT pg_stat_clear_snapshot()")
+        query = db.value("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        assert secret not in query and "passes a secret to qobra_sync" in query, query
+    finally:
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+
+
+def test_pg_stat_statements_keeps_no_key(fake):
+    """With pg_stat_statements loaded: a plain call keeps its constants out (PostgreSQL replaces
+    them), a DO block is refused before it could be recorded, a prepared statement's EXECUTE is
+    not recorded: no entry holds the key."""
+    cluster = preloaded_cluster("e2e-pgss-cluster", "shared_preload_libraries = 'qobra_sync, pg_stat_statements'")
+    secret = "qk_e2e_pgss_" + "R4t5Y6u7I8o9"
+    try:
+        with cluster.connect() as conn:
+            conn.execute("CREATE EXTENSION qobra_sync")
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute(f"SELECT qobra_sync.set_destination('{secret}', '{fake.base_url}')")
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                conn.execute(f"DO $$BEGIN PERFORM qobra_sync.set_destination('{secret}'); END$$")
+            conn.execute("PREPARE p(text) AS SELECT qobra_sync.set_destination($1, 'http://127.0.0.1:9')")
+            conn.execute(f"EXECUTE p('{secret}')")
+            recorded = [q for (q,) in conn.execute("SELECT query FROM pg_stat_statements").fetchall()]
+            assert any("set_destination" in q for q in recorded), recorded
+            assert [q for q in recorded if secret in q] == []
+    finally:
+        cluster.stop()

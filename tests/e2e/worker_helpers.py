@@ -95,20 +95,37 @@ def assert_holds_table(db, fake, key, table="deals"):
     assert fake.records(key) == db.preview(table), f"the fake does not hold exactly {table}"
 
 
+def reload_config(cluster):
+    """pg_reload_conf(), then waits until the postmaster has read the files again (a new
+    session's pg_conf_load_time() is after the call). The postmaster signals every session as
+    it reloads, and a session takes in a signalled reload before the next statement it reads: so
+    once this returns, every statement any session sends sees the new settings (the postmaster's
+    pg_hba.conf too). Without the wait, a statement sent at once may run with the old ones."""
+    with cluster.connect() as conn:
+        before = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.execute("SELECT pg_reload_conf()")
+
+    def reloaded():
+        """Whether a new session was forked after the reload."""
+        with cluster.connect() as fresh:
+            return fresh.execute("SELECT pg_conf_load_time() >= %s", (before,)).fetchone()[0]
+    wait_for(reloaded, 10, interval=0.02, what="the postmaster to reload its configuration")
+
+
 class SystemSettings:
-    """ALTER SYSTEM on one cluster, each change followed by pg_reload_conf(); `reset()` puts
-    every changed setting back."""
+    """ALTER SYSTEM on one cluster, each change followed by a reload every session sees
+    (`reload_config`); `reset()` puts every changed setting back."""
 
     def __init__(self, cluster):
         self.cluster = cluster
         self.changed = set()
 
     def set(self, name, value):
-        """ALTER SYSTEM SET name = value, then reload."""
+        """ALTER SYSTEM SET name = value, then reload: every session's next statement sees it."""
         self.changed.add(name)
         with self.cluster.connect() as conn:
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.SQL(name), sql.Literal(str(value))))
-            conn.execute("SELECT pg_reload_conf()")
+        reload_config(self.cluster)
 
     def reset(self):
         """ALTER SYSTEM RESET of every changed setting, then reload."""
@@ -117,7 +134,7 @@ class SystemSettings:
         with self.cluster.connect() as conn:
             for name in self.changed:
                 conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.SQL(name)))
-            conn.execute("SELECT pg_reload_conf()")
+        reload_config(self.cluster)
         self.changed.clear()
 
 
