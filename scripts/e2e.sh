@@ -24,6 +24,12 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
 fi
+# Debian's postgres_exporter: a monitoring agent scrapes docs/postgres_exporter.yaml as it would.
+if ! command -v prometheus-postgres-exporter >/dev/null; then
+    echo "==> installing prometheus-postgres-exporter"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-postgres-exporter
+fi
 if ! "$VENV/bin/python" - "$PYTEST_VERSION" "$PSYCOPG_VERSION" "$CRONSIM_VERSION" "$PYYAML_VERSION" 2>/dev/null <<'EOF'
 import sys
 from importlib.metadata import version

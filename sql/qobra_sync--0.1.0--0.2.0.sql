@@ -207,9 +207,9 @@ COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.'
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
 
 -- Only the grants made below: default privileges (ALTER DEFAULT PRIVILEGES) in force when the
--- objects were created, and any grant made by hand (before an upgrade, say), are revoked from
--- every role but each object's owner, so that the table that holds the key, above all, is
--- readable by its owner alone.
+-- objects were created, and any grant made by hand (before an upgrade, say: on a table, a
+-- column, through a grant option), are revoked from every role but each object's owner, so
+-- that the table that holds the key, above all, is readable by its owner alone.
 DO $$
 DECLARE
     held record;
@@ -220,6 +220,14 @@ BEGIN
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
           CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+         WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+        UNION
+        -- Column privileges: a table's REVOKE ALL takes them too.
+        SELECT pg_catalog.format('TABLE %I.%I', n.nspname, c.relname), a.grantee
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          JOIN pg_catalog.pg_attribute t ON t.attrelid OPERATOR(pg_catalog.=) c.oid
+          CROSS JOIN LATERAL pg_catalog.aclexplode(t.attacl) a
          WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
         UNION
         SELECT pg_catalog.format('FUNCTION %I.%I(%s)', n.nspname, p.proname,
@@ -234,7 +242,8 @@ BEGIN
           CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
          WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@' AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', held.object,
+        -- CASCADE: grants made through a grant option go with the one they came from.
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s CASCADE', held.object,
             CASE WHEN held.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
                  ELSE held.grantee::pg_catalog.regrole::pg_catalog.text END);
     END LOOP;

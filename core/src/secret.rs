@@ -204,18 +204,19 @@ const MIN_WORD: usize = 8;
 /// The shortest string literal of a statement redacted from messages.
 const MIN_LITERAL: usize = 4;
 
-/// Whether SQL text names one of [`SECRET_FUNCTIONS`]: as a word of one of its statements (not
-/// in a comment, not in a string), or in the code a `DO` block or a function's body holds. A
-/// statement that calls one holds a secret; one that only mentions it in a comment does not.
+/// Whether SQL text calls one of [`SECRET_FUNCTIONS`]: its name followed by `(` in one of its
+/// statements (not in a comment, not in a string), or in the code a `DO` block or a function's
+/// body holds. A statement that calls one holds a secret; one that only mentions the name (in
+/// a comment, a string, an alias) does not, and is logged like any other.
 pub fn calls_secret_function(sql: &str) -> bool {
-    let all = tokens(sql);
-    statements(&all).iter().any(|statement| {
-        names_secret_function(statement)
-            || (holds_code(statement)
-                && statement.iter().any(
-                    |t| matches!(t, Token::Literal(code) if names_secret_function(&tokens(code))),
-                ))
-    })
+    in_statements_or_code(sql, calls)
+}
+
+/// Whether SQL text names one of [`SECRET_FUNCTIONS`] as a word anywhere outside comments and
+/// strings (or in the code it holds): a statement whose call is broken (a syntax error) still
+/// names it, and its error must not show it.
+pub fn mentions_secret_function(sql: &str) -> bool {
+    in_statements_or_code(sql, names)
 }
 
 /// Whether SQL text calls one of [`SECRET_FUNCTIONS`] itself, in one of its own statements
@@ -224,14 +225,37 @@ pub fn calls_secret_function_directly(sql: &str) -> bool {
     let all = tokens(sql);
     statements(&all)
         .iter()
-        .any(|statement| !holds_code(statement) && names_secret_function(statement))
+        .any(|statement| !holds_code(statement) && calls(statement))
+}
+
+/// Whether `found` is true of one of the statements of `sql`, or of the code held in the
+/// literals of a `DO` block or a function definition among them.
+fn in_statements_or_code(sql: &str, found: fn(&[Token]) -> bool) -> bool {
+    let all = tokens(sql);
+    statements(&all).iter().any(|statement| {
+        found(statement)
+            || (holds_code(statement)
+                && statement
+                    .iter()
+                    .any(|t| matches!(t, Token::Literal(code) if found(&tokens(code)))))
+    })
 }
 
 /// Whether tokens name one of [`SECRET_FUNCTIONS`].
-fn names_secret_function(tokens: &[Token]) -> bool {
+fn names(tokens: &[Token]) -> bool {
+    tokens.iter().any(is_secret_name)
+}
+
+/// Whether tokens call one of [`SECRET_FUNCTIONS`]: its name followed by `(`.
+fn calls(tokens: &[Token]) -> bool {
     tokens
-        .iter()
-        .any(|t| matches!(t, Token::Word(w) if SECRET_FUNCTIONS.contains(&w.as_str())))
+        .windows(2)
+        .any(|pair| is_secret_name(&pair[0]) && pair[1] == Token::Punct('('))
+}
+
+/// Whether a token is the name of one of [`SECRET_FUNCTIONS`].
+fn is_secret_name(token: &Token) -> bool {
+    matches!(token, Token::Word(w) if SECRET_FUNCTIONS.contains(&w.as_str()))
 }
 
 /// The names of the prepared statements that SQL text runs with `EXECUTE name` (the name as
@@ -385,8 +409,15 @@ mod tests {
         ));
         assert!(!calls_secret_function("SELECT qobra_sync.sync_now('t')"));
         // A broken call still names the function: its error keeps the statement out of the log.
-        assert!(calls_secret_function(
+        assert!(!calls_secret_function(
             "SELECT qobra_sync.set_destination 'qk_x')"
+        ));
+        assert!(mentions_secret_function(
+            "SELECT qobra_sync.set_destination 'qk_x')"
+        ));
+        // An alias names it and calls nothing: logged like any statement.
+        assert!(!calls_secret_function(
+            "SELECT 1 AS set_destination; DROP TABLE important"
         ));
     }
 
@@ -398,7 +429,10 @@ mod tests {
             "SELECT 'set_destination(' FROM payroll",
             "SELECT $$set_destination($$ FROM payroll",
         ] {
-            assert!(!calls_secret_function(sql), "{sql}");
+            assert!(
+                !calls_secret_function(sql) && !mentions_secret_function(sql),
+                "{sql}"
+            );
         }
     }
 

@@ -107,7 +107,7 @@ impl<'a> Lexer<'a> {
             let trimmed = rest.trim_start();
             self.at += rest.len() - trimmed.len();
             if trimmed.starts_with("--") {
-                self.at += trimmed.find('\n').unwrap_or(trimmed.len());
+                self.at += trimmed.find(['\n', '\r']).unwrap_or(trimmed.len());
             } else if trimmed.starts_with("/*") {
                 self.at += block_comment_len(trimmed);
             } else {

@@ -226,13 +226,20 @@ fn iso_timestamp(text: &str) -> Result<(&str, &str), String> {
     Ok((date, time))
 }
 
-/// The characters of a rejected row kept for `run_errors`, all values together (4 KiB for an
-/// ASCII row, so that the 1,000 rejections a run keeps stay within a few MiB).
-pub const KEPT_ROW_CHARS: usize = 4096;
-/// The fewest characters kept of any value of a rejected row, however many columns it has.
-pub const KEPT_VALUE_CHARS_MIN: usize = 32;
+/// The bytes of JSON a rejected row is kept in for `run_errors`, its id aside (so that the 1,000
+/// rejections a run keeps stay within a few MiB, whatever the source's width).
+pub const KEPT_ROW_BYTES: usize = 4096;
+/// The fewest characters kept of a value of a rejected row that is kept at all.
+pub const KEPT_VALUE_CHARS_MIN: usize = 8;
 /// The most characters of a rejected row's id always kept.
 pub const KEPT_ID_CHARS: usize = 1024;
+/// The key under which a rejected row says how many of its columns were left out.
+pub const LEFT_OUT_KEY: &str = "…";
+
+/// The length of a JSON value as text.
+fn json_len(value: &serde_json::Value) -> usize {
+    serde_json::to_string(value).map_or(0, |s| s.len())
+}
 
 /// `text` cut to `chars` characters, with `…` in place of what was left out.
 fn cut(text: &str, chars: usize) -> String {
@@ -298,25 +305,36 @@ impl RecordEncoder {
     }
 
     /// A row's values as they were read, by column (text, or null), as `run_errors` keeps a
-    /// rejected row: each value cut to its share of [`KEPT_ROW_CHARS`] characters (the id to at
-    /// least [`KEPT_ID_CHARS`]), so that the rows a run keeps stay small whatever the source's
-    /// width.
+    /// rejected row: each value cut to its share of [`KEPT_ROW_BYTES`] (the id to at least
+    /// [`KEPT_ID_CHARS`] characters), and columns left out past the budget, so that the rows a
+    /// run keeps stay small whatever the source's width.
     pub fn row_json(&self, values: &[Option<&str>]) -> serde_json::Value {
-        // Each value gets its share of the row's budget, the id at least its own.
-        let share = (KEPT_ROW_CHARS / self.fields.len().max(1)).max(KEPT_VALUE_CHARS_MIN);
-        self.fields
-            .iter()
-            .zip(values)
-            .map(|(f, v)| {
-                let cap = match f.encoding {
-                    Encoding::Id => share.max(KEPT_ID_CHARS),
-                    _ => share,
-                };
-                let value = v.map_or(serde_json::Value::Null, |s| cut(s, cap).into());
-                (f.column.clone(), value)
-            })
-            .collect::<serde_json::Map<_, _>>()
-            .into()
+        // Each value gets its share of the budget, the id at least its own; once the budget is
+        // spent (escapes and keys count), the remaining columns are left out, and counted.
+        let share = (KEPT_ROW_BYTES / self.fields.len().max(1)).max(KEPT_VALUE_CHARS_MIN);
+        let mut row = serde_json::Map::new();
+        let (mut size, mut left_out) = (2, 0);
+        for (field, value) in self.fields.iter().zip(values) {
+            let is_id = field.encoding == Encoding::Id;
+            let cap = if is_id {
+                share.max(KEPT_ID_CHARS)
+            } else {
+                share
+            };
+            let value = value.map_or(serde_json::Value::Null, |s| cut(s, cap).into());
+            let cost = json_len(&field.column.clone().into()) + json_len(&value) + 2;
+            if !is_id && size + cost > KEPT_ROW_BYTES {
+                left_out += 1;
+                continue;
+            }
+            size += cost;
+            row.insert(field.column.clone(), value);
+        }
+        if left_out > 0 {
+            let note = format!("{left_out} more columns left out");
+            row.insert(LEFT_OUT_KEY.to_owned(), note.into());
+        }
+        row.into()
     }
 
     /// A row by its id alone (`{id column: id text}`), as `run_errors` keeps a row too large to
@@ -647,19 +665,40 @@ mod tests {
         ]);
         let text = row.to_string();
         assert!(
-            text.chars().count() < KEPT_ROW_CHARS + KEPT_ID_CHARS + 200,
-            "{} chars",
-            text.chars().count()
+            text.len() <= KEPT_ROW_BYTES + KEPT_ID_CHARS + 16,
+            "{} bytes",
+            text.len()
         );
         let id = row["id"].as_str().unwrap();
         assert_eq!(id.chars().count(), KEPT_ID_CHARS + 1);
         assert!(id.ends_with('…') && long_id.starts_with(id.trim_end_matches('…')));
         let title = row["title"].as_str().unwrap();
-        assert_eq!(title.chars().count(), KEPT_ROW_CHARS / 7 + 1);
+        assert_eq!(title.chars().count(), KEPT_ROW_BYTES / 7 + 1);
         assert!(title.ends_with('…'));
         assert_eq!(row["owner"], "ana@acme.com");
         assert_eq!(row["amount"], "NaN");
-        assert!(row["at"].is_null());
         assert_eq!(encoder().id_json(&[Some(&long_id)])["id"], row["id"]);
+    }
+
+    #[test]
+    fn a_rejected_row_of_many_columns_of_escaped_text_stays_within_its_budget() {
+        // 1,600 columns of control characters (six bytes each in JSON): the budget is spent
+        // early, the id is kept whatever its place, and the rest is counted as left out.
+        let mut fields: Vec<WireField> = (0..1599)
+            .map(|i| WireField::new(&format!("column_{i}"), &format!("c{i}"), Encoding::Text))
+            .collect();
+        fields.push(WireField::new("id", "id", Encoding::Id));
+        let enc = RecordEncoder { fields };
+        let noise = "\u{1}".repeat(10);
+        let values: Vec<Option<&str>> = (0..1599)
+            .map(|_| Some(noise.as_str()))
+            .chain([Some("42")])
+            .collect();
+        let row = enc.row_json(&values);
+        let text = row.to_string();
+        assert!(text.len() <= KEPT_ROW_BYTES + 64, "{} bytes", text.len());
+        assert_eq!(row["id"], "42");
+        let note = row[LEFT_OUT_KEY].as_str().unwrap();
+        assert!(note.ends_with("more columns left out"), "{note}");
     }
 }

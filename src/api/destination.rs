@@ -14,6 +14,11 @@ fn set_destination(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
 ) {
+    if api_key.is_some() {
+        // First of all, so that even a call refused below is kept out of the log and of
+        // pg_stat_activity.
+        crate::pg::log_filter::passing_secret("set_destination()").or_raise();
+    }
     let _entered = writes("set_destination()").or_raise();
     destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
 }

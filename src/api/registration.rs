@@ -148,8 +148,8 @@ fn resume(source: Option<RegClass>) {
 #[pg_extern(immutable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn reader_from_service_account(service_account: Option<JsonB>) -> Name {
-    computes("reader_from_service_account()").or_raise();
     crate::pg::log_filter::passing_secret("reader_from_service_account()").or_raise();
+    computes("reader_from_service_account()").or_raise();
     let account = required(service_account, "service_account").or_raise();
     Name(qobra_sync_core::cloudsql::iam_user(&account.0).or_raise())
 }

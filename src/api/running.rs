@@ -3,6 +3,7 @@
 
 use super::{computes, reads, required, writes};
 use crate::pg::error::{Error, OrRaise, Result, SqlState};
+use crate::pg::roles;
 use crate::pg::sqltypes::RegClass;
 use crate::pg::time;
 use crate::registry;
@@ -50,10 +51,11 @@ fn progress() -> TableIterator<
     ),
 > {
     let _entered = reads("_progress()").or_raise();
-    // Only the pushes of registrations the caller may act for, as the progress view shows.
+    // Only the pushes of registrations whose owner (when the push started) the caller may act
+    // for, as the progress view shows.
     let mut slots = vec![];
     for slot in crate::pg::shared::progress() {
-        if registry::visible_to_callers(pg_sys::Oid::from(slot.source)).or_raise() {
+        if roles::callers_may_act_for(pg_sys::Oid::from(slot.owner)).or_raise() {
             slots.push(slot);
         }
     }

@@ -8,10 +8,12 @@
 //! error elsewhere in the statement), the `QUERY:` line of an error inside a DO block or a
 //! function, `log_statement`, `log_min_duration_statement`, the parameters of an
 //! extended-protocol call in a DETAIL or CONTEXT line. A statement holds a secret when its words
-//! (read as PostgreSQL's lexer reads them: a comment or a string names nothing) name one of
+//! (read as PostgreSQL's lexer reads them: a comment or a string names nothing) call one of
 //! those functions, itself, in the code of a DO block or a function it defines, or through a
 //! prepared statement it `EXECUTE`s; or when one of them ran during its query string (which
-//! keeps that query string secret until the next, whatever it deallocated). While such a
+//! keeps that query string secret until the next, whatever it deallocated). For an error, a
+//! statement that merely names one (a broken call) holds a secret too; for the lines of
+//! statements that ran, which an audit trail needs, only a call counts. While such a
 //! statement runs, every message on its way to the server log goes through [`filter`]
 //! (PostgreSQL's `emit_log_hook`), which:
 //! - drops the `STATEMENT:`, `QUERY:` and `CONTEXT:` lines;
@@ -31,11 +33,13 @@
 //! first call of a qobra_sync function in a session (see the README).
 
 use crate::pg::activity::activity;
+use crate::pg::entry;
 use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::spi::first_value;
 use pgrx::pg_sys;
 use qobra_sync_core::secret::{
-    calls_secret_function, calls_secret_function_directly, executed_statements, redact,
-    secret_words,
+    calls_secret_function, calls_secret_function_directly, executed_statements,
+    mentions_secret_function, redact, secret_words,
 };
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
@@ -64,7 +68,11 @@ pub fn install() {
 unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
     // Never unwind into PostgreSQL's error machinery: a failure here leaves the message alone.
     let _ = std::panic::catch_unwind(|| unsafe {
-        if let Some(statement) = secret_statement() {
+        let evidence = match (*edata).elevel >= pgrx::PgLogLevel::ERROR as i32 {
+            true => Evidence::Name,
+            false => Evidence::Call,
+        };
+        if let Some(statement) = secret_statement(evidence) {
             hide(&mut *edata, &statement);
         }
     });
@@ -76,9 +84,16 @@ unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
 }
 
 thread_local! {
-    /// The query string during which a function whose arguments are secret ran: it stays secret
-    /// until the session runs another, whatever it prepared or deallocated meanwhile.
-    static RAN_SECRET: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The query string during which a function whose arguments are secret ran, and when it
+    /// started: it stays secret until it ends, whatever it prepared or deallocated meanwhile.
+    static RAN_SECRET: RefCell<Option<(String, pg_sys::TimestampTz)>> = const { RefCell::new(None) };
+}
+
+/// When the query string being run started (the same for all its statements, a new time for
+/// the next one even if its text is the same).
+fn query_started() -> pg_sys::TimestampTz {
+    // SAFETY: reads a backend global, set as each query string (or protocol message) begins.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
 }
 
 /// The query string being run, if any.
@@ -93,17 +108,52 @@ fn query_string() -> Option<String> {
     })
 }
 
-/// The statement being run, when it holds a secret: it names a function whose arguments are
-/// secret, itself or in the code of a DO block or function it holds, or through a prepared
-/// statement it runs (`EXECUTE p('…')`), or such a function ran during it.
-fn secret_statement() -> Option<String> {
+/// How much of a statement must point at a secret function for it to be kept out of a line.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Evidence {
+    /// A call of it (its name and `(`): for the lines of statements that ran (log_statement,
+    /// durations), which an audit trail must have whenever they hold no secret.
+    Call,
+    /// Its name anywhere: for errors, raised also by a statement whose call is broken.
+    Name,
+}
+
+/// The statement being run, when it holds a secret: it calls (or, with `Evidence::Name`,
+/// names) a function whose arguments are secret, itself or in the code of a DO block or
+/// function it holds, or through a prepared statement it runs (`EXECUTE p('…')`), or such a
+/// function ran during it.
+fn secret_statement(evidence: Evidence) -> Option<String> {
     let text = query_string()?;
-    let secret = calls_secret_function(&text)
+    let in_text = match evidence {
+        Evidence::Call => calls_secret_function(&text),
+        Evidence::Name => mentions_secret_function(&text),
+    };
+    let secret = in_text
         || executed_statements(&text)
             .iter()
             .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)))
-        || RAN_SECRET.with_borrow(|ran| ran.as_deref() == Some(text.as_str()));
+        || RAN_SECRET.with_borrow(|ran| {
+            ran.as_ref()
+                .is_some_and(|(ran, at)| *ran == text && *at == query_started())
+        });
     secret.then_some(text)
+}
+
+/// Whether the session holds a secret where a source's code could read it while it is read:
+/// the query string being run passes one (`current_query()` shows it), or a statement the
+/// session prepared names a function that takes one (`pg_prepared_statements` shows it).
+pub fn session_holds_secret() -> Result<bool> {
+    if secret_statement(Evidence::Name).is_some() {
+        return Ok(true);
+    }
+    let prepared: Option<Vec<String>> = first_value(
+        "SELECT pg_catalog.array_agg(statement) FROM pg_catalog.pg_prepared_statements",
+        &[],
+    )?;
+    Ok(prepared
+        .unwrap_or_default()
+        .iter()
+        .any(|sql| calls_secret_function(sql)))
 }
 
 /// Called by a function whose arguments are secret (`what`, for messages), before it uses
@@ -118,8 +168,10 @@ pub fn passing_secret(what: &str) -> Result<()> {
         || executed_statements(&text).iter().any(|name| {
             prepared_from(name).is_some_and(|sql| calls_secret_function_directly(&sql))
         });
-    RAN_SECRET.with_borrow_mut(|ran| *ran = Some(text));
+    RAN_SECRET.with_borrow_mut(|ran| *ran = Some((text, query_started())));
     activity(pg_sys::BackendState::STATE_RUNNING, ACTIVITY_NOTE);
+    // A call from a source's code, while qobra_sync reads it, is refused as such first.
+    entry::check(what)?;
     if !direct {
         return Err(Error::new(
             SqlState::FeatureNotSupported,

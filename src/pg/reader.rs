@@ -19,7 +19,9 @@
 //! - a reader PostgreSQL would let read everything (a superuser, BYPASSRLS, the file and program
 //!   roles, `pg_read_all_data`, the monitoring roles) is refused before anything runs
 //!   (`roles::reader_problem`);
-//! - no postgres_fdw connection another role opened is used by the read (`fdw`);
+//! - no connection to another server that another role opened is used by the read (`fdw`);
+//! - nothing is read while the session holds a secret the source's code could see: a query
+//!   string or a prepared statement passing a key (`log_filter`);
 //! - no qobra_sync function may be called while the read runs (`entry`).
 //!
 //! While the read runs, every statement is parsed and executed under the settings `pinned` pins
@@ -29,6 +31,7 @@ use crate::pg::deadline::Deadline;
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::fdw;
 use crate::pg::locks::AdvisoryLocks;
+use crate::pg::log_filter;
 use crate::pg::pinned::{self, pinned};
 use crate::pg::roles::{reader_problem, refused_reader};
 use pgrx::pg_sys::panic::CaughtError;
@@ -42,6 +45,9 @@ use pgrx::prelude::*;
 pub fn as_reader<R>(reader: pg_sys::Oid, f: impl FnOnce() -> Result<R>) -> Result<R> {
     if let Some(why) = reader_problem(reader)? {
         return Err(refused_reader(why));
+    }
+    if log_filter::session_holds_secret()? {
+        return Err(secret_in_session());
     }
     fdw::before_read(reader)?;
     let locks = AdvisoryLocks::held();
@@ -105,6 +111,16 @@ impl Drop for ReaderIdentity {
             pg_sys::SetUserIdAndSecContext(self.user, self.context);
         }
     }
+}
+
+/// The error of a read refused because the session holds a secret the source's code could read.
+fn secret_in_session() -> Error {
+    Error::new(
+        SqlState::ObjectNotInPrerequisiteState,
+        "qobra_sync does not read a source while the session holds a secret",
+    )
+    .detail("The query string passes a key to qobra_sync, or a statement the session prepared does: the source's code could read it (current_query(), pg_prepared_statements).")
+    .hint("Send set_destination() in a query string of its own, DEALLOCATE the statements prepared with it, or keep the key in qobra_sync.api_key_file.")
 }
 
 /// Whether a caught error is a query cancel (a statement timeout among them).

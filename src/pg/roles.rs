@@ -183,6 +183,12 @@ pub fn caller() -> (String, pg_sys::Oid) {
     (role_name(oid), oid)
 }
 
+/// The role the session logged in as: `SET ROLE` changes the role in effect, not this one.
+pub fn login_role() -> pg_sys::Oid {
+    // SAFETY: a plain read of a backend global, set once the session is authenticated.
+    unsafe { pg_sys::GetSessionUserId() }
+}
+
 /// Both roles behind the call: the session's and the one current where the call was made
 /// (the same role, unless a security-definer function made the call). qobra_sync does for a
 /// call only what both may do.

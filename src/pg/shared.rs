@@ -35,7 +35,7 @@ pub enum Pusher {
     /// A database's worker.
     #[default]
     Worker,
-    /// A session (`sync_now`), as its role.
+    /// A session (`sync_now`), as its login role (`SET ROLE` does not make another).
     Session { role: u32 },
 }
 
@@ -44,8 +44,10 @@ pub enum Pusher {
 pub struct Slot {
     /// Backend pid; 0 = free.
     pub pid: i32,
-    /// Who pushes: a session (its role) or a worker.
+    /// Who pushes: a session (its login role) or a worker.
     pub pusher: Pusher,
+    /// The registration's owner when the push started: who may see it in `progress`.
+    pub owner: u32,
     /// The database the push runs in (its OID): only that database's views and worker see it.
     pub database: u32,
     pub run_id: i64,
@@ -215,6 +217,7 @@ pub fn wake_worker_at_commit() {
 pub fn progress_start(
     run_id: i64,
     source: u32,
+    owner: u32,
     record: Record,
     pusher: Pusher,
 ) -> Result<Option<usize>> {
@@ -241,6 +244,7 @@ pub fn progress_start(
     board.slots[free] = Slot {
         pid: unsafe { pg_sys::MyProcPid },
         pusher,
+        owner,
         database,
         run_id,
         source,

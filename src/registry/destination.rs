@@ -3,7 +3,6 @@
 
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::gucs;
-use crate::pg::log_filter;
 use crate::pg::roles;
 use crate::pg::spi::{execute, first_value};
 use pgrx::JsonB;
@@ -22,10 +21,7 @@ pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
         .hint("Call qobra_sync.set_destination() as a superuser."));
     }
     match api_key {
-        Some(key) => {
-            log_filter::passing_secret("set_destination()")?;
-            check_api_key(key)?
-        }
+        Some(key) => check_api_key(key)?,
         None if !key_file_configured()? => {
             return Err(Error::null_argument("api_key").hint(
                 "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",

@@ -91,19 +91,6 @@ pub fn require_owned(source: pg_sys::Oid) -> Result<Registration> {
     Ok(reg)
 }
 
-/// Whether both callers may see what concerns the registration of `source` (its runs and
-/// pushes in flight): they may act for its owner. With no registration, only superusers may.
-pub fn visible_to_callers(source: pg_sys::Oid) -> Result<bool> {
-    let owner: Option<pg_sys::Oid> = first_value(
-        "SELECT owner::pg_catalog.oid FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
-        &[RegClass(source).into()],
-    )?;
-    match owner {
-        Some(owner) => roles::callers_may_act_for(owner),
-        None => Ok(roles::caller_is_superuser()),
-    }
-}
-
 /// The error for a relation that has no registration.
 pub fn not_registered(source: pg_sys::Oid) -> Error {
     let name = catalog::describe(source)

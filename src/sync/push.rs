@@ -95,13 +95,14 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
     };
     let pusher = match trigger {
         Trigger::Manual => shared::Pusher::Session {
-            role: roles::caller().1.to_u32(),
+            role: roles::login_role().to_u32(),
         },
         _ => shared::Pusher::Worker,
     };
     let slot = shared::progress_start(
         run_id,
         source.oid,
+        reg.owner_oid,
         runs::slot_record(&head, &Outcome::default()),
         pusher,
     )?;

@@ -92,6 +92,10 @@ def assert_only_own_grants(db):
                 SELECT p.oid::regprocedure::text, p.proowner, p.proacl
                   FROM pg_proc p WHERE p.pronamespace = 'qobra_sync'::regnamespace
                 UNION ALL
+                SELECT c.oid::regclass::text || '.' || t.attname, c.relowner, t.attacl
+                  FROM pg_class c JOIN pg_attribute t ON t.attrelid = c.oid
+                 WHERE c.relnamespace = 'qobra_sync'::regnamespace
+                UNION ALL
                 SELECT 'schema', n.nspowner, n.nspacl FROM pg_namespace n WHERE n.nspname = 'qobra_sync') o
           CROSS JOIN LATERAL (SELECT CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END AS grantee,
                                      x.privilege_type FROM aclexplode(o.acl) x) a
@@ -407,6 +411,9 @@ def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters
     db.rows(f"GRANT ALL ON ALL TABLES IN SCHEMA qobra_sync TO {WATCHER}, PUBLIC")
     db.rows(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA qobra_sync TO {WATCHER}")
     db.rows(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA qobra_sync TO {WATCHER}")
+    db.rows(f"GRANT SELECT (source, data_table_key) ON qobra_sync.registrations TO {WATCHER}")
+    db.rows(f"CREATE ROLE {WATCHER}_2; GRANT SELECT ON qobra_sync.runs TO {WATCHER} WITH GRANT OPTION")
+    db.rows(f"SET ROLE {WATCHER}; GRANT SELECT ON qobra_sync.runs TO {WATCHER}_2; RESET ROLE")
     wait_for(lambda: worker_pids(db), what="the 0.1.0 worker")
     before = db.rows("SELECT run_id, status, rows_sent, import_ids FROM qobra_sync.runs ORDER BY run_id")
     regs = db.rows("SELECT source::text, data_table_key, schedule, run_as FROM qobra_sync.tables")

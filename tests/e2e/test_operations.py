@@ -5,14 +5,19 @@ reads it (docs/postgres_exporter.yaml)."""
 
 import json
 import math
+import os
 import re
+import subprocess
+import urllib.request
 
 import yaml
 
-from helpers import ROOT, bulk_fault, wait_for
+from helpers import DBNAME, ROOT, bulk_fault, free_port, stop_process, wait_for
 from worker_helpers import create_deals, wait_runs
 
 EXPORTER_QUERIES = ROOT / "docs/postgres_exporter.yaml"
+# Debian's prometheus-postgres-exporter, which scripts/e2e.sh installs.
+EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 
 
 def notifications(conn, count, timeout=10.0):
@@ -127,3 +132,58 @@ def test_metrics_read_by_the_exporter_queries(db, fake, wdb):
     assert 0 <= m["seconds_since_last_success"] < 60 and 0 <= m["last_run_duration_seconds"] < 60
     assert (m["consecutive_failures"], m["stale"], m["paused"], m["running"]) == (1, 0, 0, 0)
     assert m["source"] == f"{db.schema}.deals" and m["data_table_key"] == key
+
+
+def test_a_real_postgres_exporter_scrapes_every_registration_as_a_monitor(cluster, db, fake):
+    """Debian's prometheus-postgres-exporter with docs/postgres_exporter.yaml, logged in as a
+    member of pg_monitor (no superuser, no grant on qobra_sync): one series per registration,
+    whoever owns it, with the counters of the run history."""
+    db.rows("DROP ROLE IF EXISTS t_exporter, t_other_owner")
+    db.rows("CREATE ROLE t_exporter LOGIN IN ROLE pg_monitor")
+    db.rows("CREATE ROLE t_other_owner IN ROLE qobra_sync_operator, qobra_reader")
+    port = free_port()
+    exporter = None
+    try:
+        key = create_deals(db, fake)
+        assert db.sync("deals")["status"] == "succeeded"
+        db.rows("CREATE TABLE others (id int PRIMARY KEY, name text)")
+        db.rows("GRANT SELECT ON others TO qobra_reader")
+        db.rows(f"GRANT USAGE ON SCHEMA {db.schema} TO t_other_owner")
+        db.rows("SET ROLE t_other_owner")
+        db.rows("SELECT qobra_sync.register_table('others', 'others_of_another_owner', 'id', 'name', "
+                "run_as => 'qobra_reader', schedule => '0 0 29 2 *')")
+        db.rows("RESET ROLE")
+        env = {**os.environ, "DATA_SOURCE_NAME": f"host={cluster.dir} port={cluster.port} user=t_exporter "
+                                                  f"dbname={DBNAME} sslmode=disable"}
+        exporter = subprocess.Popen(
+            [EXPORTER, f"--extend.query-path={EXPORTER_QUERIES}", f"--web.listen-address=127.0.0.1:{port}",
+             "--disable-default-metrics", "--disable-settings-metrics"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def scrape():
+            """The qobra_sync series the exporter serves, by (metric, data_table_key)."""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                return None
+            series = {}
+            for name, labels, value in re.findall(r"^(qobra_sync_\w+)\{([^}]*)\} (\S+)$", text, re.M):
+                table = re.search(r'data_table_key="([^"]*)"', labels).group(1)
+                series[(name, table)] = float(value)
+            return series or None
+
+        series = wait_for(scrape, 20, interval=0.2, what="the exporter to serve qobra_sync's series")
+        assert series[("qobra_sync_runs_succeeded_total", key)] == 1, series
+        assert series[("qobra_sync_rows_sent_total", key)] == 10, series
+        assert series[("qobra_sync_runs_succeeded_total", "others_of_another_owner")] == 0, series
+        assert series[("qobra_sync_paused", "others_of_another_owner")] == 0, series
+        names = {name for name, _ in series}
+        assert len(names) == 14, names
+    finally:
+        if exporter:
+            stop_process(exporter)
+        db.rows("RESET ROLE")
+        db.rows("SELECT qobra_sync.unregister_table(source) FROM qobra_sync.tables")
+        db.rows("DROP OWNED BY t_exporter, t_other_owner")
+        db.rows("DROP ROLE t_exporter, t_other_owner")

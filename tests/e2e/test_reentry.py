@@ -119,6 +119,10 @@ def test_a_superusers_session_reading_the_view_acts_for_no_one(db, fake, roles):
     "qobra_sync.column_mapping('{schema}.deals')", "qobra_sync.next_runs('1 hour')",
     "qobra_sync.reader_from_service_account('{{}}')", "qobra_sync._progress()",
     "qobra_sync.set_destination('qk_nested_0000', 'http://127.0.0.1:9')", "qobra_sync.poll_imports()",
+    "qobra_sync.alter_table('{schema}.deals', schedule => '1 hour')", "qobra_sync.unregister_table('{schema}.deals')",
+    "qobra_sync.resume('{schema}.deals')", "(SELECT count(*) FROM qobra_sync.validate('{schema}.deals'))",
+    "(SELECT count(*) FROM qobra_sync.preview('{schema}.deals'))", "qobra_sync.csv_template('{schema}.deals')",
+    "qobra_sync._check_installation()",
 ])
 def test_every_function_refuses_to_run_inside_a_read(db, fake, roles, call):
     """Each function of the extension, called by the code of a source being read (here as a
@@ -282,3 +286,103 @@ def test_monitoring_reads_every_registrations_metrics_and_no_text(db, fake, role
     for relation in ("status", "runs", "tables", "run_errors", "registrations"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             monitor.execute(f"SELECT * FROM qobra_sync.{relation}")
+
+
+def test_a_source_cannot_read_a_key_the_session_passes(cluster, db, fake, roles):
+    """A view whose code shows current_query() and the session's prepared statements: a DBA
+    sending set_destination() and a push in one query string, or holding a statement prepared
+    with the key, gets the read refused; the key reaches no run."""
+    sessions, app = roles
+    admin = sessions["t_re_app_admin"]
+    secret = "qk_e2e_snoop_" + "A1s2D3f4G5h6"
+    admin.execute(f"""CREATE VIEW {app}.snoop AS SELECT 1 AS id,
+                      (pg_catalog.current_query() || (SELECT pg_catalog.string_agg(statement, ' ')
+                                                        FROM pg_catalog.pg_prepared_statements)) AS name""")
+    admin.execute(f"SELECT qobra_sync.register_table('{app}.snoop', 'snoop', 'id', 'name', "
+                  f"schedule => '{QUIET_SCHEDULE}')")
+    fake.define_table("snoop")
+    superuser = connect_as(cluster, "postgres")
+    try:
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="holds a secret"):
+            superuser.execute(f"SELECT qobra_sync.set_destination('{secret}', '{fake.base_url}'); "
+                              f"SELECT qobra_sync.sync_now('{app}.snoop')")
+        superuser.execute(f"PREPARE keep AS SELECT qobra_sync.set_destination('{secret}', '{fake.base_url}')")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="holds a secret"):
+            superuser.execute(f"SELECT * FROM qobra_sync.preview('{app}.snoop')")
+        superuser.execute("DEALLOCATE keep")
+        assert len(superuser.execute(f"SELECT * FROM qobra_sync.preview('{app}.snoop')").fetchall()) == 1
+    finally:
+        superuser.execute(f"SELECT qobra_sync.set_destination('{fake.api_key}', '{fake.base_url}')")
+        superuser.close()
+    assert db.value("SELECT count(*) FROM qobra_sync.runs WHERE error LIKE %s", (f"%{secret[-6:]}%",)) == 0
+
+
+def test_a_dblink_connection_of_the_session_never_serves_the_reader(cluster, db, fake, roles):
+    """A DBA's session with dblink connections (named, and unnamed) to this server as a
+    superuser; a view app_admin wrote runs `ALTER ROLE … SUPERUSER` through them. The unnamed one
+    is closed before the read, a named one refuses the read: app_admin stays what it was."""
+    sessions, app = roles
+    admin = sessions["t_re_app_admin"]
+    db.rows("CREATE EXTENSION IF NOT EXISTS dblink SCHEMA public")
+    conninfo = f"host={cluster.dir} port={cluster.port} dbname={DBNAME} user=postgres"
+    try:
+        for name, call in (("unnamed", "public.dblink_exec('ALTER ROLE t_re_app_admin SUPERUSER')"),
+                           ("named", "public.dblink_exec('ops', 'ALTER ROLE t_re_app_admin SUPERUSER')")):
+            admin.execute(f"CREATE VIEW {app}.{name} AS SELECT 1 AS id, {call} AS name")
+            admin.execute(f"SELECT qobra_sync.register_table('{app}.{name}', '{name}', 'id', 'name', "
+                          f"schedule => '{QUIET_SCHEDULE}')")
+            fake.define_table(name)
+        db.rows("SELECT public.dblink_connect(%s)", (conninfo,))
+        run = db.sync(f"{app}.unnamed")
+        assert run["status"] == "failed" and "connection" in run["error"], run
+        db.rows("SELECT public.dblink_connect('ops', %s)", (conninfo,))
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="dblink connections"):
+            db.rows(f"SELECT * FROM qobra_sync.preview('{app}.named')")
+        db.rows("SELECT public.dblink_disconnect('ops')")
+        assert db.value("SELECT rolsuper FROM pg_roles WHERE rolname = 't_re_app_admin'") is False
+    finally:
+        db.rows("ALTER ROLE t_re_app_admin NOSUPERUSER")
+        db.rows("SELECT qobra_sync.unregister_table(source) FROM qobra_sync.tables")
+        db.rows("DROP EXTENSION dblink CASCADE")
+
+
+# What each role may reach, as docs/security.md's table says: relation → roles that may SELECT it.
+RELATIONS = {
+    "tables": {"t_re_app_admin"}, "status": {"t_re_app_admin"}, "progress": {"t_re_app_admin"},
+    "runs": {"t_re_app_admin"}, "run_errors": {"t_re_app_admin"}, "destination_status": {"t_re_app_admin"},
+    "metrics": {"t_re_app_admin", "t_re_monitor"},
+    "destination": set(), "destination_key": set(), "registrations": set(), "_health": set(),
+}
+LOGINS = ("t_re_nobody", "t_re_mallory", "t_re_app_admin", "t_re_monitor")
+
+
+def test_every_relation_and_function_as_each_role(db, roles):
+    """Each relation and function of the extension, as each role of the delegation matrix: the
+    privileges are exactly those docs/security.md lists, nothing through PUBLIC."""
+    sessions, _ = roles
+    relations = {r for (r,) in db.conn.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'qobra_sync'::regnamespace "
+        "AND c.relkind IN ('r', 'v')").fetchall()}
+    assert relations == set(RELATIONS), relations
+    for role in LOGINS:
+        conn = sessions[role]
+        for relation, allowed in RELATIONS.items():
+            try:
+                conn.execute(f"SELECT * FROM qobra_sync.{relation} LIMIT 0")
+                reached = True
+            except psycopg.errors.InsufficientPrivilege:
+                reached = False
+            assert reached == (role in allowed), (role, relation)
+    operator_functions = {"register_table", "alter_table", "unregister_table", "pause", "resume",
+                          "column_mapping", "validate", "preview", "csv_template",
+                          "reader_from_service_account", "sync_now", "request_sync", "_progress", "next_runs"}
+    functions = db.rows("SELECT p.oid::regprocedure::text AS f, p.proname FROM pg_proc p "
+                        "WHERE p.pronamespace = 'qobra_sync'::regnamespace")
+    assert {f["proname"] for f in functions} == operator_functions | {"set_destination", "poll_imports",
+                                                                      "_check_installation"}
+    for role in LOGINS:
+        for f in functions:
+            may = db.value("SELECT has_function_privilege(%s, %s, 'EXECUTE')", (role, f["f"]))
+            expected = (role == "t_re_app_admin" and f["proname"] in operator_functions) or \
+                (role == "t_re_monitor" and f["proname"] == "next_runs")
+            assert may == expected, (role, f["f"])

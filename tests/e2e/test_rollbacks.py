@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from helpers import Db, bulk_fault, sync_in_background, wait_for
+from helpers import DBNAME, Db, bulk_fault, sync_in_background, wait_for
 
 ROWS, BATCH = 30, 10
 
@@ -157,37 +157,42 @@ def test_a_committed_push_is_recorded_once_by_the_session(db, fake):
     assert db.value("SELECT count(*) FROM qobra_sync.progress") == 0
 
 
-def test_no_role_takes_every_slot_and_no_run_is_lost_for_want_of_one(db, fake, connect, system):
-    """With qobra_sync.max_pushes = 8: a role holds at most 2 slots (a quarter), a database at
-    most 4 (half). The review's attack — one statement calling sync_now() again and again in a
-    transaction — gets its role's 2 slots, and the third call fails (SQLSTATE 53400) before
-    anything is sent; the transaction rolls back and the worker records both runs. Two roles
-    holding 2 slots each leave the database's half used: a fifth push fails, naming it."""
+def test_no_role_takes_every_slot_and_no_run_is_lost_for_want_of_one(cluster, db, fake, system):
+    """With qobra_sync.max_pushes = 8: a login role holds at most 2 slots (a quarter), a
+    database at most 4 (half). The review's attack — one statement calling sync_now() again and
+    again in a transaction — gets the role's 2 slots, and the third call fails (SQLSTATE 53400)
+    before anything is sent; the transaction rolls back and the worker records both runs.
+    SET ROLE to another role does not give a login more slots. Two logins holding 2 slots each
+    fill the database's half: a fifth push fails, naming it."""
     create_deals(db, fake)
     system.set("qobra_sync.max_pushes", 8)
-    wait_for(lambda: db.value("SHOW qobra_sync.max_pushes") == "8", what="the reload")
-    db.rows("DROP ROLE IF EXISTS t_slot_a, t_slot_b")
-    db.rows("CREATE ROLE t_slot_a IN ROLE qobra_sync_operator, qobra_reader")
-    db.rows("CREATE ROLE t_slot_b IN ROLE qobra_sync_operator, qobra_reader")
-    db.rows(f"GRANT USAGE ON SCHEMA {db.schema} TO t_slot_a, t_slot_b")
+    db.rows("DROP ROLE IF EXISTS t_slot_a, t_slot_b, t_slot_c")
+    db.rows("CREATE ROLE t_slot_c IN ROLE qobra_sync_operator, qobra_reader")
+    db.rows("CREATE ROLE t_slot_a LOGIN IN ROLE qobra_sync_operator, qobra_reader, t_slot_c")
+    db.rows("CREATE ROLE t_slot_b LOGIN IN ROLE qobra_sync_operator, qobra_reader")
+    db.rows(f"GRANT USAGE ON SCHEMA {db.schema} TO t_slot_a, t_slot_b, t_slot_c")
     sessions = {}
     try:
         db.rows("SELECT qobra_sync.unregister_table('deals')")
-        db.rows("CREATE TABLE other AS SELECT * FROM deals")
-        db.rows("ALTER TABLE other ADD PRIMARY KEY (id)")
-        db.rows("GRANT SELECT ON other TO qobra_reader")
-        db.rows("CREATE TABLE third AS SELECT * FROM deals")
-        db.rows("ALTER TABLE third ADD PRIMARY KEY (id)")
+        for table in ("other", "third", "fourth"):
+            db.rows(f"CREATE TABLE {table} AS SELECT * FROM deals")
+            db.rows(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
         db.register("third")
-        for role, table in (("t_slot_a", "deals"), ("t_slot_b", "other")):
-            conn = sessions[role] = connect()
-            conn.execute(f"SET search_path = {db.schema}; SET ROLE {role}")
-            conn.execute(f"SELECT qobra_sync.register_table('{table}', '{role}', 'id', 'name', "
-                         "run_as => 'qobra_reader', schedule => '0 0 29 2 *')")
+        db.rows("GRANT SELECT ON other, fourth TO qobra_reader")
+        for role, table in (("t_slot_a", "deals"), ("t_slot_b", "other"), ("t_slot_c", "fourth")):
+            db.rows(f"SET ROLE {role}")
+            db.rows(f"SELECT qobra_sync.register_table('{table}', '{role}', 'id', 'name', "
+                    "run_as => 'qobra_reader', schedule => '0 0 29 2 *')")
+            db.rows("RESET ROLE")
             fake.define_table(role)
+        for role in ("t_slot_a", "t_slot_b"):
+            conn = sessions[role] = psycopg.connect(host=str(cluster.dir), port=cluster.port, user=role,
+                                                    dbname=DBNAME, autocommit=False)
+            conn.execute(f"SET search_path = {db.schema}")
         a, b = sessions["t_slot_a"], sessions["t_slot_b"]
+        a.commit()
+        b.commit()
 
-        a.autocommit = False
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="quarter of qobra_sync.max_pushes") as e:
             a.execute("SELECT count(qobra_sync.sync_now('deals', force => true)) FROM generate_series(1, 32)")
         assert "nothing was sent" in e.value.diag.message_detail
@@ -207,7 +212,14 @@ def test_no_role_takes_every_slot_and_no_run_is_lost_for_want_of_one(db, fake, c
                 return False
         wait_for(pushes_alone, what="the recorded runs' slots to be freed")
 
-        b.autocommit = False
+        a.execute("SELECT qobra_sync.sync_now('deals', force => true)")
+        a.execute("SELECT qobra_sync.sync_now('deals', force => true)")
+        a.execute("SET ROLE t_slot_c")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match='role "t_slot_a" holds 2 slots'):
+            a.execute("SELECT qobra_sync.sync_now('fourth', force => true)")
+        a.rollback()
+        wait_for(pushes_alone, what="the recorded runs' slots to be freed")
+
         for conn, table in ((a, "deals"), (a, "deals"), (b, "other"), (b, "other")):
             conn.execute(f"SELECT qobra_sync.sync_now('{table}', force => true)")
         with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="this database holds 4 slots"):
@@ -218,7 +230,8 @@ def test_no_role_takes_every_slot_and_no_run_is_lost_for_want_of_one(db, fake, c
     finally:
         for conn in sessions.values():
             conn.rollback()
-            conn.execute("RESET ROLE")
+            conn.close()
+        db.rows("RESET ROLE")
         db.rows("SELECT qobra_sync.unregister_table(source) FROM qobra_sync.tables")
-        db.rows("DROP OWNED BY t_slot_a, t_slot_b CASCADE")
-        db.rows("DROP ROLE t_slot_a, t_slot_b")
+        db.rows("DROP OWNED BY t_slot_a, t_slot_b, t_slot_c CASCADE")
+        db.rows("DROP ROLE t_slot_a, t_slot_b, t_slot_c")

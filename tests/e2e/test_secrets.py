@@ -279,17 +279,19 @@ def test_execute_then_deallocate_in_one_query_string_keeps_the_key_out(cluster, 
 
 def test_a_comment_naming_the_function_hides_nothing_from_the_audit(cluster, db):
     """log_statement = 'all' is an audit trail: a statement that only mentions set_destination
-    in a comment or a string is logged like any other."""
+    (in a comment, a string, as an alias) is logged like any other."""
     marker = "audit_" + "Q7w8E9r0"
     db.rows("SET log_statement = 'all'")
     try:
         db.rows(f"SELECT '{marker}' AS a /* qobra_sync.set_destination */")
         db.rows(f"SELECT 'set_destination(' AS b, '{marker}_2' -- reader_from_service_account")
+        db.rows(f"SELECT 1 AS set_destination, '{marker}_3' AS c")
     finally:
         db.rows("RESET log_statement")
     log = cluster.server_log.read_text(errors="replace")
     assert f"statement: SELECT '{marker}' AS a" in log
     assert f"{marker}_2" in log
+    assert f"statement: SELECT 1 AS set_destination, '{marker}_3' AS c" in log
 
 
 def test_monitoring_roles_do_not_read_the_key_in_pg_stat_activity(cluster, db, fake, connect):
