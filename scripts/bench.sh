@@ -333,7 +333,7 @@ SQL
     { prologue "$t"; cat <<SQL; } | psql_db -q -At -v ON_ERROR_STOP=0 >/dev/null 2>"$RESULTS/$name.err"
 \! $SAMPLER start $name
 \o | curl -sS -o $RESULTS/$name.body -w '%{http_code} %{size_upload} %{time_total}' -H 'X-API-Key: $KEY' -H 'Content-Type: application/json' --data-binary @- '$FAKE/v1/tables/${t}_diy/records/bulk?all=true&debounce=0' >$RESULTS/$name.curl 2>&1
-SELECT json_agg(t) FROM public.$t AS t;
+SELECT json_build_object('data', json_agg(t)) FROM public.$t AS t;
 \o
 \! $SAMPLER stop $name
 SQL

@@ -106,6 +106,10 @@ for _ in $(seq 50); do
 done
 show "SELECT qobra_sync.set_destination(api_key => NULL, base_url => '$QOBRA')"
 show "SELECT * FROM qobra_sync.destination_status"
+say "Before anything is sent: the address, the certificate, the proxy and the key, checked by"
+say "requests that change nothing in Qobra."
+show "SELECT * FROM qobra_sync.check_destination()"
+[ "$(sql -At -c "SELECT bool_and(ok) FROM qobra_sync.check_destination()")" = t ] || { echo "the destination does not check out"; exit 1; }
 
 section "How the columns map to Qobra field types"
 MAPPING_ARGS="user_columns => '{owner_email}', column_types => '{\"amount\": \"amount\", \"probability\": \"percentage\"}'"

@@ -88,8 +88,10 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
  WHERE pg_catalog.pg_has_role(s.owner, 'MEMBER') OR pg_catalog.pg_has_role('pg_monitor', 'MEMBER');
 
 -- What \df+ and \d+ show: the same words as the README's reference.
-COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
-  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+COMMENT ON FUNCTION @extschema@.set_destination(text, text, text) IS
+  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+COMMENT ON FUNCTION @extschema@.check_destination() IS
+  'Whether pushes can reach Qobra, by requests that change nothing there: address, connection and certificate (through the proxy), API key accepted, body format.';
 COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
   'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
@@ -200,7 +202,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
     @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
-    @extschema@.next_runs(text, timestamp with time zone, integer, text)
+    @extschema@.next_runs(text, timestamp with time zone, integer, text), @extschema@.check_destination()
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
     @extschema@.runs, @extschema@.run_errors, @extschema@.metrics

@@ -17,6 +17,12 @@ INSERT INTO @extschema@.destination_key (singleton, api_key)
 SELECT singleton, api_key FROM @extschema@.destination;
 DROP VIEW @extschema@.destination_status;
 ALTER TABLE @extschema@.destination DROP COLUMN api_key;
+-- How a request frames its records: 0.1.0 sent a bare array, and a destination set then keeps
+-- doing so until set_destination(…, body_format => 'data') says otherwise; new ones default to
+-- 'data', Qobra's convention on its other bulk endpoints.
+ALTER TABLE @extschema@.destination
+  ADD COLUMN body_format text NOT NULL DEFAULT 'array' CHECK (body_format OPERATOR(pg_catalog.=) ANY (ARRAY['data', 'array']));
+ALTER TABLE @extschema@.destination ALTER COLUMN body_format SET DEFAULT 'data';
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.destination', '');
 
 -- Registrations: their owner (in 0.1.0 only the extension owner could register), their synced
@@ -64,7 +70,8 @@ CREATE VIEW @extschema@.destination_status AS
 SELECT d.base_url, k.api_key IS NOT NULL AS api_key_set, d.updated_at,
        CASE WHEN COALESCE(pg_catalog.current_setting('qobra_sync.api_key_file', true), '') OPERATOR(pg_catalog.<>) ''
             THEN 'api_key_file'
-            WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source
+            WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source,
+       d.body_format
   FROM @extschema@.destination d LEFT JOIN @extschema@.destination_key k ON true;
 
 CREATE VIEW @extschema@.progress WITH (security_barrier) AS
@@ -98,6 +105,27 @@ VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'csv_template_as_wrapper';
+
+-- set_destination() takes body_format; check_destination() tells whether Qobra can be reached.
+DROP FUNCTION @extschema@.set_destination(text, text);
+CREATE FUNCTION @extschema@."set_destination"(
+	"api_key" TEXT,
+	"base_url" TEXT DEFAULT 'https://api.qobra.co',
+	"body_format" TEXT DEFAULT 'data'
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_destination_wrapper';
+CREATE FUNCTION @extschema@."check_destination"() RETURNS TABLE (
+	"check_name" TEXT,
+	"ok" bool,
+	"detail" TEXT
+)
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'check_destination_wrapper';
 
 -- next_runs(): the times a schedule gives, as the worker computes them.
 CREATE FUNCTION @extschema@."next_runs"(
@@ -187,8 +215,10 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
  WHERE pg_catalog.pg_has_role(s.owner, 'MEMBER') OR pg_catalog.pg_has_role('pg_monitor', 'MEMBER');
 
 -- What \df+ and \d+ show.
-COMMENT ON FUNCTION @extschema@.set_destination(text, text) IS
-  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+COMMENT ON FUNCTION @extschema@.set_destination(text, text, text) IS
+  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+COMMENT ON FUNCTION @extschema@.check_destination() IS
+  'Whether pushes can reach Qobra, by requests that change nothing there: address, connection and certificate (through the proxy), API key accepted, body format.';
 COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
   'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name) IS
@@ -272,7 +302,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
     @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
-    @extschema@.next_runs(text, timestamp with time zone, integer, text)
+    @extschema@.next_runs(text, timestamp with time zone, integer, text), @extschema@.check_destination()
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,
     @extschema@.runs, @extschema@.run_errors, @extschema@.metrics

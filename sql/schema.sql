@@ -3,11 +3,15 @@
 -- the views and runs, and sees there only what belongs to registrations of roles it is a
 -- member of.
 
--- The destination: Qobra's API base URL. One row at most; pg_dump dumps it.
+-- The destination: Qobra's API base URL, and how a request frames its records ('data':
+-- {"data": [records]}, Qobra's convention on its other bulk endpoints; 'array': a bare array).
+-- One row at most; pg_dump dumps it.
 CREATE TABLE @extschema@.destination (
-    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    base_url   text NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    base_url    text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- (Came with 0.2.0; an upgraded table has it last, so has this one.)
+    body_format text NOT NULL DEFAULT 'data' CHECK (body_format OPERATOR(pg_catalog.=) ANY (ARRAY['data', 'array']))
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.destination', '');
 
@@ -73,7 +77,8 @@ CREATE VIEW @extschema@.destination_status AS
 SELECT d.base_url, k.api_key IS NOT NULL AS api_key_set, d.updated_at,
        CASE WHEN COALESCE(pg_catalog.current_setting('qobra_sync.api_key_file', true), '') OPERATOR(pg_catalog.<>) ''
             THEN 'api_key_file'
-            WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source
+            WHEN k.api_key IS NOT NULL THEN 'set_destination' END AS key_source,
+       d.body_format
   FROM @extschema@.destination d LEFT JOIN @extschema@.destination_key k ON true;
 
 -- Runs: one row per attempt at a push, whatever its outcome. `source` may outlive its relation.

@@ -29,6 +29,7 @@ use crate::imports::{parse_import_id, parse_import_status, ImportStatus};
 use crate::retry::{classify_status, RetryPolicy, StatusClass, TransportKind};
 pub use crate::secret::ApiKey;
 use crate::secret::{Scrub, Secrets};
+use crate::wire::BodyFormat;
 use bytes::Bytes;
 use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
@@ -78,6 +79,8 @@ pub struct ClientConfig {
     /// The proxy's user name and password given apart from its URL
     /// (`qobra_sync.https_proxy_auth_file`).
     pub proxy_credentials: Option<(String, String)>,
+    /// How the records of a request are framed in its body (the destination's choice).
+    pub body_format: BodyFormat,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -96,6 +99,7 @@ impl fmt::Debug for ClientConfig {
                 "proxy_credentials",
                 &self.proxy_credentials.as_ref().map(|_| "(not shown)"),
             )
+            .field("body_format", &self.body_format)
             .finish()
     }
 }
@@ -114,6 +118,7 @@ impl ClientConfig {
             ca_file: None,
             https_proxy: None,
             proxy_credentials: None,
+            body_format: BodyFormat::default(),
         }
     }
 }
@@ -136,6 +141,18 @@ pub struct Posted {
     pub retries: u32,
     /// Requests this chunk took (`retries + 1`).
     pub requests: u32,
+}
+
+/// What the destination answered to a request that changes nothing ([`QobraClient::probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub status: u16,
+    /// Whether the answer is a JSON object, as Qobra answers errors (a web page is not).
+    pub json: bool,
+    /// The answer's start (or its `detail`), free of the key.
+    pub excerpt: String,
+    /// Where a redirect points, without query, fragment or user info.
+    pub location: Option<String>,
 }
 
 /// Why a request to Qobra failed. Every text in it is free of the API key.
@@ -441,6 +458,7 @@ struct Shared {
     rng: Mutex<fastrand::Rng>,
     requests: AtomicU32,
     retries: AtomicU32,
+    body_format: BodyFormat,
 }
 
 /// A chunk on its way to Qobra (see [`QobraClient::start_post`]); dropping it drops the request.
@@ -585,9 +603,15 @@ impl QobraClient {
                 rng: Mutex::new(rng),
                 requests: AtomicU32::new(0),
                 retries: AtomicU32::new(0),
+                body_format: config.body_format,
             }),
             runtime,
         })
+    }
+
+    /// How this client frames the records of a request.
+    pub fn body_format(&self) -> BodyFormat {
+        self.shared.body_format
     }
 
     /// Requests and retries made so far, whatever their outcome.
@@ -616,8 +640,9 @@ impl QobraClient {
 
     /// Starts sending one chunk on the client's thread and returns at once:
     /// `POST {base}/v1/tables/{key}/records/bulk?all=true&debounce=D` for the first chunk of a
-    /// snapshot (`all`), `?debounce=D` for the others. `body` is the JSON array of records; a
-    /// retry resends the same `Bytes` without copying it. [`QobraClient::finish_post`] waits for
+    /// snapshot (`all`), `?debounce=D` for the others. `body` is the JSON array of records,
+    /// framed as the destination chose ([`BodyFormat`]); a retry resends the same `Bytes`
+    /// without copying it. [`QobraClient::finish_post`] waits for
     /// the answer.
     pub fn start_post(
         &self,
@@ -635,6 +660,7 @@ impl QobraClient {
             .shared
             .endpoint(&["v1", "tables", data_table_key, "records", "bulk"], &query);
         let shared = Arc::clone(&self.shared);
+        let body = shared.body_format.frame(body);
         let task = self.runtime.spawn(async move {
             let (answer, requests) = shared.send(Method::POST, url, Some(body)).await?;
             let import_id = parse_import_id(&answer.body).map_err(|e| PushError::Protocol {
@@ -691,6 +717,63 @@ impl QobraClient {
         })
     }
 
+    /// Asks for an import that cannot exist (`GET {base}/v1/imports/{random id}`), once, with
+    /// no retry: it changes nothing, and its answer says whether the base URL is Qobra's API and
+    /// takes the key. A failure below HTTP (no connection, a refused certificate or tunnel) is
+    /// the error.
+    pub fn probe(&self, interrupted: &dyn Fn() -> bool) -> Result<Probe, PushError> {
+        let id = {
+            let mut rng = fastrand::Rng::new();
+            format!(
+                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                rng.u32(..),
+                rng.u16(..),
+                rng.u16(..0x1000),
+                0x8000 | rng.u16(..0x4000),
+                rng.u64(..1 << 48)
+            )
+        };
+        let url = self.shared.endpoint(&["v1", "imports", &id], &[]);
+        let shared = Arc::clone(&self.shared);
+        self.wait(async move { shared.probe(url).await }, interrupted)?
+    }
+
+    /// The host requests connect to (the proxy's when there is one, else the base URL's) and
+    /// the addresses it resolves to, or why it does not.
+    pub fn resolve(&self, interrupted: &dyn Fn() -> bool) -> (String, Result<Vec<String>, String>) {
+        let target = match &self.shared.proxy {
+            Some(proxy) => Url::parse(&proxy.address).ok(),
+            None => Some(self.shared.base.clone()),
+        };
+        let host = target
+            .as_ref()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let port = target
+            .as_ref()
+            .and_then(Url::port_or_known_default)
+            .unwrap_or(443);
+        let Some(host) = host else {
+            return (String::new(), Err("the URL has no host".to_owned()));
+        };
+        let timeout = self.shared.request_timeout;
+        let lookup = {
+            let host = host.clone();
+            async move {
+                match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                    .await
+                {
+                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Ok(addresses)) => Ok(addresses.map(|a| a.ip().to_string()).collect()),
+                }
+            }
+        };
+        let found = self
+            .wait(lookup, interrupted)
+            .unwrap_or_else(|_| Err("interrupted".to_owned()));
+        (host, found)
+    }
+
     /// Runs `future` to completion on the client's runtime, calling `interrupted` before it starts
     /// and every 100 ms while it runs; when that says stop, drops the future and returns
     /// [`PushError::Interrupted`]. Blocks the calling thread.
@@ -722,6 +805,38 @@ impl QobraClient {
 }
 
 impl Shared {
+    /// One request that changes nothing, and what answered it (see [`QobraClient::probe`]).
+    async fn probe(&self, url: Url) -> Result<Probe, PushError> {
+        // Named without its random id, so that messages about it read the same every time.
+        let request = "GET /v1/imports/(an import that does not exist)".to_owned();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let builder = self.http.request(Method::GET, url.clone());
+        match tokio::time::timeout(self.request_timeout, exchange(builder)).await {
+            Err(_) => Err(PushError::Transport {
+                request,
+                kind: TransportKind::Timeout,
+                message: format!(
+                    "no complete answer within {} ms",
+                    self.request_timeout.as_millis()
+                ),
+            }),
+            Ok(Err(e)) => match self.failure(&request, &url, e) {
+                Failed::Final(failure) | Failed::Retry(failure) => Err(failure),
+            },
+            Ok(Ok(answer)) => Ok(Probe {
+                status: answer.status,
+                json: serde_json::from_slice::<serde_json::Value>(&answer.body)
+                    .is_ok_and(|v| v.is_object()),
+                excerpt: excerpt(&answer.body, &self.secrets),
+                location: answer
+                    .location
+                    .as_deref()
+                    .and_then(|l| describe_location(&url, l))
+                    .map(|l| self.secrets.scrub(&l)),
+            }),
+        }
+    }
+
     /// `{base}/{segments…}?{query}`, each segment percent-encoded.
     fn endpoint(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();

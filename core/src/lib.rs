@@ -15,6 +15,7 @@ pub mod guard;
 pub mod imports;
 pub mod mapping;
 pub mod push;
+pub mod reach;
 pub mod registration;
 pub mod requirements;
 pub mod retry;

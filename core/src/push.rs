@@ -80,6 +80,11 @@ pub trait RecordSink {
 
     /// Requests and retries made so far, failed ones included.
     fn stats(&self) -> ClientStats;
+
+    /// The bytes a request's body adds around its JSON array of records (an envelope).
+    fn framing(&self) -> usize {
+        0
+    }
 }
 
 impl RecordSink for QobraClient {
@@ -102,6 +107,11 @@ impl RecordSink for QobraClient {
     /// The client's own counters.
     fn stats(&self) -> ClientStats {
         QobraClient::stats(self)
+    }
+
+    /// The destination's body format frames the records.
+    fn framing(&self) -> usize {
+        self.body_format().overhead()
     }
 }
 
@@ -414,7 +424,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         let report = &mut self.report;
         report.chunks += 1;
         report.rows_sent += chunk.rows;
-        report.bytes_sent += chunk.body.len() as u64;
+        report.bytes_sent += (chunk.body.len() + self.sink.framing()) as u64;
         if !report.import_ids.contains(&posted.import_id) {
             report.import_ids.push(posted.import_id.clone());
         }

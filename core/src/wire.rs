@@ -226,6 +226,77 @@ fn iso_timestamp(text: &str) -> Result<(&str, &str), String> {
     Ok((date, time))
 }
 
+/// How the records of a bulk request are framed in its body: the destination's choice. Qobra's
+/// records endpoint shows no literal body; every other v1 bulk endpoint of its API takes
+/// `{"data": [...]}` (docs/qobra-api.md §5), so that is the default, the bare array the other
+/// choice. Chunks are built as bare arrays and framed when sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `{"data": [records]}`.
+    #[default]
+    Data,
+    /// `[records]`.
+    Array,
+}
+
+/// What `BodyFormat::Data` writes before the array of records.
+const DATA_PREFIX: &[u8] = br#"{"data":"#;
+/// What `BodyFormat::Data` writes after it.
+const DATA_SUFFIX: &[u8] = b"}";
+
+impl BodyFormat {
+    /// Every format, in the order messages list them.
+    pub const ALL: [BodyFormat; 2] = [BodyFormat::Data, BodyFormat::Array];
+
+    /// The name `set_destination(body_format => …)` takes and `destination_status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Data => "data",
+            BodyFormat::Array => "array",
+        }
+    }
+
+    /// The format named `name`, or the error listing the names.
+    pub fn parse(name: &str) -> Result<BodyFormat, crate::error::Error> {
+        BodyFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<String> = BodyFormat::ALL
+                    .iter()
+                    .map(|f| format!("'{}'", f.as_str()))
+                    .collect();
+                crate::error::Error::new(
+                    crate::error::SqlState::InvalidParameterValue,
+                    format!("body_format must be {}, not {}", names.join(" or "), crate::error::quoted(name)),
+                )
+                .hint("'data' sends {\"data\": [records]}, as Qobra's other bulk endpoints take; 'array' sends the bare array.")
+            })
+    }
+
+    /// The bytes the framing adds around the array of records.
+    pub fn overhead(self) -> usize {
+        match self {
+            BodyFormat::Data => DATA_PREFIX.len() + DATA_SUFFIX.len(),
+            BodyFormat::Array => 0,
+        }
+    }
+
+    /// The body of a request whose records are the JSON array `array`.
+    pub fn frame(self, array: bytes::Bytes) -> bytes::Bytes {
+        match self {
+            BodyFormat::Array => array,
+            BodyFormat::Data => {
+                let mut body = Vec::with_capacity(array.len() + self.overhead());
+                body.extend_from_slice(DATA_PREFIX);
+                body.extend_from_slice(&array);
+                body.extend_from_slice(DATA_SUFFIX);
+                body.into()
+            }
+        }
+    }
+}
+
 /// The bytes of JSON a rejected row is kept in for `run_errors`, its id aside (so that the 1,000
 /// rejections a run keeps stay within a few MiB, whatever the source's width).
 pub const KEPT_ROW_BYTES: usize = 4096;
@@ -700,5 +771,23 @@ mod tests {
         assert_eq!(row["id"], "42");
         let note = row[LEFT_OUT_KEY].as_str().unwrap();
         assert!(note.ends_with("more columns left out"), "{note}");
+    }
+
+    #[test]
+    fn a_body_frames_its_records_as_the_destination_chose() {
+        let array = bytes::Bytes::from_static(br#"[{"id":"1"}]"#);
+        assert_eq!(
+            &BodyFormat::Data.frame(array.clone())[..],
+            br#"{"data":[{"id":"1"}]}"#
+        );
+        assert_eq!(&BodyFormat::Array.frame(array.clone())[..], &array[..]);
+        let framed = BodyFormat::Data.frame(array.clone());
+        assert_eq!(framed.len(), array.len() + BodyFormat::Data.overhead());
+        let parsed: serde_json::Value = serde_json::from_slice(&framed).unwrap();
+        assert_eq!(parsed["data"][0]["id"], "1");
+        assert_eq!(BodyFormat::default(), BodyFormat::Data);
+        assert_eq!(BodyFormat::parse("array").unwrap(), BodyFormat::Array);
+        let e = BodyFormat::parse("envelope").unwrap_err();
+        assert!(e.message.contains("'data' or 'array'"), "{}", e.message);
     }
 }

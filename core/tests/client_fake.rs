@@ -12,6 +12,7 @@ use common::{client, config, never, records, Fake, KEY, TABLE};
 use qobra_sync_core::client::{ApiKey, PushError, QobraClient, BODY_LIMIT};
 use qobra_sync_core::imports::ImportState;
 use qobra_sync_core::retry::TransportKind;
+use qobra_sync_core::wire::BodyFormat;
 use qobra_sync_core::{Error, SqlState};
 use serde_json::json;
 use std::cell::RefCell;
@@ -955,7 +956,9 @@ fn a_413_is_too_large_and_not_retried() {
     let fake = Fake::start();
     let client = client(&fake.url());
     let big = Bytes::from(serde_json::to_vec(&records(50)).unwrap());
-    fake.settings(json!({"max_body_bytes": big.len() - 1}));
+    // The request's body is the records framed as `{"data": …}`.
+    let body_len = big.len() + BodyFormat::Data.overhead();
+    fake.settings(json!({"max_body_bytes": body_len - 1}));
     let err = client
         .post_records(TABLE, true, 0, big.clone(), &never)
         .unwrap_err();
@@ -967,14 +970,14 @@ fn a_413_is_too_large_and_not_retried() {
     let log = fake.requests();
     assert_eq!(log.len(), 1, "not retried");
     assert_eq!(log[0]["status"], 413);
-    assert_eq!(log[0]["body_bytes"], big.len());
+    assert_eq!(log[0]["body_bytes"], body_len);
     let e = Error::from(err);
     assert!(e.message.contains("413"), "{}", e.message);
     assert!(e.hint.unwrap().contains("batch_rows"));
     fake.flush();
     assert!(fake.ids(TABLE).is_empty(), "nothing stored");
     // A body within the limit goes through.
-    fake.settings(json!({"max_body_bytes": big.len()}));
+    fake.settings(json!({"max_body_bytes": body_len}));
     client.post_records(TABLE, true, 0, big, &never).unwrap();
     fake.flush();
     assert_eq!(fake.ids(TABLE).len(), 50);

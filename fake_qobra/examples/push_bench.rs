@@ -57,7 +57,7 @@ fn main() {
     let bodies: Vec<Vec<u8>> = (0..rows.div_ceil(batch))
         .map(|b| {
             let recs: Vec<String> = (b * batch..rows.min((b + 1) * batch)).map(record).collect();
-            format!("[{}]", recs.join(",")).into_bytes()
+            format!("{{\"data\":[{}]}}", recs.join(",")).into_bytes()
         })
         .collect();
     let bytes: usize = bodies.iter().map(Vec::len).sum();

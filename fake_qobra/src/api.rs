@@ -3,7 +3,8 @@
 
 use crate::fields::{FieldType, UserKey};
 use crate::message::{Request, Response};
-use crate::store::{count_objects, Store};
+use crate::settings::BodyFormat;
+use crate::store::{records_of, Store};
 use serde_json::{json, Map, Value};
 
 /// Largest page the reporting endpoint serves.
@@ -13,15 +14,16 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Currency reported with amounts (the fake does not model currencies).
 pub const CURRENCY: &str = "EUR";
 
-/// Routes a public API request; also returns the number of records pushed, if any.
-pub fn handle(store: &Store, mut req: Request) -> (Response, Option<usize>) {
+/// Routes a public API request (bulk bodies of shape `format`); also returns the number of
+/// records pushed, if any.
+pub fn handle(store: &Store, format: BodyFormat, mut req: Request) -> (Response, Option<usize>) {
     let segs = req.segments();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method.as_str();
     match (method, segs.as_slice()) {
         ("POST", ["v1", "tables", key, "records", "bulk"]) => {
             let key = key.to_string();
-            bulk(store, &key, &mut req)
+            bulk(store, format, &key, &mut req)
         }
         ("GET", ["v1", "imports", id]) => (import_status(store, id), None),
         ("GET", ["v2", "reporting", key, "records"]) => (reporting(store, key, &req), None),
@@ -34,8 +36,14 @@ pub fn handle(store: &Store, mut req: Request) -> (Response, Option<usize>) {
     }
 }
 
-/// `POST /v1/tables/{key}/records/bulk?all=&debounce=`: queues the records for import.
-fn bulk(store: &Store, key: &str, req: &mut Request) -> (Response, Option<usize>) {
+/// `POST /v1/tables/{key}/records/bulk?all=&debounce=`: queues the records for import. A body
+/// of another shape than `format` is refused (400), as a malformed body would be.
+fn bulk(
+    store: &Store,
+    format: BodyFormat,
+    key: &str,
+    req: &mut Request,
+) -> (Response, Option<usize>) {
     if store.table(key).is_none() {
         return (
             Response::detail(404, format!("Data table '{key}' not found")),
@@ -57,14 +65,11 @@ fn bulk(store: &Store, key: &str, req: &mut Request) -> (Response, Option<usize>
             }
         },
     };
-    let count = match count_objects(&req.body) {
-        Ok(n) => n,
-        Err(e) => {
-            let msg = format!("Body must be a JSON array of objects: {e}");
-            return (Response::detail(400, msg), None);
-        }
+    let (records, count) = match records_of(&req.body, format) {
+        Ok((array, n)) => (array.to_vec(), n),
+        Err(msg) => return (Response::detail(400, msg), None),
     };
-    let id = store.enqueue(key, all, debounce, std::mem::take(&mut req.body));
+    let id = store.enqueue(key, all, debounce, records);
     (
         Response::json(200, &json!({ "import_id": id })),
         Some(count),

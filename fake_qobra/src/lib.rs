@@ -27,4 +27,5 @@ pub mod store;
 pub mod tls;
 
 pub use server::{Options, Server};
+pub use settings::BodyFormat;
 pub use tls::Tls;

@@ -1,6 +1,6 @@
 //! `fake-qobra`: runs the fake Qobra server until SIGTERM, SIGINT or `POST /_fake/shutdown`.
 
-use fake_qobra::{Options as ServerOptions, Server, Tls};
+use fake_qobra::{BodyFormat, Options as ServerOptions, Server, Tls};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,13 +9,16 @@ use std::time::Duration;
 /// Command-line usage.
 const USAGE: &str = "usage: fake-qobra --listen 127.0.0.1:0 --api-key KEY [--port-file PATH]
                   [--tls-cert PATH --tls-key PATH] [--latency-ms N] [--max-body-bytes N]
+                  [--body-format data|array]
   --listen ADDR          loopback address and port to listen on (port 0 picks one)
   --api-key KEY          the key clients must send in X-API-Key (or set FAKE_QOBRA_API_KEY)
   --port-file PATH       write the bound port to PATH once listening
   --tls-cert PATH        serve HTTPS with this PEM certificate chain (needs --tls-key)
   --tls-key PATH         the PEM private key of --tls-cert
   --latency-ms N         answer every public request N ms after it arrived
-  --max-body-bytes N     answer 413 to a bulk request whose body is larger than N bytes";
+  --max-body-bytes N     answer 413 to a bulk request whose body is larger than N bytes
+  --body-format F        the shape bulk bodies must have: data ({\"data\": [records]},
+                         the default) or array (a bare array); the other is refused (400)";
 
 /// Parsed command-line options.
 struct Options {
@@ -25,6 +28,7 @@ struct Options {
     tls: Option<(String, String)>,
     latency_ms: u64,
     max_body_bytes: Option<u64>,
+    body_format: BodyFormat,
 }
 
 /// Parses the command line (and FAKE_QOBRA_API_KEY as a fallback for the key).
@@ -35,6 +39,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut latency_ms = 0;
     let mut max_body_bytes = None;
+    let mut body_format = BodyFormat::default();
     let number = |name: &str, v: String| {
         v.parse::<u64>()
             .map_err(|_| format!("{name} needs a non-negative integer, got '{v}'"))
@@ -59,6 +64,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--tls-key" => tls_key = Some(value()?),
             "--latency-ms" => latency_ms = number(&name, value()?)?,
             "--max-body-bytes" => max_body_bytes = Some(number(&name, value()?)?),
+            "--body-format" => {
+                let v = value()?;
+                body_format = BodyFormat::from_name(&v)
+                    .ok_or(format!("--body-format is data or array, not '{v}'"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -77,6 +87,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         tls,
         latency_ms,
         max_body_bytes,
+        body_format,
     })
 }
 
@@ -106,6 +117,7 @@ fn main() -> ExitCode {
         tls,
         latency: Duration::from_millis(opts.latency_ms),
         max_body_bytes: opts.max_body_bytes,
+        body_format: opts.body_format,
     };
     let mut server = match Server::start_with(&opts.listen, &opts.api_key, options) {
         Ok(s) => s,

@@ -3,7 +3,7 @@
 //! by one thread; the `Server` handle that starts and stops it.
 
 use crate::service;
-use crate::settings::Initial;
+use crate::settings::{BodyFormat, Initial};
 use crate::socket::Socket;
 use crate::state::Shared;
 use crate::store::Store;
@@ -36,6 +36,8 @@ pub struct Options {
     pub latency: Duration,
     /// A bulk request with a larger body is answered 413.
     pub max_body_bytes: Option<u64>,
+    /// The shape bulk bodies must have.
+    pub body_format: BodyFormat,
 }
 /// Most runtime threads: the fake serves a handful of clients at a time.
 const MAX_WORKERS: usize = 4;
@@ -89,6 +91,7 @@ impl Server {
         let initial = Initial {
             latency: options.latency,
             max_body_bytes: options.max_body_bytes,
+            body_format: options.body_format,
         };
         let acceptor = options.tls.as_ref().map(Tls::acceptor);
         let shared = Arc::new(Shared::new(

@@ -15,7 +15,7 @@ use crate::message::{Request, Response, MAX_BODY};
 use crate::reqlog::Entry;
 use crate::socket::Ending;
 use crate::state::Shared;
-use crate::store::count_objects;
+use crate::store::records_of;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -138,7 +138,9 @@ async fn respond(
     entry.body_bytes = body.len();
     // Handled bulk requests are counted by their handler; faulted ones here.
     if !handled && is_bulk {
-        entry.records = count_objects(&body).ok();
+        entry.records = records_of(&body, shared.settings.body_format())
+            .ok()
+            .map(|(_, n)| n);
     }
     let req = Request {
         method: parts.method.as_str().to_string(),
@@ -281,7 +283,7 @@ fn route(shared: &Shared, req: Request, key_valid: bool) -> (Response, Option<us
     if !key_valid {
         return (Response::detail(401, "Invalid API key"), None);
     }
-    crate::api::handle(&shared.store, req)
+    crate::api::handle(&shared.store, shared.settings.body_format(), req)
 }
 
 /// Turns a response into what hyper sends; the entry is logged once the body is sent

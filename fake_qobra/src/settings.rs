@@ -1,5 +1,5 @@
 //! Settings that change how the public API answers (`--latency-ms`, `--max-body-bytes`,
-//! `PUT /_fake/settings`) and the counters `GET /_fake/stats` reports (requests in flight,
+//! `--body-format`, `PUT /_fake/settings`) and the counters `GET /_fake/stats` reports (requests in flight,
 //! connections, failed TLS handshakes).
 //!
 //! Both are read or bumped on every request, so they are plain atomics: no lock on the
@@ -20,6 +20,36 @@ pub struct Initial {
     pub latency: Duration,
     /// A bulk request with a larger body is answered 413 (`None`: no limit but the fake's own).
     pub max_body_bytes: Option<u64>,
+    /// The shape bulk bodies must have.
+    pub body_format: BodyFormat,
+}
+
+/// The shape of a bulk request's body the fake takes; the other one is refused with a 400, as
+/// Qobra refuses a malformed body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `{"data": [records]}`, the shape of Qobra's other v1 bulk endpoints.
+    #[default]
+    Data,
+    /// A bare JSON array of records.
+    Array,
+}
+
+impl BodyFormat {
+    /// The format's name (`data`, `array`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyFormat::Data => "data",
+            BodyFormat::Array => "array",
+        }
+    }
+
+    /// The format named `name`.
+    pub fn from_name(name: &str) -> Option<BodyFormat> {
+        [BodyFormat::Data, BodyFormat::Array]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// The settings in force.
@@ -27,6 +57,8 @@ pub struct Settings {
     initial: Initial,
     latency_ms: AtomicU64,
     max_body_bytes: AtomicU64,
+    /// 0 = data, 1 = array.
+    body_format: AtomicU64,
 }
 
 impl Settings {
@@ -36,6 +68,7 @@ impl Settings {
             initial,
             latency_ms: AtomicU64::new(0),
             max_body_bytes: AtomicU64::new(NO_LIMIT),
+            body_format: AtomicU64::new(0),
         };
         settings.reset();
         settings
@@ -49,6 +82,24 @@ impl Settings {
             self.initial.max_body_bytes.unwrap_or(NO_LIMIT),
             Ordering::Relaxed,
         );
+        self.set_body_format(self.initial.body_format);
+    }
+
+    /// The shape bulk bodies must have now.
+    pub fn body_format(&self) -> BodyFormat {
+        match self.body_format.load(Ordering::Relaxed) {
+            0 => BodyFormat::Data,
+            _ => BodyFormat::Array,
+        }
+    }
+
+    /// Sets the shape bulk bodies must have.
+    fn set_body_format(&self, format: BodyFormat) {
+        let n = match format {
+            BodyFormat::Data => 0,
+            BodyFormat::Array => 1,
+        };
+        self.body_format.store(n, Ordering::Relaxed);
     }
 
     /// How long after its arrival a public request is answered.
@@ -64,20 +115,24 @@ impl Settings {
         }
     }
 
-    /// The settings as JSON: `{"latency_ms": N, "max_body_bytes": M | null}`.
+    /// The settings as JSON: `{"latency_ms": N, "max_body_bytes": M | null, "body_format":
+    /// "data" | "array"}`.
     pub fn to_json(&self) -> Value {
         json!({
             "latency_ms": self.latency_ms.load(Ordering::Relaxed),
             "max_body_bytes": self.max_body_bytes(),
+            "body_format": self.body_format().name(),
         })
     }
 
-    /// Applies `{"latency_ms": N, "max_body_bytes": M | null}` (either key may be left out;
-    /// a null limit removes it). Nothing changes when any part is invalid.
+    /// Applies `{"latency_ms": N, "max_body_bytes": M | null, "body_format": "data" |
+    /// "array"}` (any key may be left out; a null limit removes it). Nothing changes when any
+    /// part is invalid.
     pub fn update(&self, doc: &Value) -> Result<(), String> {
         let obj = doc.as_object().ok_or("settings must be a JSON object")?;
         let mut latency = None;
         let mut limit = None;
+        let mut format = None;
         for (key, value) in obj {
             match key.as_str() {
                 "latency_ms" => {
@@ -96,6 +151,14 @@ impl Settings {
                             .ok_or("max_body_bytes must be a non-negative integer or null")?,
                     })
                 }
+                "body_format" => {
+                    format = Some(
+                        value
+                            .as_str()
+                            .and_then(BodyFormat::from_name)
+                            .ok_or("body_format must be \"data\" or \"array\"")?,
+                    )
+                }
                 other => return Err(format!("unknown setting '{other}'")),
             }
         }
@@ -104,6 +167,9 @@ impl Settings {
         }
         if let Some(n) = limit {
             self.max_body_bytes.store(n, Ordering::Relaxed);
+        }
+        if let Some(f) = format {
+            self.set_body_format(f);
         }
         Ok(())
     }
@@ -183,13 +249,19 @@ mod tests {
         let s = Settings::new(Initial {
             latency: Duration::from_millis(5),
             max_body_bytes: None,
+            body_format: BodyFormat::Array,
         });
         assert_eq!(
             s.to_json(),
-            json!({"latency_ms": 5, "max_body_bytes": null})
+            json!({"latency_ms": 5, "max_body_bytes": null, "body_format": "array"})
         );
-        s.update(&json!({"max_body_bytes": 100})).unwrap();
-        assert_eq!(s.to_json(), json!({"latency_ms": 5, "max_body_bytes": 100}));
+        s.update(&json!({"max_body_bytes": 100, "body_format": "data"}))
+            .unwrap();
+        assert_eq!(
+            s.to_json(),
+            json!({"latency_ms": 5, "max_body_bytes": 100, "body_format": "data"})
+        );
+        assert!(s.update(&json!({"body_format": "xml"})).is_err());
         assert!(s.update(&json!({"latency_ms": 9, "x": 1})).is_err());
         assert!(s.update(&json!({"latency_ms": -1})).is_err());
         assert!(s.update(&json!([1])).is_err());
@@ -200,7 +272,7 @@ mod tests {
         s.reset();
         assert_eq!(
             s.to_json(),
-            json!({"latency_ms": 5, "max_body_bytes": null})
+            json!({"latency_ms": 5, "max_body_bytes": null, "body_format": "array"})
         );
     }
 

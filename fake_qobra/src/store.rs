@@ -7,6 +7,7 @@
 
 use crate::clock::now_rfc3339;
 use crate::fields::{RawRecord, TableDef};
+use crate::settings::BodyFormat;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -379,6 +380,33 @@ pub fn upsert(records: &mut BTreeMap<String, Box<str>>, id: String, text: String
                 .into_boxed_str();
         }
     }
+}
+
+/// The records of a bulk body of shape `format`: the JSON array of objects it holds (the
+/// body itself, or its `data`) and how many objects that is; or why the body does not have
+/// that shape.
+pub fn records_of(body: &[u8], format: BodyFormat) -> Result<(&[u8], usize), String> {
+    let array = match format {
+        BodyFormat::Array => body,
+        BodyFormat::Data => {
+            let envelope: Envelope = serde_json::from_slice(body)
+                .map_err(|e| format!("Body must be a JSON object {{\"data\": [records]}}: {e}"))?;
+            envelope.data.get().as_bytes()
+        }
+    };
+    let count = count_objects(array).map_err(|e| match format {
+        BodyFormat::Array => format!("Body must be a JSON array of objects: {e}"),
+        BodyFormat::Data => format!("\"data\" must be a JSON array of objects: {e}"),
+    })?;
+    Ok((array, count))
+}
+
+/// `{"data": …}`, nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
 }
 
 /// Checks that a body is a JSON array of objects without building it; returns

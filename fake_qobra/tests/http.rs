@@ -1,6 +1,6 @@
 //! End-to-end tests: a real server on a free loopback port, a real HTTP client.
 
-use fake_qobra::Server;
+use fake_qobra::{BodyFormat, Options, Server};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -14,9 +14,19 @@ struct Fake {
 }
 
 impl Fake {
-    /// Starts a server on a free port.
+    /// Starts a server on a free port that takes bare arrays, as most tests write them (the
+    /// `{"data": …}` shape, the fake's default, has tests of its own).
     fn start() -> Fake {
-        let server = Server::start("127.0.0.1:0", KEY).expect("start server");
+        Fake::start_taking(BodyFormat::Array)
+    }
+
+    /// Starts a server on a free port that takes bulk bodies of shape `format`.
+    fn start_taking(body_format: BodyFormat) -> Fake {
+        let options = Options {
+            body_format,
+            ..Default::default()
+        };
+        let server = Server::start_with("127.0.0.1:0", KEY, options).expect("start server");
         let http = Client::builder()
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
@@ -1168,4 +1178,72 @@ fn raw_injected_headers_keep_their_case() {
     assert!(head.contains("\r\nX-Why: tests\r\n"), "{head}");
     assert!(head.contains("\r\nContent-Length: 4\r\n"), "{head}");
     assert_eq!(body, b"slow");
+}
+
+/// By default the fake takes `{"data": [records]}`, Qobra's shape on its other bulk endpoints,
+/// and refuses a bare array as Qobra refuses a malformed body (400, JSON error); started (or
+/// set) to take bare arrays, it refuses the envelope. Either way the records land the same.
+#[test]
+fn bulk_bodies_have_the_shape_the_fake_is_set_to() {
+    let f = Fake::start_taking(BodyFormat::default());
+    f.define_deals();
+    let records = deals("d", 2);
+    let refused = f.push("deals", "all=true&debounce=0", &records);
+    assert_eq!(refused.status().as_u16(), 400);
+    let (_, doc) = json_of(refused);
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains(r#"{"data": [records]}"#),
+        "{doc}"
+    );
+    for extra in [
+        json!({"data": records.clone(), "more": 1}),
+        json!({"data": {"id": "1"}}),
+        json!(records.clone()),
+    ] {
+        assert_eq!(
+            f.push("deals", "debounce=0", &extra).status().as_u16(),
+            400,
+            "{extra}"
+        );
+    }
+    let id = f.push_ok(
+        "deals",
+        "all=true&debounce=0",
+        &json!({"data": records.clone()}),
+    );
+    f.control("POST", "/_fake/imports/flush", None);
+    assert_eq!(f.import(&id)["status"], "finished");
+    assert_eq!(f.records("deals").len(), 2);
+
+    let (status, settings) = f.control(
+        "PUT",
+        "/_fake/settings",
+        Some(json!({"body_format": "array"})),
+    );
+    assert_eq!(
+        (status, settings["body_format"].clone()),
+        (200, json!("array"))
+    );
+    assert_eq!(
+        f.push("deals", "debounce=0", &json!({"data": records.clone()}))
+            .status()
+            .as_u16(),
+        400
+    );
+    f.push_ok("deals", "all=true&debounce=0", &records);
+    let (status, _) = f.control(
+        "PUT",
+        "/_fake/settings",
+        Some(json!({"body_format": "envelope"})),
+    );
+    assert_eq!(status, 400);
+    f.control("POST", "/_fake/reset", None);
+    let (_, settings) = f.control("GET", "/_fake/settings", None);
+    assert_eq!(
+        settings["body_format"], "data",
+        "reset restores the shape the fake started with"
+    );
 }

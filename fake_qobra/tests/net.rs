@@ -2,7 +2,7 @@
 //! latency and the count of requests in flight, the body limit, and answers that misbehave
 //! (`drip`, `huge`).
 
-use fake_qobra::{Options, Server, Tls};
+use fake_qobra::{BodyFormat, Options, Server, Tls};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -39,6 +39,14 @@ fn https_client(ca: Option<&str>) -> Client {
     builder.build().expect("client")
 }
 
+/// Server options taking bare arrays, as these tests write bodies.
+fn array_bodies() -> Options {
+    Options {
+        body_format: BodyFormat::Array,
+        ..Default::default()
+    }
+}
+
 /// A plain HTTP client.
 fn http_client() -> Client {
     https_client(None)
@@ -46,7 +54,7 @@ fn http_client() -> Client {
 
 /// A fake on a free loopback port (stopped when dropped), its base URL, and a client for it.
 fn plain_server() -> (Server, String, Client) {
-    let server = Server::start("127.0.0.1:0", KEY).expect("start");
+    let server = Server::start_with("127.0.0.1:0", KEY, array_bodies()).expect("start");
     let base = server.url();
     (server, base, http_client())
 }
@@ -132,7 +140,7 @@ fn https_serves_with_the_certificate_given() {
         KEY,
         Options {
             tls: Some(tls),
-            ..Default::default()
+            ..array_bodies()
         },
     )
     .expect("start");
@@ -193,7 +201,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The binary's flags: HTTPS from PEM files, latency and the body limit.
+/// The binary's flags: HTTPS from PEM files, latency, the body limit and the body's shape.
 #[test]
 fn binary_flags_for_tls_latency_and_body_limit() {
     use std::io::BufRead;
@@ -208,7 +216,13 @@ fn binary_flags_for_tls_latency_and_body_limit() {
         .arg(&cert_path)
         .arg("--tls-key")
         .arg(&key_path)
-        .args(["--latency-ms", "300", "--max-body-bytes=1000"])
+        .args([
+            "--latency-ms",
+            "300",
+            "--max-body-bytes=1000",
+            "--body-format",
+            "array",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -226,7 +240,10 @@ fn binary_flags_for_tls_latency_and_body_limit() {
     let http = https_client(Some(&ca));
     let (status, settings) = control(&http, &base, "GET", "/_fake/settings", None);
     assert_eq!(status, 200);
-    assert_eq!(settings, json!({"latency_ms": 300, "max_body_bytes": 1000}));
+    assert_eq!(
+        settings,
+        json!({"latency_ms": 300, "max_body_bytes": 1000, "body_format": "array"})
+    );
     define(&http, &base);
     let started = Instant::now();
     let (status, _) = push(&http, &base, &records(2));
@@ -324,7 +341,7 @@ fn max_in_flight_counts_concurrent_requests() {
         KEY,
         Options {
             latency: Duration::from_millis(300),
-            ..Default::default()
+            ..array_bodies()
         },
     )
     .expect("start");

@@ -1,18 +1,20 @@
-//! Destination: `set_destination`.
+//! Destination: `set_destination`, `check_destination`.
 
-use super::writes;
+use super::{reads, writes};
 use crate::pg::error::OrRaise;
 use crate::registry::destination;
 use pgrx::prelude::*;
 use qobra_sync_core::destination::DEFAULT_BASE_URL;
+use qobra_sync_core::wire::BodyFormat;
 
-/// Sets Qobra's API key and base URL (superuser only). The key is never shown again; it may be
-/// NULL when `qobra_sync.api_key_file` provides it.
+/// Sets Qobra's API key and base URL (superuser only), and how requests frame their records.
+/// The key is never shown again; it may be NULL when `qobra_sync.api_key_file` provides it.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn set_destination(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
+    body_format: default!(Option<&str>, "'data'"),
 ) {
     if api_key.is_some() {
         // First of all, so that even a call refused below is kept out of the log and of
@@ -20,5 +22,28 @@ fn set_destination(
         crate::pg::log_filter::passing_secret("set_destination()").or_raise();
     }
     let _entered = writes("set_destination()").or_raise();
-    destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL)).or_raise()
+    let body_format = body_format.unwrap_or(BodyFormat::default().as_str());
+    destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL), body_format).or_raise()
+}
+
+/// Whether the destination can be reached and takes the key, by requests that change nothing
+/// in Qobra: the destination set, the address resolved, the connection (TLS verified, through
+/// the proxy), the key accepted, the body format.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn check_destination() -> TableIterator<
+    'static,
+    (
+        name!(check_name, String),
+        name!(ok, bool),
+        name!(detail, String),
+    ),
+> {
+    let _entered = reads("check_destination()").or_raise();
+    let findings = crate::registry::client::check(&crate::pg::deadline::must_stop);
+    TableIterator::new(
+        findings
+            .into_iter()
+            .map(|f| (f.name.to_owned(), f.ok, f.detail)),
+    )
 }

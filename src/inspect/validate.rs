@@ -340,17 +340,32 @@ fn reader_read_only(subject: &Subject, _: &mut Facts) -> Vec<Check> {
     vec![check]
 }
 
-/// Whether a destination is set.
+/// Whether a destination is set, and whether it can be reached and takes the key (what
+/// `check_destination()` finds, in one row).
 fn destination_set(_: &Subject, _: &mut Facts) -> Vec<Check> {
     const NAME: &str = "destination set";
-    vec![match registry::destination::is_set() {
-        Ok(true) => Check::new(NAME, true, "qobra_sync.set_destination() was called"),
-        _ => Check::new(
+    const REACHABLE: &str = "destination reachable";
+    let findings = registry::client::check(&crate::pg::deadline::must_stop);
+    let Some((set, reach)) = findings.split_first().filter(|(set, _)| set.ok) else {
+        return vec![Check::new(
             NAME,
             false,
             "call qobra_sync.set_destination(api_key) before the first push",
+        )];
+    };
+    let reachable = match reach.iter().find(|f| !f.ok) {
+        Some(failed) => Check::new(
+            REACHABLE,
+            false,
+            format!("{}: {}", failed.name, failed.detail),
         ),
-    }]
+        None => Check::new(
+            REACHABLE,
+            true,
+            "Qobra's API answers and accepts the key (see qobra_sync.check_destination())",
+        ),
+    };
+    vec![Check::new(NAME, true, set.detail.clone()), reachable]
 }
 
 /// What reading the snapshot as the reader finds — when the mapping, the filter and the reader

@@ -37,11 +37,12 @@ use crate::pg::entry;
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::spi::first_value;
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use qobra_sync_core::secret::{
     calls_secret_function, calls_secret_function_directly, executed_statements,
     mentions_secret_function, redact, secret_words,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 
 /// The `funcname` of every error qobra_sync raises (see `error::raise`).
@@ -55,12 +56,18 @@ const ACTIVITY_NOTE: &str = "-- statement hidden: it passes a secret to qobra_sy
 const DETAIL_NOTE: &str = "(detail not logged: the statement passes a secret to qobra_sync)";
 
 static mut PREVIOUS: pg_sys::emit_log_hook_type = None;
+static mut PREVIOUS_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
 
-/// Puts the filter in front of PostgreSQL's log output (from `_PG_init`, once per process).
+/// Puts the filter in front of PostgreSQL's log output, and the check of hidden statements
+/// after parse analysis (from `_PG_init`, once per process).
 pub fn install() {
+    // SAFETY: _PG_init runs once per process, before any query: the hooks are chained as
+    // PostgreSQL expects, each keeping the one installed before it.
     unsafe {
         PREVIOUS = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(filter);
+        PREVIOUS_ANALYZE = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(after_analysis);
     }
 }
 
@@ -68,6 +75,12 @@ pub fn install() {
 unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
     // Never unwind into PostgreSQL's error machinery: a failure here leaves the message alone.
     let _ = std::panic::catch_unwind(|| unsafe {
+        if RELOGGING.with(Cell::get) {
+            // A line of our own: its message is the statement to log, without the query
+            // string PostgreSQL would add (a LOG line gets a STATEMENT: line).
+            (*edata).hide_stmt = true;
+            return;
+        }
         let evidence = match (*edata).elevel >= pgrx::PgLogLevel::ERROR as i32 {
             true => Evidence::Name,
             false => Evidence::Call,
@@ -87,7 +100,104 @@ thread_local! {
     /// The query string during which a function whose arguments are secret ran, and when it
     /// started: it stays secret until it ends, whatever it prepared or deallocated meanwhile.
     static RAN_SECRET: RefCell<Option<(String, pg_sys::TimestampTz)>> = const { RefCell::new(None) };
+    /// The query string whose `log_statement` line the filter hid, and when it started: its
+    /// statements are looked at again once analysed.
+    static HIDDEN: RefCell<Option<(String, pg_sys::TimestampTz)>> = const { RefCell::new(None) };
+    /// Set while the filter writes a line of its own, which it lets through.
+    static RELOGGING: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The post-parse-analysis hook: a statement of a query string whose `log_statement` line was
+/// hidden is logged after all, unless it really calls one of qobra_sync's functions whose
+/// arguments are secret. The line was hidden before PostgreSQL resolved any name (it logs
+/// statements before analysing them); now the function the statement calls is known, so a
+/// function of someone else's named `set_destination`, and the other statements of the query
+/// string, hide nothing from an audit trail.
+#[pg_guard]
+unsafe extern "C-unwind" fn after_analysis(
+    pstate: *mut pg_sys::ParseState,
+    query: *mut pg_sys::Query,
+    jstate: *mut pg_sys::JumbleState,
+) {
+    // SAFETY: the hook's arguments come from PostgreSQL, valid for this call; the previous
+    // hook is called with them unchanged.
+    unsafe {
+        if let Some(previous) = PREVIOUS_ANALYZE {
+            previous(pstate, query, jstate);
+        }
+        if let Some(statement) = hidden_statement(pstate, query) {
+            // A utility statement (DO, EXECUTE, CREATE FUNCTION) is not resolved by analysis:
+            // what its words name is all there is to go by.
+            let holds_secret = match (*query).commandType == pg_sys::CmdType::CMD_UTILITY {
+                true => calls_secret_function(&statement) || executes_secret(&statement),
+                false => calls_secret_function(&statement) && calls_ours(query),
+            };
+            if !holds_secret {
+                RELOGGING.with(|r| r.set(true));
+                pgrx::log!("statement: {statement}");
+                RELOGGING.with(|r| r.set(false));
+            }
+        }
+    }
+}
+
+/// The text of the statement being analysed, when it belongs to the query string whose
+/// `log_statement` line was hidden (a statement qobra_sync's own SQL or a function runs has
+/// other text).
+unsafe fn hidden_statement(
+    pstate: *mut pg_sys::ParseState,
+    query: *mut pg_sys::Query,
+) -> Option<String> {
+    let hidden = HIDDEN.with_borrow(|h| h.clone())?;
+    if hidden.1 != query_started() {
+        return None;
+    }
+    // SAFETY: p_sourcetext is the NUL-terminated query string being analysed (or null).
+    let source = unsafe { (*pstate).p_sourcetext };
+    if source.is_null() {
+        return None;
+    }
+    let source = unsafe { CStr::from_ptr(source) }.to_string_lossy();
+    if source != hidden.0 {
+        return None;
+    }
+    // SAFETY: query points at the Query being analysed.
+    let (at, len) = unsafe { ((*query).stmt_location, (*query).stmt_len) };
+    let start = usize::try_from(at).unwrap_or(0).min(source.len());
+    let end = match len {
+        0 => source.len(),
+        n => (start + n as usize).min(source.len()),
+    };
+    source.get(start..end).map(|s| s.trim().to_owned())
+}
+
+/// Whether an analysed statement calls one of qobra_sync's functions whose arguments are
+/// secret (by OID, as PostgreSQL resolved the names).
+unsafe fn calls_ours(query: *mut pg_sys::Query) -> bool {
+    let ours: Vec<pg_sys::Oid> = SECRET_SIGNATURES
+        .iter()
+        .filter_map(|signature| {
+            // SAFETY: to_regprocedure takes one text argument and returns NULL when the
+            // function does not exist.
+            unsafe {
+                pgrx::direct_function_call::<pg_sys::Oid>(
+                    pg_sys::to_regprocedure,
+                    &[signature.into_datum()],
+                )
+            }
+        })
+        .collect();
+    // SAFETY: nodeToString reads the tree and returns a palloc'd string.
+    let tree = unsafe { CStr::from_ptr(pg_sys::nodeToString(query.cast())) }.to_string_lossy();
+    ours.iter()
+        .any(|oid| tree.contains(&format!(":funcid {} ", oid.to_u32())))
+}
+
+/// The SQL functions whose arguments are secret, by signature.
+const SECRET_SIGNATURES: &[&str] = &[
+    "qobra_sync.set_destination(text,text,text)",
+    "qobra_sync.reader_from_service_account(jsonb)",
+];
 
 /// When the query string being run started (the same for all its statements, a new time for
 /// the next one even if its text is the same).
@@ -129,9 +239,7 @@ fn secret_statement(evidence: Evidence) -> Option<String> {
         Evidence::Name => mentions_secret_function(&text),
     };
     let secret = in_text
-        || executed_statements(&text)
-            .iter()
-            .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)))
+        || executes_secret(&text)
         || RAN_SECRET.with_borrow(|ran| {
             ran.as_ref()
                 .is_some_and(|(ran, at)| *ran == text && *at == query_started())
@@ -183,6 +291,14 @@ pub fn passing_secret(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether SQL text runs (`EXECUTE name`) a statement the session prepared that calls a
+/// function whose arguments are secret.
+fn executes_secret(text: &str) -> bool {
+    executed_statements(text)
+        .iter()
+        .any(|name| prepared_from(name).is_some_and(|sql| calls_secret_function(&sql)))
+}
+
 /// The text the session's prepared statement `name` was prepared from, if there is one (a
 /// lookup in the session's own table: no catalog, no allocation in PostgreSQL).
 fn prepared_from(name: &str) -> Option<String> {
@@ -221,6 +337,10 @@ unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
             }
             let text = CStr::from_ptr(*field).to_string_lossy().into_owned();
             let replaced = if text.contains(statement.trim()) {
+                if edata.elevel < pgrx::PgLogLevel::ERROR as i32 {
+                    // A statement line (log_statement): looked at again once analysed.
+                    HIDDEN.with_borrow_mut(|h| *h = Some((statement.to_owned(), query_started())));
+                }
                 STATEMENT_NOTE.to_owned()
             } else {
                 redact(&text, &secrets)

@@ -7,11 +7,19 @@ use crate::pg::roles;
 use crate::pg::spi::{execute, first_value};
 use pgrx::JsonB;
 use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file};
+use qobra_sync_core::wire::BodyFormat;
+
+/// Where pushes go and how they authenticate and frame their records.
+pub struct Destination {
+    pub base_url: String,
+    pub api_key: String,
+    pub body_format: BodyFormat,
+}
 
 /// Stores the destination (superuser only). The key may be NULL when `qobra_sync.api_key_file`
 /// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
 /// server log by `log_filter`.
-pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
+pub fn set(api_key: Option<&str>, base_url: &str, body_format: &str) -> Result<()> {
     if !roles::caller_is_superuser() {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -30,10 +38,12 @@ pub fn set(api_key: Option<&str>, base_url: &str) -> Result<()> {
         None => {}
     }
     let base_url = check_base_url(base_url)?;
+    let body_format = BodyFormat::parse(body_format)?;
     execute(
-        "INSERT INTO qobra_sync.destination (singleton, base_url) VALUES (true, $1)
-             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, updated_at = pg_catalog.now()",
-        &[base_url.into()],
+        "INSERT INTO qobra_sync.destination (singleton, base_url, body_format) VALUES (true, $1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, body_format = excluded.body_format,
+                                                   updated_at = pg_catalog.now()",
+        &[base_url.into(), body_format.as_str().into()],
     )?;
     match api_key {
         Some(key) => execute(
@@ -62,17 +72,20 @@ fn key_file_configured() -> Result<bool> {
     Ok(pending.is_some_and(|file| !file.is_empty()))
 }
 
-/// Whether a destination is set.
-pub fn is_set() -> Result<bool> {
-    Ok(first_value::<bool>("SELECT true FROM qobra_sync.destination", &[])?.is_some())
+/// Where pushes take the key from, as messages name it.
+pub fn key_source() -> &'static str {
+    match gucs::text(&gucs::API_KEY_FILE).is_empty() {
+        true => "set_destination()",
+        false => "the file qobra_sync.api_key_file names",
+    }
 }
 
-/// The API base URL and key, or the error saying to set them. The key comes from the file
+/// The destination, or the error saying to set it. The key comes from the file
 /// `qobra_sync.api_key_file` names when it is set (read now, so a rotated key is used at once),
 /// else from `set_destination`.
-pub fn load() -> Result<(String, String)> {
+pub fn load() -> Result<Destination> {
     let json: Option<JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_array(d.base_url, k.api_key)
+        "SELECT pg_catalog.jsonb_build_array(d.base_url, k.api_key, d.body_format)
            FROM qobra_sync.destination d LEFT JOIN qobra_sync.destination_key k ON true",
         &[],
     )?;
@@ -88,16 +101,21 @@ pub fn load() -> Result<(String, String)> {
         .and_then(|x| x.as_str())
         .unwrap_or_default()
         .to_owned();
+    let body_format = BodyFormat::parse(v.get(2).and_then(|x| x.as_str()).unwrap_or_default())?;
+    let destination = |api_key| Destination {
+        base_url,
+        api_key,
+        body_format,
+    };
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if !key_file.is_empty() {
+        // SAFETY: geteuid only reads the process's effective user id.
         let server_uid = unsafe { libc::geteuid() };
-        return Ok((
-            base_url,
-            read_key_file(std::path::Path::new(&key_file), server_uid)?,
-        ));
+        let key = read_key_file(std::path::Path::new(&key_file), server_uid)?;
+        return Ok(destination(key));
     }
     match v.get(1).and_then(|x| x.as_str()) {
-        Some(key) => Ok((base_url, key.to_owned())),
+        Some(key) => Ok(destination(key.to_owned())),
         None => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, "no API key is set")
             .detail("No key is stored (set_destination() was called without one, or the database was restored from a dump, which never holds the key) and qobra_sync.api_key_file is not set.")
             .hint("Set qobra_sync.api_key_file to the file that holds the key, or call qobra_sync.set_destination(api_key).")),

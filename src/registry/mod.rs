@@ -1,6 +1,7 @@
 //! Registrations: storing, changing and reading back what is registered (`qobra_sync.registrations`),
 //! and the destination (`destination`).
 
+pub mod client;
 pub mod destination;
 
 use crate::pg::catalog::{self, describe_source};

@@ -5,7 +5,7 @@ use crate::pg::activity::show_wait;
 use crate::pg::deadline::must_stop;
 use crate::pg::error::{Error, Result};
 use crate::pg::spi::{first_value, writing};
-use crate::sync::client::client;
+use crate::registry::client::client;
 use pgrx::prelude::*;
 use qobra_sync_core::client::{PushError, QobraClient};
 use qobra_sync_core::error::quoted;

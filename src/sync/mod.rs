@@ -4,7 +4,6 @@
 //! `runs` keeps the run rows, `imports` follows Qobra's imports afterwards, `orphans` records
 //! the runs a rollback took away, and `worker` keeps every registration's schedule.
 
-pub mod client;
 pub mod imports;
 pub mod orphans;
 pub mod push;

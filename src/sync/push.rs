@@ -19,7 +19,7 @@ use crate::pg::reader::{as_reader, deadline_error};
 use crate::pg::roles;
 use crate::pg::shared;
 use crate::registry;
-use crate::sync::client::client;
+use crate::registry::client::client;
 use crate::sync::orphans;
 use crate::sync::runs;
 use crate::sync::snapshot::{self, ChunkLimits, Chunks};
@@ -323,7 +323,8 @@ fn decide(
     if decision != Decision::Push || !may_skip {
         return Ok(decision);
     }
-    census.fingerprint = snapshot::fingerprint(query, job.encoder)?;
+    let limits = ChunkLimits::from_settings(job.client.body_format().overhead());
+    census.fingerprint = snapshot::fingerprint(query, job.encoder, limits)?;
     outcome.fingerprint = census.fingerprint.clone();
     Ok(judge(&census, last, guards))
 }
@@ -334,7 +335,7 @@ fn decide(
 #[allow(clippy::result_large_err)]
 fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
     let encoding = snapshot::encoding_description(job.encoder);
-    let limits = ChunkLimits::from_settings();
+    let limits = ChunkLimits::from_settings(job.client.body_format().overhead());
     let settings = PushSettings {
         data_table_key: &job.reg.data_table_key,
         debounce_seconds: gucs::DEBOUNCE_SECONDS.get() as u32,

@@ -47,11 +47,15 @@ pub fn encoding_description(encoder: &RecordEncoder) -> String {
 /// without sending anything (used to skip unchanged snapshots); None when the push would leave
 /// a record out as larger than `batch_bytes`: such a snapshot is pushed, so that the run says
 /// so, and is never skipped.
-pub fn fingerprint(query: &str, encoder: &RecordEncoder) -> Result<Option<String>> {
+pub fn fingerprint(
+    query: &str,
+    encoder: &RecordEncoder,
+    limits: ChunkLimits,
+) -> Result<Option<String>> {
     Spi::connect(|_| {
         let limits = ChunkLimits {
             rows: 10_000,
-            ..ChunkLimits::from_settings()
+            ..limits
         };
         let mut chunks = Chunks::new(query.to_owned(), encoder, limits);
         let mut body = Vec::new();
@@ -83,17 +87,27 @@ pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
 pub struct ChunkLimits {
     /// Records per chunk (`qobra_sync.batch_rows`).
     pub rows: usize,
-    /// Bytes per chunk (`qobra_sync.batch_bytes`): a record larger than this alone is rejected.
+    /// Bytes per request (`qobra_sync.batch_bytes`): a record larger than this alone, framed,
+    /// is rejected.
     pub bytes: usize,
+    /// The bytes a request adds around its array of records (the destination's body format).
+    pub framing: usize,
 }
 
 impl ChunkLimits {
-    /// The limits `qobra_sync.batch_rows` and `qobra_sync.batch_bytes` set.
-    pub fn from_settings() -> ChunkLimits {
+    /// The limits `qobra_sync.batch_rows` and `qobra_sync.batch_bytes` set, for requests that
+    /// add `framing` bytes around their records.
+    pub fn from_settings(framing: usize) -> ChunkLimits {
         ChunkLimits {
             rows: gucs::BATCH_ROWS.get() as usize,
             bytes: gucs::BATCH_BYTES.get() as usize,
+            framing,
         }
+    }
+
+    /// The bytes a chunk's array of records may take.
+    fn room(&self) -> usize {
+        self.bytes.saturating_sub(self.framing)
     }
 }
 
@@ -136,7 +150,8 @@ impl<'a> Chunks<'a> {
             encoder,
             limits: ChunkLimits {
                 rows: limits.rows.max(1),
-                bytes: limits.bytes.max(64),
+                bytes: limits.bytes.max(64 + limits.framing),
+                framing: limits.framing,
             },
             learned_bytes: None,
             cursor: None,
@@ -153,7 +168,7 @@ impl<'a> Chunks<'a> {
     /// Where the current chunk closes, in bytes.
     fn close_at(&self) -> usize {
         self.learned_bytes
-            .map_or(self.limits.bytes, |b| b.min(self.limits.bytes))
+            .map_or(self.limits.room(), |b| b.min(self.limits.room()))
     }
 
     /// Rows to fetch next for a chunk that has `records` records: what fits in
@@ -279,15 +294,15 @@ impl Writer<'_> {
             return Next::More;
         }
         let len = out.len() - start;
-        // `[`, the record, `]`: a record that cannot fit even alone.
-        if len + 2 > self.limits.bytes {
+        // `[`, the record, `]`, framed: a record that cannot fit even alone.
+        if len + 2 > self.limits.room() {
             out.truncate(mark);
             // Its width still sizes the next fetches: wide rows are fetched few at a time.
             self.written.0 += 1;
             self.written.1 += len as u64;
             let reason = format!(
                 "the record is {len} bytes: a request holding it alone ({} bytes) is more than qobra_sync.batch_bytes ({} bytes)",
-                len + 2,
+                len + 2 + self.limits.framing,
                 self.limits.bytes
             );
             self.reject(values, reason, true);
@@ -419,9 +434,12 @@ mod tests {
     fn chunks_close_at_their_byte_limit_and_a_record_too_large_is_set_aside() {
         create_wide(300, 150, 20000);
         let encoder = wide_encoder();
+        // Requests framed as {"data": …}: the records' array gets what the framing leaves.
+        let framing = qobra_sync_core::wire::BodyFormat::Data.overhead();
         let limits = ChunkLimits {
             rows: 1000,
             bytes: 10_000,
+            framing,
         };
         let written = in_fresh_snapshot(|| {
             Spi::connect(|_| {
@@ -431,7 +449,7 @@ mod tests {
             })
         });
         let (written, rows_read, rejections) = written;
-        assert!(written.iter().all(|(len, _)| *len <= 10_000));
+        assert!(written.iter().all(|(len, _)| *len + framing <= 10_000));
         let (_, full) = written.split_last().unwrap();
         assert!(
             full.iter().all(|(len, _)| *len > 10_000 - 1000),
@@ -465,6 +483,7 @@ mod tests {
         let limits = ChunkLimits {
             rows: 20,
             bytes: 1 << 20,
+            framing: 0,
         };
         let written = in_fresh_snapshot(|| {
             Spi::connect(|_| {

@@ -103,6 +103,21 @@ def fake(fakes):
     return fakes[0]
 
 
+@pytest.fixture(params=["data", "array"])
+def each_body_format(request, cluster, fake):
+    """Runs a test once per body format: the fake takes only that shape (and refuses the other
+    with a 400), and the destination sends it. The default ('data') is set back afterwards."""
+    def destination(body_format):
+        with cluster.connect() as conn:
+            conn.execute("SELECT qobra_sync.set_destination(%s, %s, body_format => %s)",
+                         (fake.api_key, fake.base_url, body_format))
+    fake.settings(body_format=request.param)
+    destination(request.param)
+    yield request.param
+    destination("data")
+    fake.settings(body_format="data")
+
+
 @pytest.fixture
 def other_fake(fakes):
     """A second, independent fake, reset for this test."""

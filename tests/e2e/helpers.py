@@ -246,8 +246,10 @@ class FakeQobra:
         return self.control("POST", "/imports/flush")
 
     def bulk(self, key, records, all=False, debounce=0, api_key=None):
-        """Pushes records through the public API, as a client would; returns (status, body)."""
-        return self.call("POST", f"/v1/tables/{key}/records/bulk", records,
+        """Pushes records through the public API, as a client would (framed as the fake takes
+        them, `{"data": […]}` unless set otherwise); returns (status, body)."""
+        body = records if self.control("GET", "/settings")["body_format"] == "array" else {"data": records}
+        return self.call("POST", f"/v1/tables/{key}/records/bulk", body,
                          {"all": str(all).lower(), "debounce": debounce},
                          {"X-API-Key": api_key or self.api_key, "Content-Type": "application/json"})
 

@@ -9,6 +9,9 @@ import pytest
 
 from helpers import bulk_fault, sync_in_background, wait_for
 
+# Every test runs against both body formats (see conftest.each_body_format).
+pytestmark = pytest.mark.usefixtures("each_body_format")
+
 ROWS, BATCH = 30, 10  # three chunks
 
 

@@ -2,7 +2,12 @@
 supported type; unrepresentable rows are reported, never sent; filters and Qobra's own
 parsing errors."""
 
+import pytest
+
 from helpers import assert_same_records, comparable, expected_records
+
+# Every test runs against both body formats (see conftest.each_body_format).
+pytestmark = pytest.mark.usefixtures("each_body_format")
 
 EVERY_TYPE = """
 CREATE TABLE every_type (

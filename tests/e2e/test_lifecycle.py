@@ -400,6 +400,7 @@ def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters
     assert old_library, "scripts/e2e.sh builds the 0.1.0 library (QS_RELEASE_0_1_0)"
     install_release_script("0.1.0")
     fake.reset()
+    fake.settings(body_format="array")  # what 0.1.0 sends
     c = clusters("life-upgrade", f"dynamic_library_path = '{os.path.dirname(old_library)}:$libdir'")
     db = install(c, fake, version="0.1.0")
     assert db.value("SELECT extversion FROM pg_extension WHERE extname = 'qobra_sync'") == "0.1.0"
@@ -447,12 +448,21 @@ def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters
     assert db.rows("SELECT source::text, data_table_key, schedule, run_as FROM qobra_sync.tables") == regs
     assert db.value("SELECT owner FROM qobra_sync.tables") == "postgres"
     assert db.value("SELECT api_key_set FROM qobra_sync.destination_status")
+    # The destination keeps sending what it sent, until the DBA chooses otherwise.
+    assert db.value("SELECT body_format FROM qobra_sync.destination_status") == "array"
     scheduled = wait_runs(db, "upgraded", 1, finished=True, timeout=30)
     assert scheduled[0]["status"] in ("succeeded", "skipped"), scheduled
     db.rows("INSERT INTO upgraded VALUES (21, 'deal 21', 31.5)")
     run = db.sync("upgraded")
     assert run["status"] == "succeeded", run
     assert db.value("SELECT shape IS NOT NULL FROM qobra_sync.tables")
+    assert_holds_table(db, fake, key, "upgraded")
+    # The README's upgrade note: check, choose 'data', push once.
+    fake.settings(body_format="data")
+    assert db.sync("upgraded", force=True)["status"] == "failed", "a bare array is refused now"
+    db.rows("SELECT qobra_sync.set_destination(%s, %s, body_format => 'data')", (fake.api_key, fake.base_url))
+    assert all(c["ok"] for c in db.rows("SELECT * FROM qobra_sync.check_destination()"))
+    assert db.sync("upgraded", force=True)["status"] == "succeeded"
     assert_holds_table(db, fake, key, "upgraded")
     assert_no_error_loop(c, mark)
 

@@ -3,7 +3,9 @@ trusted through qobra_sync.ca_file; self-signed and wrong-host certificates fail
 key never sent), a real proxy (tinyproxy) through qobra_sync.https_proxy with its credentials
 shown nowhere, a proxy that refuses; and answers that misbehave (gigabytes, a slow drip)."""
 
+import http.server
 import shutil
+import threading
 
 import psycopg
 import pytest
@@ -221,3 +223,104 @@ def test_an_answer_that_drips_is_bounded_by_http_timeout_ms(db, fake, deals):
     assert 2 <= run["elapsed"] < 15, run["elapsed"]
     fake.flush()
     assert len(fake.records(deals)) == 20
+
+
+def checks(db):
+    """check_destination()'s rows, by name."""
+    return {c["check_name"]: c for c in db.rows("SELECT * FROM qobra_sync.check_destination()")}
+
+
+def test_check_destination_passes_and_changes_nothing(db, fake):
+    """Against the fake: every finding holds, one GET of an import that does not exist is all
+    that reached it (no bulk request), and validate() reports the destination reachable."""
+    fake.clear_requests()
+    found = checks(db)
+    assert list(found) == ["destination set", "address resolves", "connection and certificate",
+                           "API key accepted", "body format"], list(found)
+    assert all(c["ok"] for c in found.values()), found
+    assert "127.0.0.1" in found["address resolves"]["detail"]
+    assert "the key is accepted" in found["API key accepted"]["detail"]
+    assert found["body format"]["detail"].startswith("'data'")
+    requests = fake.requests()
+    assert [(r["method"], r["path"].rsplit("/", 1)[0], int(r["status"])) for r in requests] == \
+        [("GET", "/v1/imports", 404)], requests
+    assert all(r["api_key_valid"] for r in requests)
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
+    db.register("deals")
+    reachable = {c["check_name"]: c for c in db.rows("SELECT * FROM qobra_sync.validate('deals')")}
+    assert reachable["destination reachable"]["ok"], reachable
+
+
+def test_check_destination_names_a_refused_key(db, fake):
+    """A key Qobra refuses: the key finding says so (HTTP 401); the connection holds."""
+    db.rows("SELECT qobra_sync.set_destination(%s, %s)", ("qk_e2e_wrong_key_000", fake.base_url))
+    try:
+        found = checks(db)
+    finally:
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    assert found["connection and certificate"]["ok"]
+    assert not found["API key accepted"]["ok"]
+    assert "rejected the key (HTTP 401)" in found["API key accepted"]["detail"]
+    assert "qk_e2e_wrong_key_000" not in str(found)
+
+
+def test_check_destination_names_an_unknown_ca_and_sends_no_key(db, system, deals, to_fake, https_fakes, ca):
+    """A certificate signed by a CA not trusted: the connection finding names the problem, the
+    key is not checked (never sent); trusting the CA through ca_file makes every finding hold."""
+    fake = to_fake(https_fakes["good"])
+    fake.clear_requests()
+    found = checks(db)
+    assert not found["connection and certificate"]["ok"]
+    assert "not signed by a trusted certificate authority" in found["connection and certificate"]["detail"]
+    assert found["API key accepted"]["detail"] == "not checked: no connection"
+    assert fake.requests() == []
+    set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+    assert all(c["ok"] for c in checks(db).values())
+
+
+def test_check_destination_names_a_proxy_that_refuses_connect(db, system, deals, to_fake, https_fakes, ca):
+    """tinyproxy allowing CONNECT to port 443 only: the connection finding says the proxy
+    refused the tunnel; the address finding speaks of the proxy's host."""
+    proxy = TinyProxy(WORK / "proxy", "tinyproxy-check", connect_ports=[443])
+    try:
+        set_and_wait(system, db, "qobra_sync.ca_file", ca.cert)
+        to_fake(https_fakes["good"])
+        set_and_wait(system, db, "qobra_sync.https_proxy", proxy.url())
+        found = checks(db)
+        assert found["address resolves"]["ok"] and "the proxy's host 127.0.0.1" in found["address resolves"]["detail"]
+        assert not found["connection and certificate"]["ok"]
+        assert "refused the tunnel" in found["connection and certificate"]["detail"], found
+    finally:
+        proxy.stop()
+
+
+def test_check_destination_names_a_base_url_that_answers_a_web_page(db, fake):
+    """A base URL where a web server answers HTML (a wrong address, a captive portal): the key
+    finding says it is not Qobra's API."""
+    page = b"<html><head><title>Welcome</title></head><body>It works</body></html>"
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        """Answers every GET with a 404 web page."""
+
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)",
+                (fake.api_key, f"http://127.0.0.1:{server.server_address[1]}"))
+        found = checks(db)
+    finally:
+        server.shutdown()
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    assert found["connection and certificate"]["ok"]
+    assert not found["API key accepted"]["ok"]
+    assert "with a web page, not Qobra's API" in found["API key accepted"]["detail"], found

@@ -126,6 +126,8 @@ def test_the_quick_start_from_the_reader_to_the_first_push(guide, tmp_path):
     guide.sql("qobra_sync.api_key_file", "sales", **{"/etc/postgresql/qobra.key": str(KEY_FILE)})
     # The README's destination is Qobra's own API; here it is the fake's.
     guide.psql(f"SELECT qobra_sync.set_destination(api_key => NULL, base_url => '{fake.base_url}');", "sales")
+    checked = guide.sql("qobra_sync.check_destination()", "sales")
+    assert "the key is accepted" in checked and " f " not in checked, checked
     mapping = guide.sql("qobra_sync.column_mapping('public.deals'", "sales")
     assert "owner_email" in mapping and "user" in mapping
     guide.sh("qobra_sync.csv_template", "sales", tmp_path)

@@ -122,7 +122,7 @@ def test_a_superusers_session_reading_the_view_acts_for_no_one(db, fake, roles):
     "qobra_sync.alter_table('{schema}.deals', schedule => '1 hour')", "qobra_sync.unregister_table('{schema}.deals')",
     "qobra_sync.resume('{schema}.deals')", "(SELECT count(*) FROM qobra_sync.validate('{schema}.deals'))",
     "(SELECT count(*) FROM qobra_sync.preview('{schema}.deals'))", "qobra_sync.csv_template('{schema}.deals')",
-    "qobra_sync._check_installation()",
+    "qobra_sync._check_installation()", "(SELECT count(*) FROM qobra_sync.check_destination())",
 ])
 def test_every_function_refuses_to_run_inside_a_read(db, fake, roles, call):
     """Each function of the extension, called by the code of a source being read (here as a
@@ -375,7 +375,8 @@ def test_every_relation_and_function_as_each_role(db, roles):
             assert reached == (role in allowed), (role, relation)
     operator_functions = {"register_table", "alter_table", "unregister_table", "pause", "resume",
                           "column_mapping", "validate", "preview", "csv_template",
-                          "reader_from_service_account", "sync_now", "request_sync", "_progress", "next_runs"}
+                          "reader_from_service_account", "sync_now", "request_sync", "_progress", "next_runs",
+                          "check_destination"}
     functions = db.rows("SELECT p.oid::regprocedure::text AS f, p.proname FROM pg_proc p "
                         "WHERE p.pronamespace = 'qobra_sync'::regnamespace")
     assert {f["proname"] for f in functions} == operator_functions | {"set_destination", "poll_imports",

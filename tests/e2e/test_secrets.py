@@ -329,3 +329,26 @@ def test_pg_stat_statements_keeps_no_key(fake):
             assert [q for q in recorded if secret in q] == []
     finally:
         cluster.stop()
+
+
+def test_a_function_of_ones_own_named_set_destination_hides_nothing(cluster, db, fake):
+    """A function of one's own named set_destination, and the statements sent with it in one
+    query string: log_statement's line is hidden before PostgreSQL resolves any name, then, once
+    each statement is analysed, every one that does not really call qobra_sync's is logged — and
+    the one that does, with its key, is not."""
+    marker = "own_fn_" + "U1i2O3p4"
+    secret = "qk_e2e_ownfn_" + "Z0x9C8v7B6n5"
+    db.rows("CREATE FUNCTION set_destination() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    db.rows("SET log_statement = 'all'")
+    try:
+        db.conn.execute(f"SELECT set_destination(); SELECT '{marker}' AS audit")
+        db.conn.execute(f"SELECT qobra_sync.set_destination('{secret}', '{fake.base_url}'); "
+                        f"SELECT '{marker}_2' AS audit")
+    finally:
+        db.rows("RESET log_statement")
+        db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
+    log = cluster.server_log.read_text(errors="replace")
+    assert "statement: SELECT set_destination()" in log
+    assert f"statement: SELECT '{marker}' AS audit" in log
+    assert f"statement: SELECT '{marker}_2' AS audit" in log
+    assert log_lines_with(cluster, secret) == [], log_lines_with(cluster, secret)[:3]

@@ -10,6 +10,7 @@ pub mod proxy;
 use qobra_sync_core::client::{ApiKey, ClientConfig, QobraClient};
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
 use qobra_sync_core::retry::RetryPolicy;
+use qobra_sync_core::wire::BodyFormat;
 use qobra_sync_core::Error;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -211,6 +212,7 @@ pub fn config(url: &str) -> ClientConfig {
         ca_file: None,
         https_proxy: None,
         proxy_credentials: None,
+        body_format: BodyFormat::default(),
     }
 }
 
