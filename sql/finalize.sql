@@ -14,29 +14,28 @@ SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
  WHERE pg_catalog.pg_has_role(COALESCE(g.owner, r.owner), 'MEMBER');
 
 -- The health of every registration, for status and metrics (which filter it) and no one else:
--- its last outcome, its last success, its next run, and whether it is stale: no success (or
--- skip, Qobra holding the same snapshot) within two periods of its schedule, or its last three
--- runs failed, blocked or interrupted. A paused registration is never stale. Only the runs of
--- the registration's owner count: a source registered again by another role starts afresh.
+-- its last outcome, its last success and when Qobra last held its snapshot (kept in the
+-- registration: a purge of the history changes neither), its next run, and whether it is
+-- stale: Qobra has not held its snapshot (a success, or a skip) within two periods of its
+-- schedule, or its last three runs failed, blocked or interrupted. A paused registration is
+-- never stale. Only the runs of the registration's owner count: a source registered again by
+-- another role starts afresh.
 CREATE VIEW @extschema@._health WITH (security_barrier) AS
 SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
        last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
-       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
-       ok.rows_sent AS last_success_rows,
+       last.finished_at AS last_finished_at, (b.success OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz AS last_success_at,
+       (b.success OPERATOR(pg_catalog.->>) 'sent')::pg_catalog.int8 AS last_success_rows, b.alive_at,
        NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
-           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(fresh.finished_at, r.created_at), 2,
+           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(b.alive_at, r.created_at), 2,
                                                   COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
                 ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
        f.failures AS consecutive_failures
   FROM @extschema@.registrations r
+  LEFT JOIN @extschema@.baselines b ON b.source OPERATOR(pg_catalog.=) r.source AND b.owner OPERATOR(pg_catalog.=) r.owner
   LEFT JOIN LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at FROM @extschema@.runs x
                       WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                       ORDER BY x.run_id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT x.finished_at, x.rows_sent FROM @extschema@.runs x
-                      WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
-                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
-                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
-  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x
+  LEFT JOIN LATERAL (SELECT x.run_id FROM @extschema@.runs x
                       WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                         AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped'])
                       ORDER BY x.run_id DESC LIMIT 1) fresh ON true
@@ -68,7 +67,7 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
        COALESCE(c.blocked, 0) AS runs_blocked_total, COALESCE(c.skipped, 0) AS runs_skipped_total,
        COALESCE(c.interrupted, 0) AS runs_interrupted_total,
        COALESCE(c.rows_sent, 0) AS rows_sent_total, COALESCE(c.bytes_sent, 0) AS bytes_sent_total,
-       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.last_success_at), 'NaN') AS seconds_since_last_success,
+       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.alive_at), 'NaN') AS seconds_since_last_success,
        COALESCE(pg_catalog.date_part('epoch', s.last_finished_at OPERATOR(pg_catalog.-) s.last_started_at), 'NaN') AS last_run_duration_seconds,
        COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
        s.consecutive_failures, s.stale::pg_catalog.int4 AS stale, s.paused::pg_catalog.int4 AS paused,
@@ -109,8 +108,8 @@ COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name) IS
   'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default).';
 COMMENT ON FUNCTION @extschema@.reader_from_service_account(jsonb) IS
   'Cloud SQL: the IAM database user of a GCP service account (client_email without .gserviceaccount.com), to use as run_as. The private key is never kept.';
-COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean) IS
-  'Pushes a registered source now, in this session; returns the run id (outcome in qobra_sync.runs). force overrides the deletion guard and skip_unchanged.';
+COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean, boolean) IS
+  'Pushes a registered source now, in this session; returns the run id (outcome in qobra_sync.runs). force overrides the deletion guard and skip_unchanged; raise_on_failure fails the statement when the run fails or is blocked.';
 COMMENT ON FUNCTION @extschema@.request_sync(regclass) IS 'Asks the worker to push a registered source right after this transaction commits.';
 COMMENT ON FUNCTION @extschema@.poll_imports() IS
   'Looks once at Qobra''s imports of recent runs and records their outcome and parsing errors; returns how many runs were settled.';
@@ -126,6 +125,7 @@ COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.runs IS 'One row per attempt at a push, whatever its outcome.';
 COMMENT ON TABLE @extschema@.run_errors IS 'Rows rejected before sending (origin push) or reported by Qobra''s import (origin import).';
+COMMENT ON TABLE @extschema@.baselines IS 'The guards'' baseline of each registration: its last successful run and when Qobra last held its snapshot (kept whatever the history purge removes). Owner only.';
 COMMENT ON TABLE @extschema@.registrations IS 'Registrations, stored by OID (read them through the tables view).';
 COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
@@ -201,7 +201,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.validate(regclass, name, name, name[], text, text, name),
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
-    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
+    @extschema@.sync_now(regclass, boolean, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
     @extschema@.next_runs(text, timestamp with time zone, integer, text), @extschema@.check_destination()
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,

@@ -44,6 +44,32 @@ ALTER TABLE @extschema@.runs ADD COLUMN owner regrole;
 UPDATE @extschema@.runs r
    SET owner = COALESCE((SELECT g.owner FROM @extschema@.registrations g WHERE g.source OPERATOR(pg_catalog.=) r.source),
                         (SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'qobra_sync')::pg_catalog.regrole);
+-- The guards' baseline moves out of the history a purge shortens (see schema.sql), taken from
+-- the history kept so far.
+CREATE TABLE @extschema@.baselines (
+    source   regclass NOT NULL,
+    owner    regrole NOT NULL,
+    success  jsonb,
+    alive_at timestamptz,
+    PRIMARY KEY (source, owner)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.baselines',
+  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
+INSERT INTO @extschema@.baselines (source, owner, success, alive_at)
+SELECT g.source, g.owner,
+       (SELECT pg_catalog.jsonb_build_object('run_id', x.run_id, 'rows', x.rows_read, 'sent', x.rows_sent,
+               'sha256', CASE WHEN NOT EXISTS (SELECT FROM @extschema@.runs y
+                                                WHERE y.source OPERATOR(pg_catalog.=) x.source
+                                                  AND y.run_id OPERATOR(pg_catalog.>) x.run_id AND y.possibly_partial)
+                              THEN x.snapshot_sha256 END,
+               'at', x.finished_at)
+          FROM @extschema@.runs x
+         WHERE x.source OPERATOR(pg_catalog.=) g.source AND x.status OPERATOR(pg_catalog.=) 'succeeded'
+         ORDER BY x.run_id DESC LIMIT 1),
+       (SELECT pg_catalog.max(x.finished_at) FROM @extschema@.runs x
+         WHERE x.source OPERATOR(pg_catalog.=) g.source
+           AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped']))
+  FROM @extschema@.registrations g;
 ALTER TABLE @extschema@.runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY runs_of_members ON @extschema@.runs FOR SELECT
   USING (pg_catalog.pg_has_role(owner, 'MEMBER'));
@@ -116,7 +142,7 @@ CREATE FUNCTION @extschema@."set_destination"(
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'set_destination_wrapper';
+AS 'MODULE_PATHNAME', 'set_destination_with_format_wrapper';
 CREATE FUNCTION @extschema@."check_destination"() RETURNS TABLE (
 	"check_name" TEXT,
 	"ok" bool,
@@ -126,6 +152,18 @@ STRICT VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'check_destination_wrapper';
+
+-- sync_now() can fail the statement when the push fails (raise_on_failure).
+DROP FUNCTION @extschema@.sync_now(regclass, boolean);
+CREATE FUNCTION @extschema@."sync_now"(
+	"source" regclass,
+	"force" bool DEFAULT false,
+	"raise_on_failure" bool DEFAULT false
+) RETURNS bigint
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sync_now_or_raise_wrapper';
 
 -- next_runs(): the times a schedule gives, as the worker computes them.
 CREATE FUNCTION @extschema@."next_runs"(
@@ -141,29 +179,28 @@ AS 'MODULE_PATHNAME', 'next_runs_wrapper';
 
 -- status gains stale and consecutive_failures (it reads next_runs()); metrics is new.
 -- The health of every registration, for status and metrics (which filter it) and no one else:
--- its last outcome, its last success, its next run, and whether it is stale: no success (or
--- skip, Qobra holding the same snapshot) within two periods of its schedule, or its last three
--- runs failed, blocked or interrupted. A paused registration is never stale. Only the runs of
--- the registration's owner count: a source registered again by another role starts afresh.
+-- its last outcome, its last success and when Qobra last held its snapshot (kept in the
+-- registration: a purge of the history changes neither), its next run, and whether it is
+-- stale: Qobra has not held its snapshot (a success, or a skip) within two periods of its
+-- schedule, or its last three runs failed, blocked or interrupted. A paused registration is
+-- never stale. Only the runs of the registration's owner count: a source registered again by
+-- another role starts afresh.
 CREATE VIEW @extschema@._health WITH (security_barrier) AS
 SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
        last.run_id AS last_run_id, last.status AS last_status, last.started_at AS last_started_at,
-       last.finished_at AS last_finished_at, ok.finished_at AS last_success_at,
-       ok.rows_sent AS last_success_rows,
+       last.finished_at AS last_finished_at, (b.success OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz AS last_success_at,
+       (b.success OPERATOR(pg_catalog.->>) 'sent')::pg_catalog.int8 AS last_success_rows, b.alive_at,
        NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
-           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(fresh.finished_at, r.created_at), 2,
+           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(b.alive_at, r.created_at), 2,
                                                   COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
                 ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
        f.failures AS consecutive_failures
   FROM @extschema@.registrations r
+  LEFT JOIN @extschema@.baselines b ON b.source OPERATOR(pg_catalog.=) r.source AND b.owner OPERATOR(pg_catalog.=) r.owner
   LEFT JOIN LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at FROM @extschema@.runs x
                       WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                       ORDER BY x.run_id DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (SELECT x.finished_at, x.rows_sent FROM @extschema@.runs x
-                      WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
-                        AND x.status OPERATOR(pg_catalog.=) 'succeeded'
-                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
-  LEFT JOIN LATERAL (SELECT x.run_id, x.finished_at FROM @extschema@.runs x
+  LEFT JOIN LATERAL (SELECT x.run_id FROM @extschema@.runs x
                       WHERE x.source OPERATOR(pg_catalog.=) r.source AND x.owner OPERATOR(pg_catalog.=) r.owner
                         AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'skipped'])
                       ORDER BY x.run_id DESC LIMIT 1) fresh ON true
@@ -195,7 +232,7 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
        COALESCE(c.blocked, 0) AS runs_blocked_total, COALESCE(c.skipped, 0) AS runs_skipped_total,
        COALESCE(c.interrupted, 0) AS runs_interrupted_total,
        COALESCE(c.rows_sent, 0) AS rows_sent_total, COALESCE(c.bytes_sent, 0) AS bytes_sent_total,
-       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.last_success_at), 'NaN') AS seconds_since_last_success,
+       COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.alive_at), 'NaN') AS seconds_since_last_success,
        COALESCE(pg_catalog.date_part('epoch', s.last_finished_at OPERATOR(pg_catalog.-) s.last_started_at), 'NaN') AS last_run_duration_seconds,
        COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
        s.consecutive_failures, s.stale::pg_catalog.int4 AS stale, s.paused::pg_catalog.int4 AS paused,
@@ -225,6 +262,8 @@ COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name) IS
   'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default).';
 COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name) IS
   'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default).';
+COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean, boolean) IS
+  'Pushes a registered source now, in this session; returns the run id (outcome in qobra_sync.runs). force overrides the deletion guard and skip_unchanged; raise_on_failure fails the statement when the run fails or is blocked.';
 COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, integer, text) IS
   'The next count times a schedule fires after a time, in a time zone, as the worker computes them.';
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
@@ -234,6 +273,7 @@ COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over 
 COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this database (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
 COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
+COMMENT ON TABLE @extschema@.baselines IS 'The guards'' baseline of each registration: its last successful run and when Qobra last held its snapshot (kept whatever the history purge removes). Owner only.';
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
 
 -- Only the grants made below: default privileges (ALTER DEFAULT PRIVILEGES) in force when the
@@ -301,7 +341,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.validate(regclass, name, name, name[], text, text, name),
     @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
     @extschema@.reader_from_service_account(jsonb),
-    @extschema@.sync_now(regclass, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
+    @extschema@.sync_now(regclass, boolean, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
     @extschema@.next_runs(text, timestamp with time zone, integer, text), @extschema@.check_destination()
   TO qobra_sync_operator;
 GRANT SELECT ON @extschema@.tables, @extschema@.status, @extschema@.progress, @extschema@.destination_status,

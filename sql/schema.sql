@@ -62,6 +62,21 @@ CREATE TABLE @extschema@.registrations (
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations',
   'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 
+-- The guards' baseline of a registration (its source, as its owner registered it), kept apart
+-- from the history a purge shortens and from the registration's row (which an alter_table() in
+-- progress holds): the last successful run ({"run_id", "rows", "sent", "sha256", "at"}; sha256
+-- null once a later run may have left Qobra partial), and when Qobra last held the snapshot (a
+-- success or a skip). pg_dump dumps those of relations that exist, as the registrations.
+CREATE TABLE @extschema@.baselines (
+    source   regclass NOT NULL,
+    owner    regrole NOT NULL,
+    success  jsonb,
+    alive_at timestamptz,
+    PRIMARY KEY (source, owner)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.baselines',
+  'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
+
 -- What is registered, as users read it: the registrations of the roles the reader is a member
 -- of (every one for a superuser).
 CREATE VIEW @extschema@.tables WITH (security_barrier) AS

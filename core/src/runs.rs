@@ -115,6 +115,9 @@ pub struct Outcome {
     pub possibly_partial: bool,
     pub error: Option<String>,
     pub rejections: Rejections,
+    /// What the caller is told beside the summary that is not an error: why a run was skipped
+    /// (Qobra already holds the snapshot). Not recorded.
+    pub note: Option<String>,
 }
 
 impl Outcome {
@@ -127,10 +130,14 @@ impl Outcome {
         }
     }
 
-    /// Ends the run with `status` and the reason for it.
+    /// Ends the run with `status` and the reason for it: its error, but for a skip, which is no
+    /// error (Qobra holds the snapshot) and is only told.
     pub fn end_with(&mut self, status: RunStatus, why: String) {
         self.status = status;
-        self.error = Some(why);
+        match status {
+            RunStatus::Skipped => self.note = Some(why),
+            _ => self.error = Some(why),
+        }
     }
 
     /// The status of the imports a run started: pending while Qobra has not said.

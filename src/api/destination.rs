@@ -9,9 +9,9 @@ use qobra_sync_core::wire::BodyFormat;
 
 /// Sets Qobra's API key and base URL (superuser only), and how requests frame their records.
 /// The key is never shown again; it may be NULL when `qobra_sync.api_key_file` provides it.
-#[pg_extern(volatile)]
+#[pg_extern(volatile, name = "set_destination")]
 #[search_path(pg_catalog, pg_temp)]
-fn set_destination(
+fn set_destination_with_format(
     api_key: Option<&str>,
     base_url: default!(Option<&str>, "'https://api.qobra.co'"),
     body_format: default!(Option<&str>, "'data'"),
@@ -24,6 +24,17 @@ fn set_destination(
     let _entered = writes("set_destination()").or_raise();
     let body_format = body_format.unwrap_or(BodyFormat::default().as_str());
     destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL), body_format).or_raise()
+}
+
+/// `set_destination(api_key, base_url)` of version 0.1.0, whose SQL still calls it between a
+/// library upgrade and `ALTER EXTENSION … UPDATE`: it says to update (the current
+/// `set_destination` has another argument list, hence another symbol).
+#[pg_extern(sql = false)]
+fn set_destination(_api_key: Option<&str>, _base_url: Option<&str>) {
+    let _entered = writes("set_destination()").or_raise();
+    crate::pg::error::raise(crate::pg::error::Error::internal(
+        "set_destination(text, text) belongs to version 0.1.0",
+    ))
 }
 
 /// Whether the destination can be reached and takes the key, by requests that change nothing

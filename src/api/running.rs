@@ -11,18 +11,35 @@ use pgrx::prelude::*;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 
 /// Pushes a registered source now, in this session, and returns the run id. Outcomes are in
-/// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`.
-#[pg_extern(volatile)]
+/// `qobra_sync.runs`; `force` overrides the deletion guard and `skip_unchanged`; `raise_on_failure` fails
+/// the statement when the run fails or is blocked, so that scripts see it.
+#[pg_extern(volatile, name = "sync_now")]
 #[search_path(pg_catalog, pg_temp)]
-fn sync_now(source: Option<RegClass>, force: default!(Option<bool>, false)) -> i64 {
+fn sync_now_or_raise(
+    source: Option<RegClass>,
+    force: default!(Option<bool>, false),
+    raise_on_failure: default!(Option<bool>, false),
+) -> i64 {
     let _entered = writes("sync_now()").or_raise();
     let source = required(source, "source").or_raise().0;
     crate::sync::push::sync(
         source,
         force.unwrap_or(false),
+        raise_on_failure.unwrap_or(false),
         qobra_sync_core::runs::Trigger::Manual,
     )
     .or_raise()
+}
+
+/// `sync_now(source, force)` of version 0.1.0, whose SQL still calls it between a library
+/// upgrade and `ALTER EXTENSION … UPDATE`: it says to update (the current `sync_now` has
+/// another argument list, hence another symbol).
+#[pg_extern(sql = false)]
+fn sync_now(_source: Option<RegClass>, _force: Option<bool>) -> i64 {
+    let _entered = writes("sync_now()").or_raise();
+    crate::pg::error::raise(Error::internal(
+        "sync_now(regclass, boolean) belongs to version 0.1.0",
+    ))
 }
 
 /// Asks the background worker to push a registered source right after this transaction commits.

@@ -283,7 +283,10 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     require_owned(source)?;
     crate::pg::shared::wake_worker_at_commit();
     execute(
-        "DELETE FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1",
+        "WITH gone AS (DELETE FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1
+                       RETURNING source, owner)
+         DELETE FROM qobra_sync.baselines b USING gone
+          WHERE b.source OPERATOR(pg_catalog.=) gone.source AND b.owner OPERATOR(pg_catalog.=) gone.owner",
         &[RegClass(source).into()],
     )
 }

@@ -50,13 +50,43 @@ pub struct Started {
     client: QobraClient,
 }
 
-/// Pushes a registered source now and records the run; returns the run id.
-/// Push outcomes (failed, blocked, skipped) are recorded, not raised; misuse raises.
-pub fn sync(source: pg_sys::Oid, force: bool, trigger: Trigger) -> Result<i64> {
+/// Pushes a registered source now and records the run; returns the run id. Push outcomes
+/// (failed, blocked, skipped) are recorded, not raised, unless `raise_on_failure`: then a run that ended
+/// failed or blocked is raised too, once recorded (its row, rolled back with the statement, is
+/// recorded by the worker from its slot). Misuse raises.
+pub fn sync(
+    source: pg_sys::Oid,
+    force: bool,
+    raise_on_failure: bool,
+    trigger: Trigger,
+) -> Result<i64> {
     let started = start(source, trigger, Holding::Transaction)?;
-    let run_id = started.run_id;
-    execute(started, force)?;
-    Ok(run_id)
+    let (run_id, name) = (started.run_id, started.source.name.clone());
+    let outcome = execute(started, force)?;
+    match (raise_on_failure, outcome.status) {
+        (true, RunStatus::Failed | RunStatus::Blocked) => {
+            Err(unsuccessful(run_id, &name, &outcome))
+        }
+        _ => Ok(run_id),
+    }
+}
+
+/// The error of a push asked to raise its failure, whose run failed or was blocked.
+fn unsuccessful(run_id: i64, name: &str, outcome: &Outcome) -> Error {
+    let state = match outcome.status {
+        RunStatus::Blocked => SqlState::ObjectNotInPrerequisiteState,
+        _ => SqlState::ExternalFailure,
+    };
+    Error::new(
+        state,
+        format!(
+            "run {run_id} of {name} {}: {}",
+            outcome.status.as_str(),
+            outcome.error.as_deref().unwrap_or("no reason recorded")
+        ),
+    )
+    .detail("sync_now(…, raise_on_failure => true) fails the statement when the push does not succeed; the run stays in qobra_sync.runs.")
+    .hint("See qobra_sync.runs and run_errors for the run; a skipped run (Qobra already holds the snapshot) is no failure.")
 }
 
 /// Checks a registration, takes the push lock and records a new run as running.
@@ -75,8 +105,8 @@ pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<
     })
 }
 
-/// Runs a started push to its end and records the outcome; returns the run's status.
-pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
+/// Runs a started push to its end and records the outcome; returns it.
+pub fn execute(started: Started, force: bool) -> Result<Outcome> {
     let Started {
         run_id,
         trigger,
@@ -116,7 +146,7 @@ pub fn execute(started: Started, force: bool) -> Result<RunStatus> {
     orphans::ended(slot, run_id, runs::slot_record(&head, &outcome));
     runs::finish(run_id, &outcome)?;
     runs::report(run_id, &source.name, &outcome);
-    Ok(outcome.status)
+    Ok(outcome)
 }
 
 /// What a run comes to: a blocked run when its owner may no longer act as its reader; a failed

@@ -75,7 +75,7 @@ pub fn finish(run_id: i64, o: &Outcome) -> Result<()> {
         }
         Ok(())
     })?;
-    announce(run_id, true)
+    ended(run_id, true)
 }
 
 /// Records a run that could not run to its end (an error raised while it ran), if it is still
@@ -91,7 +91,7 @@ pub fn fail(run_id: i64, error: &str) -> Result<()> {
             RunStatus::Running.as_str().into(),
         ],
     )?;
-    failed.map_or(Ok(()), |id| announce(id, true))
+    failed.map_or(Ok(()), |id| ended(id, true))
 }
 
 /// Records a run of `reg` that could not even start (source dropped or renamed, no
@@ -110,7 +110,7 @@ pub fn refused(reg: &Registration, trigger: Trigger, e: &Error) -> Result<()> {
             pg_sys::Oid::from(reg.owner_oid).into(),
         ],
     )?;
-    run_id.map_or(Ok(()), |id| announce(id, true))
+    run_id.map_or(Ok(()), |id| ended(id, true))
 }
 
 /// Records the run of a session whose transaction rolled its row back, from `row` (the columns
@@ -124,7 +124,7 @@ pub fn record_orphan(row: serde_json::Value, logged: bool) -> Result<()> {
          RETURNING run_id",
         &[pgrx::JsonB(row).into()],
     )?;
-    run_id.map_or(Ok(()), |id| announce(id, !logged))
+    run_id.map_or(Ok(()), |id| ended(id, !logged))
 }
 
 /// Marks runs left running by a previous life of the worker (or a crashed server) as
@@ -145,7 +145,14 @@ pub fn mark_interrupted() -> Result<()> {
     marked
         .unwrap_or_default()
         .into_iter()
-        .try_for_each(|id| announce(id, true))
+        .try_for_each(|id| ended(id, true))
+}
+
+/// What follows the end of run `run_id`, whoever wrote it: the guards' baseline kept up to
+/// date, then the run told ([`announce`]).
+fn ended(run_id: i64, log: bool) -> Result<()> {
+    settle_baseline(run_id)?;
+    announce(run_id, log)
 }
 
 /// Tells that run `run_id` ended: a NOTIFY on channel `qobra_sync` with the run as JSON,
@@ -186,26 +193,53 @@ pub fn purge() -> Result<()> {
     )
 }
 
-/// The last successful run of a source, for the guards. Its fingerprint is left out when a
-/// later run may have left Qobra's table partial: the snapshot must then be pushed again, even
-/// unchanged.
+/// The last successful run of a source's registration, for the guards: its baseline, which a
+/// purge of the history does not touch. Its fingerprint is left out when a later run may have
+/// left Qobra's table partial: the snapshot must then be pushed again, even unchanged.
 pub fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
-    let json: Option<pgrx::JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_array(x.rows_read,
-                    CASE WHEN NOT EXISTS (SELECT FROM qobra_sync.runs y
-                                           WHERE y.source OPERATOR(pg_catalog.=) x.source
-                                             AND y.run_id OPERATOR(pg_catalog.>) x.run_id AND y.possibly_partial)
-                         THEN x.snapshot_sha256 END)
-           FROM qobra_sync.runs x
-          WHERE x.source OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) $2 ORDER BY x.run_id DESC LIMIT 1",
-        &[RegClass(source).into(), RunStatus::Succeeded.as_str().into()],
+    let success: Option<pgrx::JsonB> = first_value(
+        "SELECT b.success FROM qobra_sync.baselines b
+           JOIN qobra_sync.registrations g ON g.source OPERATOR(pg_catalog.=) b.source
+                                          AND g.owner OPERATOR(pg_catalog.=) b.owner
+          WHERE b.source OPERATOR(pg_catalog.=) $1",
+        &[RegClass(source).into()],
     )?;
-    Ok(json.and_then(|pgrx::JsonB(v)| {
+    Ok(success.and_then(|pgrx::JsonB(v)| {
         Some(LastSuccess {
-            rows_read: v.get(0)?.as_u64().unwrap_or(0),
-            fingerprint: v.get(1).and_then(|f| f.as_str()).map(str::to_owned),
+            rows_read: v.get("rows")?.as_u64().unwrap_or(0),
+            fingerprint: v.get("sha256").and_then(|f| f.as_str()).map(str::to_owned),
         })
     }))
+}
+
+/// Keeps the guards' baseline of the registration a run belongs to (same source, same owner)
+/// up to date with how the run ended: a success is the new baseline, a run that may have left
+/// Qobra partial voids its fingerprint, a success or a skip says Qobra holds the snapshot. In a
+/// table of its own, so that no lock on the registration's row (an `alter_table()` in progress)
+/// holds up the end of a run.
+fn settle_baseline(run_id: i64) -> Result<()> {
+    let statuses = [RunStatus::Succeeded.as_str(), RunStatus::Skipped.as_str()];
+    execute(
+        "INSERT INTO qobra_sync.baselines (source, owner, success, alive_at)
+         SELECT r.source, r.owner,
+                CASE WHEN r.status OPERATOR(pg_catalog.=) $2 THEN pg_catalog.jsonb_build_object(
+                     'run_id', r.run_id, 'rows', r.rows_read, 'sent', r.rows_sent,
+                     'sha256', r.snapshot_sha256, 'at', r.finished_at) END,
+                CASE WHEN r.status OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $3]) THEN r.finished_at END
+           FROM qobra_sync.runs r
+          WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.owner IS NOT NULL
+         ON CONFLICT (source, owner) DO UPDATE
+            SET success = COALESCE(excluded.success, baselines.success),
+                alive_at = COALESCE(excluded.alive_at, baselines.alive_at)",
+        &[run_id.into(), statuses[0].into(), statuses[1].into()],
+    )?;
+    execute(
+        "UPDATE qobra_sync.baselines SET success = pg_catalog.jsonb_set(success, '{sha256}', 'null')
+           FROM qobra_sync.runs r
+          WHERE r.run_id OPERATOR(pg_catalog.=) $1 AND r.possibly_partial
+            AND baselines.source OPERATOR(pg_catalog.=) r.source AND baselines.owner OPERATOR(pg_catalog.=) r.owner",
+        &[run_id.into()],
+    )
 }
 
 /// The run's row as a progress slot keeps it (what the worker records if a rollback takes the
@@ -216,13 +250,14 @@ pub fn slot_record(head: &RunHead, o: &Outcome) -> Record {
         .unwrap_or_default()
 }
 
-/// Tells the caller how the run went: a NOTICE on success, a WARNING otherwise.
+/// Tells the caller how the run went: a NOTICE on success or a skip, a WARNING otherwise.
 pub fn report(run_id: i64, name: &str, o: &Outcome) {
     let summary = o.summary(run_id, name);
-    match (o.status, &o.error) {
-        (RunStatus::Succeeded, _) => pgrx::notice!("{summary}"),
-        (RunStatus::Skipped, Some(e)) => pgrx::notice!("{summary}: {e}"),
-        (_, Some(e)) => pgrx::warning!("{summary}: {e}"),
+    match (o.status, &o.error, &o.note) {
+        (RunStatus::Succeeded, ..) => pgrx::notice!("{summary}"),
+        (RunStatus::Skipped, _, Some(note)) => pgrx::notice!("{summary}: {note}"),
+        (RunStatus::Skipped, ..) => pgrx::notice!("{summary}"),
+        (_, Some(e), _) => pgrx::warning!("{summary}: {e}"),
         _ => pgrx::warning!("{summary}"),
     }
 }
@@ -278,6 +313,14 @@ mod tests {
             shape_of: None,
             paused: false,
         };
+        Spi::run(
+            "INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
+                                                   schedule, run_as, owner)
+             VALUES ('t_deals', 'public.t_deals', 'deals', 'id', 'title', '1 hour', 't_reader', 'postgres')",
+        )
+        .unwrap();
+        // A baseline left by another owner's registration of the same source is not this one's.
+        Spi::run("INSERT INTO qobra_sync.baselines VALUES ('t_deals', 't_reader', '{\"rows\": 99}', NULL)").unwrap();
         let run_id = start(&reg, Trigger::Manual).unwrap();
         assert!(last_success(source).unwrap().is_none());
         let outcome = Outcome {
@@ -292,6 +335,21 @@ mod tests {
             (last.rows_read, last.fingerprint.as_deref()),
             (2, Some("abc"))
         );
+        // The baseline is the registration's: purging the history leaves it.
+        Spi::run("DELETE FROM qobra_sync.runs").unwrap();
+        assert_eq!(last_success(source).unwrap().unwrap().rows_read, 2);
+        // A later run that may have left Qobra partial voids its fingerprint, not its size.
+        let partial = start(&reg, Trigger::Manual).unwrap();
+        let cut = Outcome {
+            status: RunStatus::Failed,
+            possibly_partial: true,
+            ..Outcome::default()
+        };
+        finish(partial, &cut).unwrap();
+        let last = last_success(source).unwrap().unwrap();
+        assert_eq!((last.rows_read, last.fingerprint), (2, None));
+        let run_id = start(&reg, Trigger::Manual).unwrap();
+        finish(run_id, &outcome).unwrap();
         fail(run_id, "too late").unwrap();
         let status = Spi::get_one_with_args::<String>(
             "SELECT status FROM qobra_sync.runs WHERE run_id = $1",

@@ -2,9 +2,12 @@
 misuse of sync_now."""
 
 import re
+import subprocess
 
 import psycopg
 import pytest
+
+from helpers import DBNAME, wait_for
 
 
 def create_deals(db, fake, rows=10):
@@ -93,3 +96,53 @@ def test_sync_now_misuse_raises_errors(db, fake):
     finally:
         db.rows("SELECT qobra_sync.set_destination(%s, %s)", (fake.api_key, fake.base_url))
     assert fake.requests("/v1/") == []
+
+
+def test_a_purged_history_keeps_the_guards_and_the_health(db, fake):
+    """The guards' baseline is the registration's, not the history's: with every run purged
+    (what a month of history_days does to a monthly table), the deletion guard still blocks a
+    shrunken snapshot, an unchanged one is still skipped, and status says the registration is
+    healthy. A skip is no error: no error text, a NOTICE, and it counts as alive for status and
+    metrics alike."""
+    create_deals(db, fake)
+    db.rows("SELECT qobra_sync.alter_table('deals', schedule => '1 hour')")
+    assert db.sync("deals")["status"] == "succeeded"
+    db.rows("DELETE FROM qobra_sync.runs")  # as the purge does
+    health = db.one("SELECT last_success_rows, stale, consecutive_failures FROM qobra_sync.status")
+    assert health == {"last_success_rows": 10, "stale": False, "consecutive_failures": 0}, health
+
+    db.rows("SET client_min_messages = notice")
+    skipped = db.sync("deals")
+    assert (skipped["status"], skipped["error"]) == ("skipped", None), skipped
+    assert not db.warnings(skipped)
+    assert any("same as the last successful push" in n.message_primary for n in skipped["notices"])
+    alive = db.one("SELECT seconds_since_last_success AS s FROM qobra_sync.metrics")["s"]
+    assert 0 <= alive < 60, alive
+
+    db.rows("DELETE FROM qobra_sync.runs")
+    db.rows("DELETE FROM deals WHERE id <= 8")
+    blocked = db.sync("deals")
+    assert blocked["status"] == "blocked" and re.search(r"\b10\b", blocked["error"]), blocked
+
+
+def test_raise_on_failure_fails_the_statement_and_keeps_the_run(cluster, db, fake):
+    """sync_now(…, raise_on_failure => true): a failed push raises (SQLSTATE 58000), a blocked
+    one too (55000), so that `psql -c` exits non-zero; the run is still recorded (by the worker,
+    from the push's slot, since the statement rolled back); a skip raises nothing."""
+    key = create_deals(db, fake)
+    assert db.sync("deals")["status"] == "succeeded"
+    fake.add_faults({"path_prefix": f"/v1/tables/{key}/records/bulk", "method": "POST", "nth": 1,
+                     "times": 1, "action": {"status": 400}})
+    with pytest.raises(psycopg.errors.SystemError) as e:
+        db.rows("SELECT qobra_sync.sync_now('deals', force => true, raise_on_failure => true)")
+    assert re.search(r"run \d+ of .*deals failed: .*400", str(e.value)), str(e.value)
+    run_id = int(re.search(r"run (\d+)", str(e.value)).group(1))
+    recorded = wait_for(lambda: db.rows("SELECT status FROM qobra_sync.runs WHERE run_id = %s", (run_id,)),
+                        what="the worker to record the failed run")
+    assert recorded == [{"status": "failed"}]
+    assert db.value("SELECT qobra_sync.sync_now('deals', raise_on_failure => true)") > 0  # skipped
+    db.rows("DELETE FROM deals WHERE id <= 8")
+    proc = subprocess.run(["psql", "-X", "-h", str(cluster.dir), "-p", str(cluster.port), "-U", "postgres",
+                           "-d", DBNAME, "-c", f"SELECT qobra_sync.sync_now('{db.schema}.deals', raise_on_failure => true)"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "blocked" in proc.stderr, proc

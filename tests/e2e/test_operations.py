@@ -91,14 +91,16 @@ def test_status_tells_stale_registrations_and_consecutive_failures(db, fake):
     assert db.sync("deals")["status"] == "skipped"
     assert status() == {"stale": False, "consecutive_failures": 0}
 
-    # Every hour, and the last success three hours ago: two scheduled runs came and went.
+    # Every hour, and Qobra last held the snapshot three hours ago (kept in the registration's
+    # baseline): two scheduled runs came and went.
     db.rows("SELECT qobra_sync.alter_table('deals', schedule => '1 hour')")
-    db.rows("UPDATE qobra_sync.runs SET finished_at = finished_at - interval '3 hours'")
+    db.rows("UPDATE qobra_sync.baselines SET alive_at = alive_at - interval '3 hours'")
     assert status()["stale"] is True
     db.rows("SELECT qobra_sync.pause('deals')")
     assert status()["stale"] is False, "a paused registration is not stale"
     db.rows("SELECT qobra_sync.resume('deals')")
-    db.rows("DELETE FROM qobra_sync.runs")
+    # Never pushed: registered 90 minutes ago, then 150.
+    db.rows("DELETE FROM qobra_sync.runs; DELETE FROM qobra_sync.baselines")
     db.rows("UPDATE qobra_sync.registrations SET created_at = now() - interval '90 minutes'")
     assert status()["stale"] is False, "only one scheduled run since registering"
     db.rows("UPDATE qobra_sync.registrations SET created_at = now() - interval '150 minutes'")
