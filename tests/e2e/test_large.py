@@ -20,14 +20,20 @@ def bulk_answers(fake, key):
     return [(r["status"], r["body_bytes"]) for r in fake.bulk_requests(key)]
 
 
-def test_wide_rows_go_in_bounded_requests_and_memory(db, fake):
-    """2,000 rows of 200 kB (400 MB): requests of at most batch_bytes (4 MiB), every record
-    lands, and the pushing backend grows by less than 64 MB."""
+def warm_up(db, fake):
+    """A first push of a one-row table, so that the client's first use is out of the way of a
+    memory measurement."""
     db.rows("CREATE TABLE warm (id int PRIMARY KEY, name text)")
     db.rows("INSERT INTO warm VALUES (1, 'a')")
     db.register("warm")
     db.define_in_fake(fake, "warm")
-    assert db.sync("warm")["status"] == "succeeded"  # the client's first use, out of the way
+    assert db.sync("warm")["status"] == "succeeded"
+
+
+def test_wide_rows_go_in_bounded_requests_and_memory(db, fake):
+    """2,000 rows of 200 kB (400 MB): requests of at most batch_bytes (4 MiB), every record
+    lands, and the pushing backend grows by less than 64 MB."""
+    warm_up(db, fake)
     key = create_wide(db, 2000, 200_000)
     db.define_in_fake(fake, "wide")
     pid = db.value("SELECT pg_backend_pid()")
@@ -53,11 +59,7 @@ def test_wide_rows_rejected_for_a_value_are_kept_cut_and_memory_stays_bounded(db
     """1,000 rows of 256 kB whose amount is NaN (250 MB Qobra cannot take) and 10 good ones:
     each bad row is rejected and kept in run_errors cut to a few kB, its id whole; the pushing
     backend grows by less than 64 MB."""
-    db.rows("CREATE TABLE warm (id int PRIMARY KEY, name text)")
-    db.rows("INSERT INTO warm VALUES (1, 'a')")
-    db.register("warm")
-    db.define_in_fake(fake, "warm")
-    assert db.sync("warm")["status"] == "succeeded"  # the client's first use, out of the way
+    warm_up(db, fake)
     db.rows("CREATE TABLE wide (id int PRIMARY KEY, name text, amount float8, notes text)")
     db.rows("""INSERT INTO wide SELECT i, 'deal ' || i, CASE WHEN i > 10 THEN 'NaN'::float8 ELSE i END,
                       repeat(md5(i::text), 8192) FROM generate_series(1, 1010) i""")
