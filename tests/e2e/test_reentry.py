@@ -351,7 +351,7 @@ RELATIONS = {
     "tables": {"t_re_app_admin"}, "status": {"t_re_app_admin"}, "progress": {"t_re_app_admin"},
     "runs": {"t_re_app_admin"}, "run_errors": {"t_re_app_admin"}, "destination_status": {"t_re_app_admin"},
     "metrics": {"t_re_app_admin", "t_re_monitor"},
-    "destination": set(), "destination_key": set(), "registrations": set(), "_health": set(),
+    "destination": set(), "destination_key": set(), "registrations": set(), "_health": set(), "baselines": set(),
 }
 LOGINS = ("t_re_nobody", "t_re_mallory", "t_re_app_admin", "t_re_monitor")
 
