@@ -119,12 +119,16 @@ show "SELECT column_name, pg_type, qobra_type, allowed_types, synced, note
 section "Create the data table in Qobra from the CSV template"
 say "Qobra needs the data table before the first push: an admin imports a CSV whose header is the"
 say "field keys, choosing each field's type as column_mapping() says. Here the fake Qobra does that."
-say "Before registering, inspection reads as the reader it is told to (never as a superuser)."
-sql -At -c "SELECT qobra_sync.csv_template('opportunities', 3, run_as => 'qobra_reader')" >"$WORK/opportunities.csv"
-echo "\$ psql -At -c \"SELECT qobra_sync.csv_template('opportunities', 3, run_as => 'qobra_reader')\" > opportunities.csv"
+say "Before registering, inspection reads as the reader it is told to (never as a superuser), and"
+say "takes the options the registration will have, so the header is what pushes will send."
+TEMPLATE_ARGS="run_as => 'qobra_reader', id_column => 'id', name_column => 'name', $MAPPING_ARGS, exclude_columns => '{tags}'"
+sql -At -c "SELECT qobra_sync.csv_template('opportunities', 3, $TEMPLATE_ARGS)" >"$WORK/opportunities.csv"
+echo "\$ psql -At -c \"SELECT qobra_sync.csv_template('opportunities', 3, $TEMPLATE_ARGS)\" > opportunities.csv"
 sed '/^$/d; s/^/  /' "$WORK/opportunities.csv"
+HEADER=$(head -n 1 "$WORK/opportunities.csv")
 TYPES=$(sql -At -c "SELECT string_agg(field_key || ':' || qobra_type, ',' ORDER BY field_key)
-                      FROM qobra_sync.column_mapping('opportunities', $MAPPING_ARGS) WHERE synced")
+                      FROM qobra_sync.column_mapping('opportunities', $MAPPING_ARGS)
+                     WHERE synced AND field_key = ANY (string_to_array('$HEADER', ','))")
 echo "\$ curl -X PUT '$QOBRA/_fake/tables/opportunities/csv?types=…&user_key=email' --data-binary @opportunities.csv"
 definition=$(fake PUT "/_fake/tables/opportunities/csv?id_field=id&name_field=name&user_key=email&types=$TYPES" \
     -H 'Content-Type: text/csv' --data-binary "@$WORK/opportunities.csv")

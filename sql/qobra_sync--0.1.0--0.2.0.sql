@@ -23,6 +23,14 @@ ALTER TABLE @extschema@.destination DROP COLUMN api_key;
 ALTER TABLE @extschema@.destination
   ADD COLUMN body_format text NOT NULL DEFAULT 'array' CHECK (body_format OPERATOR(pg_catalog.=) ANY (ARRAY['data', 'array']));
 ALTER TABLE @extschema@.destination ALTER COLUMN body_format SET DEFAULT 'data';
+-- The destination's home: pushes run only from the database set_destination() was last called
+-- in. A destination set in 0.1.0 has the database the update runs in as its home.
+ALTER TABLE @extschema@.destination ADD COLUMN home text;
+UPDATE @extschema@.destination
+   SET home = (SELECT s.system_identifier::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.oid::pg_catalog.text
+                 FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d
+                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+ALTER TABLE @extschema@.destination ALTER COLUMN home SET NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.destination', '');
 
 -- Registrations: their owner (in 0.1.0 only the extension owner could register), their synced
@@ -34,8 +42,30 @@ ALTER TABLE @extschema@.registrations ADD COLUMN owner regrole;
 UPDATE @extschema@.registrations
    SET owner = (SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'qobra_sync')::pg_catalog.regrole;
 ALTER TABLE @extschema@.registrations ALTER COLUMN owner SET NOT NULL;
+-- A schedule only when one is given: registrations made without one keep the one 0.1.0 gave
+-- them ('0 */6 * * *'); a new one without a schedule is pushed only when asked.
+ALTER TABLE @extschema@.registrations ALTER COLUMN schedule DROP NOT NULL;
+DROP FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name);
+CREATE FUNCTION @extschema@."register_table"(
+	"source" regclass,
+	"data_table_key" TEXT,
+	"id_column" name,
+	"name_column" name,
+	"user_columns" name[] DEFAULT '{}',
+	"user_key" TEXT DEFAULT 'email',
+	"column_types" jsonb DEFAULT '{}',
+	"field_keys" jsonb DEFAULT '{}',
+	"exclude_columns" name[] DEFAULT '{}',
+	"filter" TEXT DEFAULT NULL,
+	"schedule" TEXT DEFAULT NULL,
+	"run_as" name DEFAULT NULL
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'register_table_wrapper';
 ALTER TABLE @extschema@.registrations ADD COLUMN shape jsonb;
-ALTER TABLE @extschema@.registrations ADD COLUMN shape_of oid;
+ALTER TABLE @extschema@.registrations ADD COLUMN shape_of text;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations',
   'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 
@@ -110,12 +140,21 @@ SELECT p.pid, p.run_id, p.source, r.data_table_key, p.started_at,
   LEFT JOIN @extschema@.registrations g ON g.source OPERATOR(pg_catalog.=) p.source
  WHERE pg_catalog.pg_has_role(COALESCE(g.owner, r.owner), 'MEMBER');
 
--- preview() and csv_template() read as run_as (the registration's by default).
+-- preview() and csv_template() read as run_as (the registration's by default), and take
+-- register_table()'s options, to inspect before registering exactly what will be sent.
 DROP FUNCTION @extschema@.preview(regclass, integer);
 CREATE FUNCTION @extschema@."preview"(
 	"source" regclass,
 	"max_rows" INT DEFAULT 10,
-	"run_as" name DEFAULT NULL
+	"run_as" name DEFAULT NULL,
+	"id_column" name DEFAULT NULL,
+	"name_column" name DEFAULT NULL,
+	"user_columns" name[] DEFAULT NULL,
+	"user_key" TEXT DEFAULT NULL,
+	"column_types" jsonb DEFAULT NULL,
+	"field_keys" jsonb DEFAULT NULL,
+	"exclude_columns" name[] DEFAULT NULL,
+	"filter" TEXT DEFAULT NULL
 ) RETURNS SETOF jsonb
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
@@ -125,19 +164,52 @@ DROP FUNCTION @extschema@.csv_template(regclass, integer);
 CREATE FUNCTION @extschema@."csv_template"(
 	"source" regclass,
 	"max_rows" INT DEFAULT 100,
-	"run_as" name DEFAULT NULL
+	"run_as" name DEFAULT NULL,
+	"id_column" name DEFAULT NULL,
+	"name_column" name DEFAULT NULL,
+	"user_columns" name[] DEFAULT NULL,
+	"user_key" TEXT DEFAULT NULL,
+	"column_types" jsonb DEFAULT NULL,
+	"field_keys" jsonb DEFAULT NULL,
+	"exclude_columns" name[] DEFAULT NULL,
+	"filter" TEXT DEFAULT NULL
 ) RETURNS TEXT
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'csv_template_as_wrapper';
 
+-- unregister_table() also takes the data table key, for a source that is gone.
+DROP FUNCTION @extschema@.unregister_table(regclass);
+CREATE FUNCTION @extschema@."unregister_table"(
+	"source" regclass DEFAULT NULL,
+	"data_table_key" TEXT DEFAULT NULL
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'unregister_table_or_key_wrapper';
+COMMENT ON FUNCTION @extschema@.unregister_table(regclass, text) IS 'Removes a registration (its run history stays until purged), named by its source or, when the source is gone, by the data table it feeds.';
+
+COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
+  'Changes a registration: NULL keeps a value, an empty filter or schedule removes it. With only source, confirms a renamed source and accepts added columns (a renamed, dropped or retyped column needs accept_shape).';
+-- accept_shape() accepts a source's changed columns, apart from confirming its new name.
+CREATE FUNCTION @extschema@."accept_shape"(
+	"source" regclass
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'accept_shape_wrapper';
+COMMENT ON FUNCTION @extschema@.accept_shape(regclass) IS
+  'Accepts the source''s current synced columns as the registration''s shape, whatever changed (columns renamed, dropped, retyped, added), and confirms a renamed source.';
+
 -- set_destination() takes body_format; check_destination() tells whether Qobra can be reached.
 DROP FUNCTION @extschema@.set_destination(text, text);
 CREATE FUNCTION @extschema@."set_destination"(
-	"api_key" TEXT,
-	"base_url" TEXT DEFAULT 'https://api.qobra.co',
-	"body_format" TEXT DEFAULT 'data'
+	"api_key" TEXT DEFAULT NULL,
+	"base_url" TEXT DEFAULT NULL,
+	"body_format" TEXT DEFAULT NULL
 ) RETURNS void
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
@@ -182,8 +254,8 @@ AS 'MODULE_PATHNAME', 'next_runs_wrapper';
 -- its last outcome, its last success and when Qobra last held its snapshot (kept in the
 -- registration: a purge of the history changes neither), its next run, and whether it is
 -- stale: Qobra has not held its snapshot (a success, or a skip) within two periods of its
--- schedule, or its last three runs failed, blocked or interrupted. A paused registration is
--- never stale. Only the runs of the registration's owner count: a source registered again by
+-- schedule (if it has one), or its last three runs failed, blocked or interrupted. A paused
+-- registration is never stale. Only the runs of the registration's owner count: a source registered again by
 -- another role starts afresh.
 CREATE VIEW @extschema@._health WITH (security_barrier) AS
 SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
@@ -191,9 +263,10 @@ SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
        last.finished_at AS last_finished_at, (b.success OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz AS last_success_at,
        (b.success OPERATOR(pg_catalog.->>) 'sent')::pg_catalog.int8 AS last_success_rows, b.alive_at,
        NOT r.paused AND (f.failures OPERATOR(pg_catalog.>=) 3
-           OR (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(b.alive_at, r.created_at), 2,
-                                                  COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
-                ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS stale,
+           OR CASE WHEN r.schedule IS NULL THEN false
+                   ELSE (SELECT t FROM @extschema@.next_runs(r.schedule, COALESCE(b.alive_at, r.created_at), 2,
+                                                             COALESCE(pg_catalog.current_setting('qobra_sync.timezone', true), 'UTC')) t
+                          ORDER BY t DESC LIMIT 1) OPERATOR(pg_catalog.<=) pg_catalog.now() END) AS stale,
        f.failures AS consecutive_failures
   FROM @extschema@.registrations r
   LEFT JOIN @extschema@.baselines b ON b.source OPERATOR(pg_catalog.=) r.source AND b.owner OPERATOR(pg_catalog.=) r.owner
@@ -209,14 +282,29 @@ SELECT r.source, r.owner, r.data_table_key, r.paused, r.next_run_at,
                          AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'blocked', 'interrupted'])
                          AND x.run_id OPERATOR(pg_catalog.>) COALESCE(fresh.run_id, 0)) f;
 
--- One row per registration (of the roles the reader is a member of): its health and its last
--- error.
+-- One row per registration (of the roles the reader is a member of), to answer "why": its
+-- health, its last run's error, rejected rows and possibly_partial, its last failure, and the
+-- outcome of its last imports.
 CREATE VIEW @extschema@.status WITH (security_barrier) AS
 SELECT h.source, h.data_table_key, h.paused, h.next_run_at, h.last_run_id, h.last_status,
        h.last_started_at, h.last_finished_at, h.last_success_at, h.last_success_rows,
-       (SELECT x.error FROM @extschema@.runs x WHERE x.run_id OPERATOR(pg_catalog.=) h.last_run_id) AS last_error,
-       h.stale, h.consecutive_failures
+       l.error AS last_error, h.stale, h.consecutive_failures,
+       l.rows_rejected AS last_rows_rejected, l.possibly_partial AS last_possibly_partial,
+       f.finished_at AS last_failure_at, f.error AS last_failure,
+       i.run_id AS last_import_run_id, i.import_status AS last_import_status, i.import_errors AS last_import_errors
   FROM @extschema@._health h
+  LEFT JOIN @extschema@.runs l ON l.run_id OPERATOR(pg_catalog.=) h.last_run_id
+  LEFT JOIN LATERAL (SELECT x.finished_at, x.error FROM @extschema@.runs x
+                      WHERE x.source OPERATOR(pg_catalog.=) h.source AND x.owner OPERATOR(pg_catalog.=) h.owner
+                        AND x.status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'blocked', 'interrupted'])
+                      ORDER BY x.run_id DESC LIMIT 1) f ON true
+  LEFT JOIN LATERAL (SELECT x.run_id, x.import_status,
+                            (SELECT pg_catalog.count(*) FROM @extschema@.run_errors e
+                              WHERE e.run_id OPERATOR(pg_catalog.=) x.run_id AND e.origin OPERATOR(pg_catalog.=) 'import') AS import_errors
+                       FROM @extschema@.runs x
+                      WHERE x.source OPERATOR(pg_catalog.=) h.source AND x.owner OPERATOR(pg_catalog.=) h.owner
+                        AND x.import_status IS NOT NULL
+                      ORDER BY x.run_id DESC LIMIT 1) i ON true
  WHERE pg_catalog.pg_has_role(h.owner, 'MEMBER');
 
 -- One row per registration, as a Prometheus exporter reads it (docs/postgres_exporter.yaml):
@@ -232,6 +320,7 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
        COALESCE(c.blocked, 0) AS runs_blocked_total, COALESCE(c.skipped, 0) AS runs_skipped_total,
        COALESCE(c.interrupted, 0) AS runs_interrupted_total,
        COALESCE(c.rows_sent, 0) AS rows_sent_total, COALESCE(c.bytes_sent, 0) AS bytes_sent_total,
+       COALESCE(c.imports_failed, 0) AS imports_failed_total, COALESCE(c.imports_unknown, 0) AS imports_unknown_total,
        COALESCE(pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) s.alive_at), 'NaN') AS seconds_since_last_success,
        COALESCE(pg_catalog.date_part('epoch', s.last_finished_at OPERATOR(pg_catalog.-) s.last_started_at), 'NaN') AS last_run_duration_seconds,
        COALESCE(pg_catalog.date_part('epoch', s.next_run_at OPERATOR(pg_catalog.-) pg_catalog.now()), 'NaN') AS next_run_in_seconds,
@@ -246,6 +335,8 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
               pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'blocked') AS blocked,
               pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'skipped') AS skipped,
               pg_catalog.count(*) FILTER (WHERE x.status OPERATOR(pg_catalog.=) 'interrupted') AS interrupted,
+              pg_catalog.count(*) FILTER (WHERE x.import_status OPERATOR(pg_catalog.=) 'failed') AS imports_failed,
+              pg_catalog.count(*) FILTER (WHERE x.import_status OPERATOR(pg_catalog.=) 'unknown') AS imports_unknown,
               pg_catalog.sum(x.rows_sent)::pg_catalog.int8 AS rows_sent, pg_catalog.sum(x.bytes_sent)::pg_catalog.int8 AS bytes_sent
          FROM @extschema@.runs x
         WHERE x.source OPERATOR(pg_catalog.=) s.source AND x.owner OPERATOR(pg_catalog.=) s.owner) c ON true
@@ -253,26 +344,26 @@ SELECT COALESCE(pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OP
 
 -- What \df+ and \d+ show.
 COMMENT ON FUNCTION @extschema@.set_destination(text, text, text) IS
-  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array). The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
+  'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array); NULL keeps what is stored. Pushes run from this database only: calling it in a copy confirms the copy is to push. The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
 COMMENT ON FUNCTION @extschema@.check_destination() IS
   'Whether pushes can reach Qobra, by requests that change nothing there: address, connection and certificate (through the proxy), API key accepted, body format.';
 COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
   'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
-COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name) IS
-  'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default).';
-COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name) IS
-  'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default).';
+COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
+  'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default); register_table''s options, each NULL keeping the registration''s, show them before registering.';
+COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
+  'A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand before the first push, read as run_as (the registration''s by default); register_table''s options make its header what the registration will send.';
 COMMENT ON FUNCTION @extschema@.sync_now(regclass, boolean, boolean) IS
   'Pushes a registered source now, in this session; returns the run id (outcome in qobra_sync.runs). force overrides the deletion guard and skip_unchanged; raise_on_failure fails the statement when the run fails or is blocked.';
 COMMENT ON FUNCTION @extschema@.next_runs(text, timestamp with time zone, integer, text) IS
   'The next count times a schedule fires after a time, in a time zone, as the worker computes them.';
 COMMENT ON VIEW @extschema@.tables IS 'What is registered: one row per source, with the canonical filter and the next run time.';
 COMMENT ON VIEW @extschema@._health IS 'Internal: the health of every registration, read by status and metrics (granted to no one).';
-COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures.';
+COMMENT ON VIEW @extschema@.status IS 'One row per registration: last outcome, last success, next run, last error, stale, consecutive failures, last failure, last imports'' outcome.';
 COMMENT ON VIEW @extschema@.metrics IS 'One row per registration: counters over the kept history and gauges, for a Prometheus exporter.';
 COMMENT ON VIEW @extschema@.progress IS 'Pushes in flight in any session of this database (when preloaded): chunks, rows and bytes sent so far.';
 COMMENT ON VIEW @extschema@.destination_status IS 'Where pushes go, without the key.';
-COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL. Owner only.';
+COMMENT ON TABLE @extschema@.destination IS 'Qobra''s API base URL, the body format, and the database pushes run from (its home). Owner only.';
 COMMENT ON TABLE @extschema@.baselines IS 'The guards'' baseline of each registration: its last successful run and when Qobra last held its snapshot (kept whatever the history purge removes). Owner only.';
 COMMENT ON TABLE @extschema@.destination_key IS 'The API key set_destination() stored. Owner only; never shown by any view or function, never dumped.';
 
@@ -336,10 +427,11 @@ GRANT USAGE ON SCHEMA @extschema@ TO qobra_sync_operator;
 GRANT EXECUTE ON FUNCTION
     @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
     @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
-    @extschema@.unregister_table(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
+    @extschema@.unregister_table(regclass, text), @extschema@.accept_shape(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
     @extschema@.column_mapping(regclass, name[], jsonb),
     @extschema@.validate(regclass, name, name, name[], text, text, name),
-    @extschema@.preview(regclass, integer, name), @extschema@.csv_template(regclass, integer, name),
+    @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
+    @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
     @extschema@.reader_from_service_account(jsonb),
     @extschema@.sync_now(regclass, boolean, boolean), @extschema@.request_sync(regclass), @extschema@._progress(),
     @extschema@.next_runs(text, timestamp with time zone, integer, text), @extschema@.check_destination()

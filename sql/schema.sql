@@ -11,7 +11,11 @@ CREATE TABLE @extschema@.destination (
     base_url    text NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- (Came with 0.2.0; an upgraded table has it last, so has this one.)
-    body_format text NOT NULL DEFAULT 'data' CHECK (body_format OPERATOR(pg_catalog.=) ANY (ARRAY['data', 'array']))
+    body_format text NOT NULL DEFAULT 'data' CHECK (body_format OPERATOR(pg_catalog.=) ANY (ARRAY['data', 'array'])),
+    -- The database set_destination() was last called in, '<system identifier>/<database OID>':
+    -- pushes run only from it, so that a copy (a restored dump, a template's copy, a cluster
+    -- upgraded with pg_upgrade) never pushes until set_destination() is called in it.
+    home        text NOT NULL
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.destination', '');
 
@@ -39,7 +43,8 @@ CREATE TABLE @extschema@.registrations (
     field_keys      jsonb NOT NULL DEFAULT '{}',
     exclude_columns name[] NOT NULL DEFAULT '{}',
     filter          text,
-    schedule        text NOT NULL,
+    -- NULL: pushed only when asked (sync_now, request_sync).
+    schedule        text,
     run_as          regrole NOT NULL,
     paused          boolean NOT NULL DEFAULT false,
     next_run_at     timestamptz,
@@ -55,7 +60,7 @@ CREATE TABLE @extschema@.registrations (
     shape           jsonb,
     -- The relation whose attnums the shape holds: another one in a restored dump, whose
     -- columns are numbered afresh (the shape is then matched by column name).
-    shape_of        oid
+    shape_of        text
 );
 -- pg_dump dumps the registrations of relations that exist (a registration whose source was
 -- dropped would come back pointing at whatever has its OID in the new database).

@@ -12,6 +12,7 @@ pub mod cloudsql;
 pub mod destination;
 pub mod error;
 pub mod guard;
+pub mod home;
 pub mod imports;
 pub mod mapping;
 pub mod push;

@@ -964,7 +964,7 @@ mod tests {
         // all=true chunk (call 5) starts.
         let at = |e: &str| events.iter().position(|x| x == e).unwrap();
         assert!(at("finish 3") < at("start 5") && at("finish 4") < at("start 5"));
-        assert_eq!(sink.flags()[4], true);
+        assert!(sink.flags()[4]);
         assert_eq!(report.restarts, 1);
         assert_eq!(report.rows_sent, 12);
         assert_eq!(report.chunks, 3 + 6, "1, 3 and 4, then the whole pass");

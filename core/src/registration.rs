@@ -16,7 +16,8 @@ pub struct Registration {
     pub columns: ColumnOptions,
     /// The canonical filter text, if any.
     pub filter: Option<String>,
-    pub schedule: String,
+    /// When the worker pushes it; None: only when asked (`sync_now`, `request_sync`).
+    pub schedule: Option<String>,
     /// The reader role's name and OID.
     pub run_as: String,
     pub run_as_oid: u32,
@@ -28,15 +29,12 @@ pub struct Registration {
     /// before shapes were recorded; recorded at its next push).
     #[serde(default)]
     pub shape: Option<Vec<crate::shape::ShapeColumn>>,
-    /// The OID of the relation whose `attnum`s the shape holds: another one once restored
-    /// from a dump, and then the shape is matched by column name.
+    /// Whether the shape's `attnum`s are the source's, in this database: not once restored from
+    /// a dump (which numbers columns afresh), and then the shape is matched by column name.
     #[serde(default)]
-    pub shape_of: Option<u32>,
+    pub shape_here: bool,
     pub paused: bool,
 }
-
-/// The schedule a registration gets when none is given: four pushes a day.
-pub const DEFAULT_SCHEDULE: &str = "0 */6 * * *";
 
 /// Checks a Qobra data table API name: it becomes a URL path segment, so only `[A-Za-z0-9_.-]`.
 pub fn check_data_table_key(key: &str) -> Result<()> {
@@ -65,7 +63,7 @@ pub fn check(
     source: &Source,
     data_table_key: &str,
     columns: &ColumnOptions,
-    schedule: &str,
+    schedule: Option<&str>,
 ) -> Result<Vec<ColumnMapping>> {
     check_data_table_key(data_table_key)?;
     if columns.id_column.is_none() {
@@ -76,7 +74,9 @@ pub fn check(
         return Err(Error::null_argument("name_column")
             .hint("Name the column Qobra shows as each record's name."));
     }
-    Schedule::parse(schedule)?;
+    if let Some(schedule) = schedule {
+        Schedule::parse(schedule)?;
+    }
     map_columns(source, columns)
 }
 
@@ -106,17 +106,18 @@ mod tests {
     }
 
     #[test]
-    fn a_registration_needs_id_name_and_a_schedule() {
+    fn a_registration_needs_id_and_name_and_a_valid_schedule_if_any() {
         let mut cols = ColumnOptions {
             id_column: Some("id".into()),
             name_column: Some("title".into()),
             ..Default::default()
         };
-        assert!(check(&deals(), "deals", &cols, DEFAULT_SCHEDULE).is_ok());
-        assert!(check(&deals(), "deals", &cols, "whenever").is_err());
+        assert!(check(&deals(), "deals", &cols, Some("0 */6 * * *")).is_ok());
+        assert!(check(&deals(), "deals", &cols, None).is_ok());
+        assert!(check(&deals(), "deals", &cols, Some("whenever")).is_err());
         cols.name_column = None;
         assert_eq!(
-            check(&deals(), "deals", &cols, DEFAULT_SCHEDULE)
+            check(&deals(), "deals", &cols, None)
                 .unwrap_err()
                 .state,
             SqlState::NullValueNotAllowed

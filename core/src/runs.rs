@@ -142,7 +142,7 @@ impl Outcome {
 
     /// The status of the imports a run started: pending while Qobra has not said.
     pub fn import_status(&self) -> Option<&'static str> {
-        (!self.import_ids.is_empty()).then_some("pending")
+        (!self.import_ids.is_empty()).then_some(ImportOutcome::Pending.as_str())
     }
 
     /// The one-line summary shown to the caller at the end of a run.
@@ -213,9 +213,84 @@ impl RunHead {
             .map(|e| e.chars().take(500).collect::<String>());
         row["error"] = error.into();
         row["import_ids"] = json!([]);
-        row["import_status"] = (!o.import_ids.is_empty()).then_some("unknown").into();
+        row["import_status"] = (!o.import_ids.is_empty())
+            .then_some(ImportOutcome::Unknown.as_str())
+            .into();
         let text = row.to_string();
         (text.len() <= max_bytes).then_some(text)
+    }
+}
+
+/// How a run's imports ended (`runs.import_status`), as far as Qobra said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Qobra has not finished every import yet.
+    Pending,
+    /// Every import finished and took every record.
+    Finished,
+    /// Every import is over and some rejected rows (in `run_errors`, origin `import`).
+    Failed,
+    /// Some import will never be known: Qobra does not know it, or it was not over within
+    /// [`IMPORTS_SETTLE_DAYS`] days.
+    Unknown,
+}
+
+impl ImportOutcome {
+    /// Every outcome, in the order of the schema's CHECK constraint.
+    pub const ALL: [ImportOutcome; 4] = [
+        ImportOutcome::Pending,
+        ImportOutcome::Finished,
+        ImportOutcome::Failed,
+        ImportOutcome::Unknown,
+    ];
+
+    /// The SQL spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportOutcome::Pending => "pending",
+            ImportOutcome::Finished => "finished",
+            ImportOutcome::Failed => "failed",
+            ImportOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// How many days imports are looked at after their push; a run still pending then is settled
+/// as [`ImportOutcome::Unknown`].
+pub const IMPORTS_SETTLE_DAYS: i32 = 2;
+
+/// A run whose imports were settled, as announced to listeners and written in the log.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ImportSettled {
+    pub run_id: i64,
+    /// The source as `regclass` text (its OID in digits once dropped).
+    pub source: String,
+    pub data_table_key: String,
+    pub import_status: String,
+    /// The rows of `run_errors` the imports left (rows Qobra rejected, imports it lost).
+    pub import_errors: i64,
+}
+
+impl ImportSettled {
+    /// The JSON payload of its NOTIFY: the run's id and import status only, as for a run's end.
+    pub fn notification(&self) -> String {
+        json!({"run_id": self.run_id, "import_status": self.import_status}).to_string()
+    }
+
+    /// Its LOG line, in key=value form like a run's.
+    pub fn log_line(&self) -> String {
+        let fields = [
+            ("run_id", self.run_id.to_string()),
+            ("source", self.source.clone()),
+            ("data_table_key", self.data_table_key.clone()),
+            ("import_status", self.import_status.clone()),
+            ("import_errors", self.import_errors.to_string()),
+        ];
+        let pairs: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
+            .collect();
+        format!("qobra_sync import settled: {}", pairs.join(" "))
     }
 }
 
@@ -363,6 +438,27 @@ mod tests {
             "\"tab\\there\\u{1b}[31m\""
         );
         assert_eq!(logfmt_value(""), "\"\"");
+    }
+
+    #[test]
+    fn a_settled_import_is_told_like_a_run() {
+        let settled = ImportSettled {
+            run_id: 42,
+            source: "public.deals".into(),
+            data_table_key: "deals".into(),
+            import_status: ImportOutcome::Failed.as_str().into(),
+            import_errors: 3,
+        };
+        let v: Value = serde_json::from_str(&settled.notification()).unwrap();
+        assert_eq!(v, json!({"run_id": 42, "import_status": "failed"}));
+        assert_eq!(
+            settled.log_line(),
+            "qobra_sync import settled: run_id=42 source=public.deals data_table_key=deals \
+             import_status=failed import_errors=3"
+        );
+        let spelled: std::collections::BTreeSet<_> =
+            ImportOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(spelled.len(), ImportOutcome::ALL.len());
     }
 
     fn head() -> RunHead {

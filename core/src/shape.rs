@@ -5,8 +5,10 @@
 //! a dropped one likewise. So before every push the source is described again and compared
 //! with its recorded shape, column by column (by `attnum`, which a rename keeps): a synced
 //! column renamed, dropped, or whose type now maps to another Qobra type (or none) blocks the
-//! run until `alter_table(source)` accepts the new shape; a column added since is not sent
-//! until then either.
+//! run until `accept_shape(source)` accepts the new shape; a column added since is not sent
+//! until `alter_table(source)` (or `accept_shape`) accepts it. Confirming a renamed relation
+//! with `alter_table(source)` accepts added columns only: a lost or changed column is accepted
+//! by `accept_shape` alone, as a separate act.
 
 use crate::error::quoted;
 use crate::mapping::{ColumnMapping, Note, Source};
@@ -191,7 +193,7 @@ pub fn hint(
 ) -> String {
     let source = source.replace('\'', "''");
     let mut hint = format!(
-        "Check the source, then accept its new shape with qobra_sync.alter_table('{source}')."
+        "Check the source, then accept its new shape with qobra_sync.accept_shape('{source}')."
     );
     // The columns gone under their old names first, then the renamed ones under their new
     // names: a swap or a chain of renames must not lose a key.

@@ -4,17 +4,17 @@ use super::{reads, writes};
 use crate::pg::error::OrRaise;
 use crate::registry::destination;
 use pgrx::prelude::*;
-use qobra_sync_core::destination::DEFAULT_BASE_URL;
-use qobra_sync_core::wire::BodyFormat;
 
-/// Sets Qobra's API key and base URL (superuser only), and how requests frame their records.
-/// The key is never shown again; it may be NULL when `qobra_sync.api_key_file` provides it.
+/// Sets Qobra's API key and base URL (superuser only), and how requests frame their records;
+/// NULL keeps what is stored. Pushes then run from this database only: calling it again in a
+/// copy of the database confirms that the copy is to push. The key is never shown again; it
+/// may be NULL when `qobra_sync.api_key_file` provides it or when one is stored.
 #[pg_extern(volatile, name = "set_destination")]
 #[search_path(pg_catalog, pg_temp)]
 fn set_destination_with_format(
-    api_key: Option<&str>,
-    base_url: default!(Option<&str>, "'https://api.qobra.co'"),
-    body_format: default!(Option<&str>, "'data'"),
+    api_key: default!(Option<&str>, "NULL"),
+    base_url: default!(Option<&str>, "NULL"),
+    body_format: default!(Option<&str>, "NULL"),
 ) {
     if api_key.is_some() {
         // First of all, so that even a call refused below is kept out of the log and of
@@ -22,8 +22,7 @@ fn set_destination_with_format(
         crate::pg::log_filter::passing_secret("set_destination()").or_raise();
     }
     let _entered = writes("set_destination()").or_raise();
-    let body_format = body_format.unwrap_or(BodyFormat::default().as_str());
-    destination::set(api_key, base_url.unwrap_or(DEFAULT_BASE_URL), body_format).or_raise()
+    destination::set(api_key, base_url, body_format).or_raise()
 }
 
 /// `set_destination(api_key, base_url)` of version 0.1.0, whose SQL still calls it between a

@@ -75,17 +75,15 @@ fn validate(
 > {
     let _entered = reads("validate()").or_raise();
     let source = required(source, "source").or_raise().0;
-    let over = Overrides {
-        columns: ColumnChanges {
-            id_column: id_column.map(|n| n.0),
-            name_column: name_column.map(|n| n.0),
-            user_columns: user_columns.map(|u| u.0),
-            user_key: user_key.map(str::to_owned),
-            ..Default::default()
-        },
-        filter: filter.map(str::to_owned),
-        run_as: run_as.map(|n| n.0),
-    };
+    let over = options(
+        [id_column, name_column],
+        user_columns,
+        user_key,
+        [None, None],
+        None,
+        filter,
+        run_as,
+    );
     let subject = inspect::subject(source, over).or_raise();
     TableIterator::new(
         run_checks(&subject)
@@ -95,42 +93,98 @@ fn validate(
 }
 
 /// The exact records a push would send, up to `max_rows`, ordered by id, read as the
-/// registration's `run_as` (or the `run_as` given).
+/// registration's `run_as` (or the `run_as` given); before registering (or to try a change),
+/// with `register_table`'s options, each NULL keeping the registration's.
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, name = "preview")]
 #[search_path(pg_catalog, pg_temp)]
 fn preview_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 10),
     run_as: default!(Option<Name>, "NULL"),
+    id_column: default!(Option<Name>, "NULL"),
+    name_column: default!(Option<Name>, "NULL"),
+    user_columns: default!(Option<NameArray>, "NULL"),
+    user_key: default!(Option<&str>, "NULL"),
+    column_types: default!(Option<JsonB>, "NULL"),
+    field_keys: default!(Option<JsonB>, "NULL"),
+    exclude_columns: default!(Option<NameArray>, "NULL"),
+    filter: default!(Option<&str>, "NULL"),
 ) -> SetOfIterator<'static, JsonB> {
     let _entered = reads("preview()").or_raise();
     let source = required(source, "source").or_raise().0;
-    let over = Overrides {
-        run_as: run_as.map(|n| n.0),
-        ..Default::default()
-    };
+    let over = options(
+        [id_column, name_column],
+        user_columns,
+        user_key,
+        [column_types, field_keys],
+        exclude_columns,
+        filter,
+        run_as,
+    );
     let subject = inspect::subject(source, over).or_raise();
     let records = sample::preview(&subject, max_rows.unwrap_or(10)).or_raise();
     SetOfIterator::new(records.into_iter().map(JsonB))
 }
 
 /// A CSV (header = field keys, then sample rows) to create the data table in Qobra by hand,
-/// read as the registration's `run_as` (or the `run_as` given).
+/// read as the registration's `run_as` (or the `run_as` given); before registering, with
+/// `register_table`'s options, so that its header is what the registration will send.
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, name = "csv_template")]
 #[search_path(pg_catalog, pg_temp)]
 fn csv_template_as(
     source: Option<RegClass>,
     max_rows: default!(Option<i32>, 100),
     run_as: default!(Option<Name>, "NULL"),
+    id_column: default!(Option<Name>, "NULL"),
+    name_column: default!(Option<Name>, "NULL"),
+    user_columns: default!(Option<NameArray>, "NULL"),
+    user_key: default!(Option<&str>, "NULL"),
+    column_types: default!(Option<JsonB>, "NULL"),
+    field_keys: default!(Option<JsonB>, "NULL"),
+    exclude_columns: default!(Option<NameArray>, "NULL"),
+    filter: default!(Option<&str>, "NULL"),
 ) -> String {
     let _entered = reads("csv_template()").or_raise();
     let source = required(source, "source").or_raise().0;
-    let over = Overrides {
-        run_as: run_as.map(|n| n.0),
-        ..Default::default()
-    };
+    let over = options(
+        [id_column, name_column],
+        user_columns,
+        user_key,
+        [column_types, field_keys],
+        exclude_columns,
+        filter,
+        run_as,
+    );
     let subject = inspect::subject(source, over).or_raise();
     sample::csv_template(&subject, max_rows.unwrap_or(100)).or_raise()
+}
+
+/// `register_table`'s options as an inspection takes them (id and name columns; column types
+/// and field keys): each NULL keeps the registration's, or the default before registering.
+fn options(
+    [id_column, name_column]: [Option<Name>; 2],
+    user_columns: Option<NameArray>,
+    user_key: Option<&str>,
+    [column_types, field_keys]: [Option<JsonB>; 2],
+    exclude_columns: Option<NameArray>,
+    filter: Option<&str>,
+    run_as: Option<Name>,
+) -> Overrides {
+    Overrides {
+        columns: ColumnChanges {
+            id_column: id_column.map(|n| n.0),
+            name_column: name_column.map(|n| n.0),
+            user_columns: user_columns.map(|u| u.0),
+            user_key: user_key.map(str::to_owned),
+            column_types: column_types.map(|j| j.0),
+            field_keys: field_keys.map(|j| j.0),
+            exclude_columns: exclude_columns.map(|v| v.0),
+        },
+        filter: filter.map(str::to_owned),
+        run_as: run_as.map(|n| n.0),
+    }
 }
 
 /// `preview(source, max_rows)` of version 0.1.0, whose SQL still calls it between a library

@@ -9,9 +9,9 @@ use crate::registry::{self, Spec};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::mapping::{ColumnChanges, ColumnOptions};
-use qobra_sync_core::registration::DEFAULT_SCHEDULE;
 
-/// Registers a source for pushes to the Qobra data table `data_table_key`.
+/// Registers a source for pushes to the Qobra data table `data_table_key`, on `schedule` when
+/// one is given (else only when asked: `sync_now`, `request_sync`).
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
@@ -26,7 +26,7 @@ fn register_table(
     field_keys: default!(Option<JsonB>, "'{}'"),
     exclude_columns: default!(Option<NameArray>, "'{}'"),
     filter: default!(Option<&str>, "NULL"),
-    schedule: default!(Option<&str>, "'0 */6 * * *'"),
+    schedule: default!(Option<&str>, "NULL"),
     run_as: default!(Option<Name>, "NULL"),
 ) {
     let run = || -> Result<()> {
@@ -52,7 +52,7 @@ fn register_table(
                 data_table_key: required(data_table_key, "data_table_key")?.to_owned(),
                 columns,
                 filter: filter.map(str::to_owned),
-                schedule: schedule.unwrap_or(DEFAULT_SCHEDULE).to_owned(),
+                schedule: schedule.map(str::to_owned),
                 run_as,
             },
         )
@@ -60,7 +60,8 @@ fn register_table(
     run().or_raise()
 }
 
-/// Changes a registration; every argument left NULL keeps its value (`filter => ''` removes it).
+/// Changes a registration; every argument left NULL keeps its value (`filter => ''` and
+/// `schedule => ''` remove them).
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
@@ -91,17 +92,20 @@ fn alter_table(
             field_keys: field_keys.map(|j| j.0),
             exclude_columns: exclude_columns.map(|v| v.0),
         };
-        // The shape is accepted by a call about columns, or by a call with no option at all;
-        // changing only the schedule, filter, key or reader keeps the recorded shape.
+        // The shape is accepted by a call about columns; a call with no option at all (which
+        // confirms a renamed relation) accepts added columns only, a lost or changed one being
+        // for accept_shape() alone; changing only the schedule, filter, key or reader keeps the
+        // recorded shape.
         let others_only =
             data_table_key.is_some() || filter.is_some() || schedule.is_some() || run_as.is_some();
-        let accept_shape = !changes.is_empty() || !others_only;
-        let columns = changes.apply(reg.columns.clone())?;
-        let filter = match filter {
-            None => reg.filter.clone(),
-            Some("") => None,
-            Some(f) => Some(f.to_owned()),
+        let accept_shape = match (changes.is_empty(), others_only) {
+            (false, _) => true,
+            (true, true) => false,
+            (true, false) => registry::only_added_columns(source, &reg)?,
         };
+        let columns = changes.apply(reg.columns.clone())?;
+        let filter = kept_or_removed(filter, &reg.filter);
+        let schedule = kept_or_removed(schedule, &reg.schedule);
         registry::update(
             source,
             Spec {
@@ -110,7 +114,7 @@ fn alter_table(
                     .unwrap_or(reg.data_table_key),
                 columns,
                 filter,
-                schedule: schedule.map(str::to_owned).unwrap_or(reg.schedule),
+                schedule,
                 run_as: run_as.map(|n| n.0).unwrap_or(reg.run_as),
             },
             accept_shape,
@@ -119,12 +123,56 @@ fn alter_table(
     run().or_raise()
 }
 
-/// Removes a registration (its run history stays until purged).
+/// Accepts the source's current synced columns as the registration's shape, whatever changed
+/// (columns renamed, dropped, retyped or added), and confirms a renamed relation.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn unregister_table(source: Option<RegClass>) {
+fn accept_shape(source: Option<RegClass>) {
+    let run = || -> Result<()> {
+        let _entered = writes("accept_shape()")?;
+        let source = required(source, "source")?.0;
+        let reg = registry::require_owned(source)?;
+        registry::update(source, Spec::of(reg), true)
+    };
+    run().or_raise()
+}
+
+/// An optional text of `alter_table`: NULL keeps the stored one, '' removes it.
+fn kept_or_removed(given: Option<&str>, stored: &Option<String>) -> Option<String> {
+    match given {
+        None => stored.clone(),
+        Some("") => None,
+        Some(text) => Some(text.to_owned()),
+    }
+}
+
+/// Removes a registration (its run history stays until purged), given its source or, when the
+/// source is gone (dropped, or recreated by a deploy), the data table it feeds.
+#[pg_extern(volatile, name = "unregister_table")]
+#[search_path(pg_catalog, pg_temp)]
+fn unregister_table_or_key(
+    source: default!(Option<RegClass>, "NULL"),
+    data_table_key: default!(Option<&str>, "NULL"),
+) {
+    let run = || -> Result<()> {
+        let _entered = writes("unregister_table()")?;
+        let source = match (source, data_table_key) {
+            (Some(source), None) => source.0,
+            (None, Some(key)) => registry::source_feeding(key)?,
+            _ => return Err(registry::one_of_source_or_key()),
+        };
+        registry::unregister(source)
+    };
+    run().or_raise()
+}
+
+/// `unregister_table(source)` of version 0.1.0 (see `preview` in `inspection`).
+#[pg_extern(sql = false)]
+fn unregister_table(_source: Option<RegClass>) {
     let _entered = writes("unregister_table()").or_raise();
-    registry::unregister(required(source, "source").or_raise().0).or_raise()
+    crate::pg::error::raise(crate::pg::error::Error::internal(
+        "unregister_table(regclass) belongs to version 0.1.0",
+    ))
 }
 
 /// Stops scheduled pushes of a source until `resume()`.

@@ -224,7 +224,7 @@ fn shape_unchanged(subject: &Subject, facts: &mut Facts) -> Vec<Check> {
             "shape unchanged",
             false,
             format!(
-                "pushes are blocked until alter_table(source) accepts the new shape: {}{waiting}",
+                "pushes are blocked until accept_shape(source) accepts the new shape: {}{waiting}",
                 blocking.join("; ")
             ),
         )];

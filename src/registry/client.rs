@@ -51,11 +51,14 @@ pub fn check(interrupted: &dyn Fn() -> bool) -> Vec<Finding> {
     match loaded {
         Ok((client, shown)) => {
             let via_proxy = gucs::optional_text(&gucs::HTTPS_PROXY).is_some();
-            let mut findings = vec![Finding {
-                name: DESTINATION_SET,
-                ok: true,
-                detail: format!("{shown}, the key from {}", destination::key_source()),
-            }];
+            let mut findings = vec![
+                Finding {
+                    name: DESTINATION_SET,
+                    ok: true,
+                    detail: format!("{shown}, the key from {}", destination::key_source()),
+                },
+                home(),
+            ];
             findings.extend(reach::check(&client, &shown, via_proxy, interrupted));
             findings
         }
@@ -66,6 +69,22 @@ pub fn check(interrupted: &dyn Fn() -> bool) -> Vec<Finding> {
         }],
     }
 }
+
+/// Whether pushes may run from this database: it is the destination's home, not a copy.
+fn home() -> Finding {
+    let (ok, detail) = match destination::copy_refusal() {
+        Ok(None) => (true, "set_destination() was called in this database".to_owned()),
+        Ok(Some(e)) | Err(e) => (false, e.one_line()),
+    };
+    Finding {
+        name: HOME,
+        ok,
+        detail,
+    }
+}
+
+/// The finding about the destination's home.
+pub const HOME: &str = "pushes from this database";
 
 /// The first finding's name.
 pub const DESTINATION_SET: &str = "destination set";

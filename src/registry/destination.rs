@@ -6,7 +6,8 @@ use crate::pg::gucs;
 use crate::pg::roles;
 use crate::pg::spi::{execute, first_value};
 use pgrx::JsonB;
-use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file};
+use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file, DEFAULT_BASE_URL};
+use qobra_sync_core::home::Home;
 use qobra_sync_core::wire::BodyFormat;
 
 /// Where pushes go and how they authenticate and frame their records.
@@ -16,10 +17,13 @@ pub struct Destination {
     pub body_format: BodyFormat,
 }
 
-/// Stores the destination (superuser only). The key may be NULL when `qobra_sync.api_key_file`
-/// provides it. Errors never echo the key; the statement, which holds it, is kept out of the
-/// server log by `log_filter`.
-pub fn set(api_key: Option<&str>, base_url: &str, body_format: &str) -> Result<()> {
+/// Stores the destination (superuser only), and this database as its home: pushes run only
+/// from it (see `home`), so calling it again in a copy confirms that the copy is to push.
+/// NULL keeps what is stored (Qobra's production API and the `data` format at first); the key
+/// may be NULL when `qobra_sync.api_key_file` provides it (the stored one is then dropped) or
+/// when one is stored. Errors never echo the key; the statement, which holds it, is kept out
+/// of the server log by `log_filter`.
+pub fn set(api_key: Option<&str>, base_url: Option<&str>, body_format: Option<&str>) -> Result<()> {
     if !roles::caller_is_superuser() {
         return Err(Error::new(
             SqlState::InsufficientPrivilege,
@@ -28,31 +32,75 @@ pub fn set(api_key: Option<&str>, base_url: &str, body_format: &str) -> Result<(
         .detail("The API key gives write access to your Qobra data tables.")
         .hint("Call qobra_sync.set_destination() as a superuser."));
     }
-    match api_key {
-        Some(key) => check_api_key(key)?,
-        None if !key_file_configured()? => {
+    let keep_stored_key = match api_key {
+        Some(key) => {
+            check_api_key(key)?;
+            false
+        }
+        None if key_file_configured()? => false,
+        None if key_stored()? => true,
+        None => {
             return Err(Error::null_argument("api_key").hint(
                 "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
             ))
         }
-        None => {}
-    }
-    let base_url = check_base_url(base_url)?;
-    let body_format = BodyFormat::parse(body_format)?;
+    };
+    let base_url = base_url.map(check_base_url).transpose()?;
+    let body_format = body_format.map(BodyFormat::parse).transpose()?;
     execute(
-        "INSERT INTO qobra_sync.destination (singleton, base_url, body_format) VALUES (true, $1, $2)
-             ON CONFLICT (singleton) DO UPDATE SET base_url = excluded.base_url, body_format = excluded.body_format,
-                                                   updated_at = pg_catalog.now()",
-        &[base_url.into(), body_format.as_str().into()],
+        "INSERT INTO qobra_sync.destination (singleton, base_url, body_format, home)
+             VALUES (true, COALESCE($1, $4), COALESCE($2, $5), $3)
+             ON CONFLICT (singleton) DO UPDATE SET base_url = COALESCE($1, qobra_sync.destination.base_url),
+                                                   body_format = COALESCE($2, qobra_sync.destination.body_format),
+                                                   home = excluded.home, updated_at = pg_catalog.now()",
+        &[
+            base_url.into(),
+            body_format.map(|f| f.as_str()).into(),
+            here()?.to_string().into(),
+            DEFAULT_BASE_URL.into(),
+            BodyFormat::default().as_str().into(),
+        ],
     )?;
-    match api_key {
-        Some(key) => execute(
+    match (api_key, keep_stored_key) {
+        (Some(key), _) => execute(
             "INSERT INTO qobra_sync.destination_key (singleton, api_key) VALUES (true, $1)
                  ON CONFLICT (singleton) DO UPDATE SET api_key = excluded.api_key",
             &[key.into()],
         ),
-        None => execute("DELETE FROM qobra_sync.destination_key", &[]),
+        (None, true) => Ok(()),
+        (None, false) => execute("DELETE FROM qobra_sync.destination_key", &[]),
     }
+}
+
+/// Whether `set_destination` stored a key.
+fn key_stored() -> Result<bool> {
+    Ok(first_value::<bool>("SELECT true FROM qobra_sync.destination_key", &[])?.is_some())
+}
+
+/// SQL for this database as the destination's home records it, '<system identifier>/<database
+/// OID>' (a scalar subquery).
+pub const THIS_DATABASE: &str =
+    "(SELECT s.system_identifier::pg_catalog.text OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.oid::pg_catalog.text
+        FROM pg_catalog.pg_control_system() s, pg_catalog.pg_database d
+       WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())";
+
+/// This database, as the destination's home records it: the cluster's system identifier and
+/// the database's OID.
+pub fn here() -> Result<Home> {
+    let text: Option<String> = first_value(&format!("SELECT {THIS_DATABASE}"), &[])?;
+    text.as_deref()
+        .and_then(Home::parse)
+        .ok_or_else(|| Error::internal("this database's system identifier and OID cannot be read"))
+}
+
+/// Why pushes from this database are refused, if they are: it is a copy of the destination's
+/// home (a restored dump, a template's copy, a cluster upgraded with pg_upgrade).
+pub fn copy_refusal() -> Result<Option<Error>> {
+    let stored: Option<String> = first_value("SELECT home FROM qobra_sync.destination", &[])?;
+    let Some(home) = stored.as_deref().and_then(Home::parse) else {
+        return Ok(None);
+    };
+    Ok(home.refuses(&here()?))
 }
 
 /// Whether `qobra_sync.api_key_file` is set, in this session or in the configuration files.

@@ -28,14 +28,58 @@ pub struct Spec {
     pub columns: ColumnOptions,
     /// The filter as the user wrote it (canonicalised before storing).
     pub filter: Option<String>,
-    pub schedule: String,
+    /// None: pushed only when asked.
+    pub schedule: Option<String>,
     pub run_as: String,
+}
+
+impl Spec {
+    /// What a registration says, unchanged.
+    pub fn of(reg: Registration) -> Spec {
+        Spec {
+            data_table_key: reg.data_table_key,
+            columns: reg.columns,
+            filter: reg.filter,
+            schedule: reg.schedule,
+            run_as: reg.run_as,
+        }
+    }
+}
+
+/// Whether the source of `reg` only gained columns since its shape was recorded (or has no
+/// shape yet), so that confirming it may accept them; when a synced column was renamed,
+/// dropped or retyped, a WARNING says so and that `accept_shape` accepts it.
+pub fn only_added_columns(source_oid: pg_sys::Oid, reg: &Registration) -> Result<bool> {
+    let Some(recorded) = reg.shape.as_deref() else {
+        return Ok(true);
+    };
+    // (`load` rebound a shape recorded on a restored copy's column numbers.)
+    let source = describe_source(source_oid)?;
+    let changes = shape::drift(recorded, &source, &[]);
+    let Some(why) = shape::blocked(&source.name, &changes) else {
+        return Ok(true);
+    };
+    pgrx::warning!(
+        "{why}; the shape is not accepted (pushes stay blocked). Check the source, then accept it with qobra_sync.accept_shape('{}').",
+        source.name.replace('\'', "''")
+    );
+    Ok(false)
+}
+
+/// SQL for where a shape recorded now on source `$1` belongs (`shape_of`): this database (see
+/// `destination::THIS_DATABASE`) and the relation's OID. An OID alone proves nothing after a
+/// restore: a fresh cluster hands out the same OIDs to other relations.
+fn shape_here_sql() -> String {
+    format!(
+        "({} OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) $1::pg_catalog.oid::pg_catalog.text)",
+        destination::THIS_DATABASE
+    )
 }
 
 /// Reads the registration of `source`, if there is one.
 pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
     let json: Option<JsonB> = first_value(
-        "SELECT pg_catalog.jsonb_build_object(
+        &format!("SELECT pg_catalog.jsonb_build_object(
                  'source', r.source::pg_catalog.oid::pg_catalog.int8,
                  'source_name', r.source_name,
                  'data_table_key', r.data_table_key,
@@ -50,9 +94,9 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'owner', r.owner::pg_catalog.text,
                  'owner_oid', r.owner::pg_catalog.oid::pg_catalog.int8,
                  'shape', r.shape,
-                 'shape_of', r.shape_of::pg_catalog.int8,
+                 'shape_here', COALESCE(r.shape_of OPERATOR(pg_catalog.=) {here}, false),
                  'paused', r.paused)
-               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
+               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1", here = shape_here_sql()),
         &[RegClass(source).into()],
     )?;
     let Some(JsonB(v)) = json else {
@@ -67,7 +111,7 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
 /// A shape recorded on another copy of the source (a restored dump numbers columns afresh)
 /// is matched to the source's columns by name; the push records it so (`record_shape`).
 fn rebind_restored_shape(reg: &mut Registration) {
-    if reg.shape_of == Some(reg.source) {
+    if reg.shape_here {
         return;
     }
     let Some(recorded) = reg.shape.as_deref() else {
@@ -106,8 +150,12 @@ pub fn not_registered(source: pg_sys::Oid) -> Error {
     )
 }
 
-/// The next run time of a schedule from now, in the configured time zone.
-fn next_run(schedule: &str) -> Result<Option<String>> {
+/// The next run time of a schedule from now, in the configured time zone; none without a
+/// schedule.
+fn next_run(schedule: Option<&str>) -> Result<Option<String>> {
+    let Some(schedule) = schedule else {
+        return Ok(None);
+    };
     let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
     Ok(Schedule::parse(schedule)?
         .next_after(crate::pg::time::transaction_start(), zone)
@@ -127,7 +175,12 @@ struct Checked {
 /// Checks `spec` against `source` (the rules, the caller's right to read as `run_as`, the
 /// reader, the filter) and returns the values to store.
 fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
-    let mapping = rules::check(source, &spec.data_table_key, &spec.columns, &spec.schedule)?;
+    let mapping = rules::check(
+        source,
+        &spec.data_table_key,
+        &spec.columns,
+        spec.schedule.as_deref(),
+    )?;
     let run_as = role_oid(&spec.run_as, "run_as")?;
     roles::check_callers_may_act_as(run_as, "run_as")?;
     let read: Vec<String> = mapping
@@ -152,7 +205,7 @@ fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
     Ok(Checked {
         filter,
         run_as,
-        next_run_at: next_run(&spec.schedule)?,
+        next_run_at: next_run(spec.schedule.as_deref())?,
         shape: shape::record(source, &mapping),
     })
 }
@@ -194,10 +247,10 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     check_key_free(&spec.data_table_key, source_oid)?;
     let checked = checked(&source, &spec)?;
     store(
-        "INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
+        &format!("INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
              user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape, shape_of)
          VALUES ($1, $2, $3, $4::pg_catalog.name, $5::pg_catalog.name, $6::pg_catalog.name[], $7, $8, $9,
-             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16, $1::pg_catalog.oid)",
+             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16, {})", shape_here_sql()),
         &source,
         &spec,
         checked,
@@ -212,9 +265,9 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result
     let checked = checked(&source, &spec)?;
     // $16 (the shape) is passed either way; left unused, the recorded shape stays.
     let shape = if accept_shape {
-        ", shape = $16, shape_of = $1::pg_catalog.oid"
+        format!(", shape = $16, shape_of = {}", shape_here_sql())
     } else {
-        ""
+        String::new()
     };
     store(
         &format!("UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
@@ -269,8 +322,9 @@ fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()
 /// [`load`] rebinds it by column name).
 pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
     execute(
-        "UPDATE qobra_sync.registrations SET shape = $2, shape_of = $1::pg_catalog.oid
-          WHERE source OPERATOR(pg_catalog.=) $1 AND (shape IS NULL OR shape_of IS NULL OR shape_of OPERATOR(pg_catalog.<>) $1::pg_catalog.oid)",
+        &format!("UPDATE qobra_sync.registrations r SET shape = $2, shape_of = {here}
+          WHERE r.source OPERATOR(pg_catalog.=) $1 AND (r.shape IS NULL OR r.shape_of IS NULL OR r.shape_of OPERATOR(pg_catalog.<>) {here})",
+          here = shape_here_sql()),
         &[
             RegClass(source).into(),
             JsonB(serde_json::to_value(shape).expect("a shape serialises")).into(),
@@ -291,6 +345,34 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
     )
 }
 
+/// The source of the registration that feeds data table `key`, whether or not the relation
+/// still exists.
+pub fn source_feeding(key: &str) -> Result<pg_sys::Oid> {
+    let source: Option<i64> = first_value(
+        "SELECT source::pg_catalog.oid::pg_catalog.int8 FROM qobra_sync.registrations
+          WHERE data_table_key OPERATOR(pg_catalog.=) $1",
+        &[key.into()],
+    )?;
+    match source {
+        Some(oid) => Ok(pg_sys::Oid::from(oid as u32)),
+        None => Err(Error::new(
+            SqlState::UndefinedObject,
+            format!("no registration feeds data table {}", quoted(key)),
+        )
+        .hint("qobra_sync.tables lists the registrations and the data tables they feed.")),
+    }
+}
+
+/// The error of a call that must name a registration by its source or by its data table, and
+/// named both or neither.
+pub fn one_of_source_or_key() -> Error {
+    Error::new(
+        SqlState::InvalidParameterValue,
+        "give either source or data_table_key",
+    )
+    .hint("Name the registration by its source, or by the data table it feeds when the source is gone: unregister_table(data_table_key => 'deals').")
+}
+
 /// Pauses or resumes a registration; resuming recomputes the next run time.
 pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     let reg = require_owned(source)?;
@@ -298,7 +380,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
     let next = if paused {
         None
     } else {
-        next_run(&reg.schedule)?
+        next_run(reg.schedule.as_deref())?
     };
     execute(
         "UPDATE qobra_sync.registrations SET paused = $2, next_run_at = COALESCE($3::pg_catalog.timestamptz, next_run_at), updated_at = pg_catalog.now() WHERE source OPERATOR(pg_catalog.=) $1",
@@ -341,7 +423,7 @@ mod tests {
                 ..Default::default()
             },
             filter: Some("closed > '2026-01-01'".into()),
-            schedule: "15 minutes".into(),
+            schedule: Some("15 minutes".into()),
             run_as: "t_reader".into(),
         }
     }
@@ -360,11 +442,11 @@ mod tests {
         let again = in_fresh_snapshot(|| register(source, spec())).unwrap_err();
         assert_eq!(again.state, SqlState::DuplicateObject);
         let mut changed = spec();
-        changed.schedule = "1 hour".into();
+        changed.schedule = Some("1 hour".into());
         changed.filter = None;
         in_fresh_snapshot(|| update(source, changed, true)).unwrap();
         let reg = require(source).unwrap();
-        assert_eq!((reg.schedule.as_str(), reg.filter), ("1 hour", None));
+        assert_eq!((reg.schedule.as_deref(), reg.filter), (Some("1 hour"), None));
         set_paused(source, true).unwrap();
         assert!(require(source).unwrap().paused);
         unregister(source).unwrap();

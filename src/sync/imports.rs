@@ -4,11 +4,13 @@
 use crate::pg::activity::show_wait;
 use crate::pg::deadline::must_stop;
 use crate::pg::error::{Error, Result};
-use crate::pg::spi::{first_value, writing};
+use crate::pg::spi::{first_value, first_written, writing};
+use crate::sync::runs::announce_import;
 use crate::registry::client::client;
 use pgrx::prelude::*;
 use qobra_sync_core::client::{PushError, QobraClient};
 use qobra_sync_core::error::quoted;
+use qobra_sync_core::runs::{ImportOutcome, IMPORTS_SETTLE_DAYS};
 use std::time::{Duration, Instant};
 
 /// The rows an import rejected: (line number, row, details).
@@ -34,9 +36,10 @@ pub struct Polled {
 /// says so: the worker has a push to run.
 pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -> Result<Polled> {
     let began = Instant::now();
+    let expired = settle_expired()?;
     let mut pending = pending_runs()?;
     let mut polled = Polled {
-        settled: 0,
+        settled: expired,
         cut_after: None,
     };
     if pending.is_empty() {
@@ -68,14 +71,42 @@ pub fn poll(after: i64, budget: Option<Duration>, give_way: &dyn Fn() -> bool) -
     Ok(polled)
 }
 
-/// The runs of the last two days whose imports Qobra has not finished, with their import ids,
-/// by run id.
+/// Settles as `unknown` the runs whose imports were still pending [`IMPORTS_SETTLE_DAYS`]
+/// after they started (Qobra was not reached in time, or never finished them), each with a row
+/// in `run_errors` saying so, and announces them; returns how many.
+fn settle_expired() -> Result<i64> {
+    let expired: Option<Vec<i64>> = first_written(
+        "WITH expired AS (
+              UPDATE qobra_sync.runs SET import_status = $2
+               WHERE import_status OPERATOR(pg_catalog.=) $3
+                 AND started_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))
+              RETURNING run_id),
+              told AS (
+              INSERT INTO qobra_sync.run_errors (run_id, origin, details)
+              SELECT run_id, 'import', pg_catalog.format('Qobra''s imports were not over %s days after the push: how they ended is not known', $1)
+                FROM expired RETURNING run_id)
+         SELECT pg_catalog.array_agg(run_id ORDER BY run_id) FROM told",
+        &[
+            IMPORTS_SETTLE_DAYS.into(),
+            ImportOutcome::Unknown.as_str().into(),
+            ImportOutcome::Pending.as_str().into(),
+        ],
+    )?;
+    let expired = expired.unwrap_or_default();
+    for &run_id in &expired {
+        announce_import(run_id)?;
+    }
+    Ok(expired.len() as i64)
+}
+
+/// The runs of the last [`IMPORTS_SETTLE_DAYS`] days whose imports Qobra has not finished, with
+/// their import ids, by run id.
 fn pending_runs() -> Result<Vec<(i64, Vec<String>)>> {
     let pending: Option<pgrx::JsonB> = first_value(
         "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(run_id, import_ids) ORDER BY run_id)
-           FROM qobra_sync.runs WHERE import_status OPERATOR(pg_catalog.=) 'pending'
-            AND started_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => 2))",
-        &[],
+           FROM qobra_sync.runs WHERE import_status OPERATOR(pg_catalog.=) $2
+            AND started_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+        &[IMPORTS_SETTLE_DAYS.into(), ImportOutcome::Pending.as_str().into()],
     )?;
     let Some(pgrx::JsonB(serde_json::Value::Array(pending))) = pending else {
         return Ok(vec![]);
@@ -161,17 +192,18 @@ fn look(client: &QobraClient, run_id: i64, ids: &[String], give_way: &dyn Fn() -
 }
 
 /// Records a run's settled imports: `import_status` (`unknown` when Qobra does not know one of
-/// them) and their rejected rows. Returns false when another session settled the run first (the
+/// them) and their rejected rows, and announces them. Returns false when another session settled the run first (the
 /// worker and `poll_imports()` may look at once): its rows are not recorded twice.
 fn record(run_id: i64, settled: &Settled) -> Result<bool> {
     let status = if settled.lost {
-        "unknown"
+        ImportOutcome::Unknown
     } else if settled.errors.is_empty() {
-        "finished"
+        ImportOutcome::Finished
     } else {
-        "failed"
-    };
-    writing(|c| -> std::result::Result<bool, pgrx::spi::Error> {
+        ImportOutcome::Failed
+    }
+    .as_str();
+    let recorded = writing(|c| -> std::result::Result<bool, pgrx::spi::Error> {
         // The row lock makes a second settler wait, then find the run no longer pending.
         let updated = c.update(
             "UPDATE qobra_sync.runs SET import_status = $2
@@ -190,5 +222,9 @@ fn record(run_id: i64, settled: &Settled) -> Result<bool> {
             )?;
         }
         Ok(true)
-    })
+    })?;
+    if recorded {
+        announce_import(run_id)?;
+    }
+    Ok(recorded)
 }

@@ -149,7 +149,8 @@ pub fn execute(started: Started, force: bool) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// What a run comes to: a blocked run when its owner may no longer act as its reader; a failed
+/// What a run comes to: a blocked run when this database is a copy of the destination's home
+/// or its owner may no longer act as its reader; a failed
 /// run when the registration no longer checks out, the source fails to read or a read stopped
 /// at the run's deadline; otherwise the push's own outcome. Other errors are raised.
 fn outcome(
@@ -160,6 +161,9 @@ fn outcome(
     slot: Option<usize>,
 ) -> Result<Outcome> {
     let reader = pg_sys::Oid::from(reg.run_as_oid);
+    if let Some(copy) = registry::destination::copy_refusal()? {
+        return Ok(Outcome::ended(RunStatus::Blocked, copy.one_line()));
+    }
     if let Some(why) = owner_refused(reg)? {
         return Ok(Outcome::ended(RunStatus::Blocked, why));
     }
@@ -259,7 +263,7 @@ fn prepare(
     // restore is recorded as rebound.
     let mapping = match &reg.shape {
         Some(recorded) => {
-            if reg.shape_of != Some(source.oid) {
+            if !reg.shape_here {
                 registry::record_shape(pg_sys::Oid::from(source.oid), recorded)?;
             }
             shape::apply(mapping, recorded)

@@ -13,7 +13,9 @@ use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
 use qobra_sync_core::registration::Registration;
-use qobra_sync_core::runs::{Ended, Outcome, RunHead, RunStatus, Trigger, CHANNEL};
+use qobra_sync_core::runs::{
+    Ended, ImportSettled, Outcome, RunHead, RunStatus, Trigger, CHANNEL,
+};
 
 /// The error recorded for a run a crash, a restart or the worker's termination cut short.
 const CRASHED: &str = "the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again";
@@ -159,7 +161,7 @@ fn ended(run_id: i64, log: bool) -> Result<()> {
 /// delivered when the transaction that wrote the run's end commits (never if it rolls back),
 /// and, when `log`, the run's line in the server log.
 fn announce(run_id: i64, log: bool) -> Result<()> {
-    let run: Option<pgrx::JsonB> = first_value(
+    let ended: Option<Ended> = read_run(
         "SELECT pg_catalog.jsonb_build_object('run_id', run_id, 'source', source::pg_catalog.text,
                     'data_table_key', data_table_key, 'trigger', trigger, 'status', status,
                     'rows_sent', rows_sent, 'rows_rejected', rows_rejected,
@@ -168,21 +170,54 @@ fn announce(run_id: i64, log: bool) -> Result<()> {
                     'duration_ms', COALESCE(pg_catalog.round(pg_catalog.date_part('epoch',
                         finished_at OPERATOR(pg_catalog.-) started_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, 0))
            FROM qobra_sync.runs WHERE run_id OPERATOR(pg_catalog.=) $1",
-        &[run_id.into()],
+        run_id,
     )?;
-    let Some(pgrx::JsonB(run)) = run else {
+    let Some(ended) = ended else {
         return Ok(());
     };
-    let ended: Ended = serde_json::from_value(run)
-        .map_err(|e| Error::internal(format!("cannot read a run: {e}")))?;
-    execute(
-        "SELECT pg_catalog.pg_notify($1, $2)",
-        &[CHANNEL.into(), ended.notification().into()],
-    )?;
+    notify(&ended.notification())?;
     if log {
         pgrx::log!("{}", ended.log_line());
     }
     Ok(())
+}
+
+/// Tells that the imports of run `run_id` were settled: a NOTIFY on channel `qobra_sync` with
+/// the run's id and import status, and its LOG line, so that an import Qobra failed reaches the
+/// same alerts as a run that failed.
+pub fn announce_import(run_id: i64) -> Result<()> {
+    let settled: Option<ImportSettled> = read_run(
+        "SELECT pg_catalog.jsonb_build_object('run_id', r.run_id, 'source', r.source::pg_catalog.text,
+                    'data_table_key', r.data_table_key, 'import_status', r.import_status,
+                    'import_errors', (SELECT pg_catalog.count(*) FROM qobra_sync.run_errors e
+                                       WHERE e.run_id OPERATOR(pg_catalog.=) r.run_id
+                                         AND e.origin OPERATOR(pg_catalog.=) 'import'))
+           FROM qobra_sync.runs r WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+        run_id,
+    )?;
+    if let Some(settled) = settled {
+        notify(&settled.notification())?;
+        pgrx::log!("{}", settled.log_line());
+    }
+    Ok(())
+}
+
+/// What `sql` (one jsonb of run `$1`) says of run `run_id`, read into `T`; None without the run.
+fn read_run<T: serde::de::DeserializeOwned>(sql: &str, run_id: i64) -> Result<Option<T>> {
+    let Some(pgrx::JsonB(run)) = first_value::<pgrx::JsonB>(sql, &[run_id.into()])? else {
+        return Ok(None);
+    };
+    serde_json::from_value(run)
+        .map(Some)
+        .map_err(|e| Error::internal(format!("cannot read run {run_id}: {e}")))
+}
+
+/// Sends `payload` on channel `qobra_sync`, delivered when the transaction commits.
+fn notify(payload: &str) -> Result<()> {
+    execute(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[CHANNEL.into(), payload.into()],
+    )
 }
 
 /// Deletes run history older than `qobra_sync.history_days`.
@@ -292,6 +327,9 @@ mod tests {
         assert_eq!(allowed("status"), statuses);
         let triggers: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(allowed("trigger"), triggers);
+        use qobra_sync_core::runs::ImportOutcome;
+        let outcomes: Vec<&str> = ImportOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(allowed("import_status"), outcomes);
     }
 
     #[pg_test]
@@ -304,13 +342,13 @@ mod tests {
             data_table_key: "deals".into(),
             columns: Default::default(),
             filter: None,
-            schedule: "1 hour".into(),
+            schedule: Some("1 hour".into()),
             run_as: "t_reader".into(),
             run_as_oid: crate::testing::role("t_reader").to_u32(),
             owner: "postgres".into(),
             owner_oid: 10,
             shape: None,
-            shape_of: None,
+            shape_here: false,
             paused: false,
         };
         Spi::run(

@@ -448,7 +448,8 @@ fn start(due: &Due) -> Result<Start> {
 }
 
 /// Sets the next run time after a run: the schedule's next time after the due time (intervals
-/// keep their cadence), never in the past; 5 s from now when the table was busy.
+/// keep their cadence), never in the past, none without a schedule; 5 s from now when the table
+/// was busy.
 fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool) -> Result<()> {
     // Lock the row before reading the schedule: an alter_table() committing in between would
     // otherwise be overwritten with a time computed from the old schedule.
@@ -460,27 +461,29 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
         return Ok(());
     };
     let now = chrono::Utc::now();
-    let next = if busy {
-        now + chrono::Duration::seconds(5)
-    } else {
-        let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
-        let schedule = Schedule::parse(&reg.schedule)?;
-        let from = if due.trigger == Trigger::Schedule {
-            due.due_at
-        } else {
-            now
-        };
-        match schedule.next_after(from, zone) {
-            Some(t) if t > now => t,
-            _ => schedule
-                .next_after(now, zone)
-                .unwrap_or(now + chrono::Duration::hours(1)),
+    let next = match (busy, reg.schedule.as_deref()) {
+        (true, _) => Some(now + chrono::Duration::seconds(5)),
+        (false, None) => None,
+        (false, Some(schedule)) => {
+            let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
+            let schedule = Schedule::parse(schedule)?;
+            let from = if due.trigger == Trigger::Schedule {
+                due.due_at
+            } else {
+                now
+            };
+            Some(match schedule.next_after(from, zone) {
+                Some(t) if t > now => t,
+                _ => schedule
+                    .next_after(now, zone)
+                    .unwrap_or(now + chrono::Duration::hours(1)),
+            })
         }
     };
     execute(
         "UPDATE qobra_sync.registrations SET next_run_at = $2::pg_catalog.timestamptz,
                     requested_at = CASE WHEN requested_at OPERATOR(pg_catalog.<=) $3::pg_catalog.timestamptz THEN NULL ELSE requested_at END
               WHERE source OPERATOR(pg_catalog.=) $1",
-        &[RegClass(due.source).into(), next.to_rfc3339().into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
+        &[RegClass(due.source).into(), next.map(|t| t.to_rfc3339()).into(), if busy { "-infinity".to_owned() } else { run_started.to_rfc3339() }.into()],
     )
 }

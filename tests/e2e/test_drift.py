@@ -1,8 +1,13 @@
 """Schema drift against the fake Qobra: a renamed, dropped or retyped synced column blocks the
 push before any request, and Qobra keeps what it had; the new shape is accepted with
-alter_table (a renamed column keeping its key); an added column waits to be accepted."""
+accept_shape or column options (a renamed column keeping its key); an added column waits to be
+accepted; confirming a renamed source accepts no lost column; a recreated source is
+unregistered by its data table."""
 
 from decimal import Decimal
+
+import psycopg
+import pytest
 
 from worker_helpers import wait_runs
 
@@ -95,3 +100,45 @@ def test_an_added_column_is_sent_only_once_accepted(db, fake):
     assert run["status"] == "succeeded", run["error"]
     fake.flush()
     assert {r.get("region") for r in fake.records(key).values()} == {"EMEA"}
+
+
+def test_confirming_a_rename_does_not_accept_a_dropped_column(db, fake):
+    """A migration renames the table and drops a synced column: alter_table(source), which
+    confirms the new name, says in a WARNING that the lost column is not accepted and the runs
+    stay blocked; accept_shape() accepts it, and the next push sends the table without it."""
+    key = create_deals(db, fake)
+    db.rows("ALTER TABLE deals RENAME TO deals_v2")
+    db.rows("ALTER TABLE deals_v2 DROP COLUMN stage")
+    db.notices.clear()
+    db.rows("SELECT qobra_sync.alter_table('deals_v2')")
+    [warning] = [n.message_primary for n in db.notices if n.severity_nonlocalized == "WARNING"]
+    assert 'column "stage" was dropped' in warning and "accept_shape('" in warning, warning
+    blocked = db.sync("deals_v2")
+    assert blocked["status"] == "blocked" and 'column "stage" was dropped' in blocked["error"], blocked
+    assert "qobra_sync.accept_shape('" in blocked["error"]
+    db.rows("SELECT qobra_sync.accept_shape('deals_v2')")
+    pushed = db.sync("deals_v2", force=True)
+    assert pushed["status"] == "succeeded", pushed["error"]
+    fake.flush()
+    assert all("stage" not in r for r in fake.records(key).values())
+
+
+def test_a_recreated_source_is_unregistered_by_its_data_table(db, fake):
+    """A deploy drops and recreates the table (CREATE TABLE … AS, then a rename): the old
+    registration points at nothing and every call says so; unregister_table(data_table_key =>)
+    removes it without the old OID, and the new relation is registered afresh and pushes."""
+    key = create_deals(db, fake)
+    db.rows("CREATE TABLE deals_next AS SELECT * FROM deals")
+    db.rows("DROP TABLE deals")
+    db.rows("ALTER TABLE deals_next RENAME TO deals")
+    db.rows("ALTER TABLE deals ADD PRIMARY KEY (id)")
+    with pytest.raises(psycopg.errors.UndefinedObject):
+        db.sync("deals")
+    db.rows("SELECT qobra_sync.unregister_table(data_table_key => %s)", (key,))
+    assert db.value("SELECT count(*) FROM qobra_sync.tables") == 0
+    with pytest.raises(psycopg.errors.UndefinedObject, match="no registration feeds"):
+        db.rows("SELECT qobra_sync.unregister_table(data_table_key => %s)", (key,))
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.rows("SELECT qobra_sync.unregister_table('deals', %s)", (key,))
+    db.register("deals", key=key)
+    assert db.sync("deals")["status"] == "succeeded"

@@ -1,13 +1,16 @@
-"""What stops a push before anything is sent: the deletion guard, unchanged snapshots, and
-misuse of sync_now."""
+"""A DBA's first weeks: what stops a push before anything is sent (the deletion guard,
+unchanged snapshots, misuse of sync_now), guards a purge cannot erase, no schedule unless one is
+given, and inspection before registering that shows what the registration will send."""
 
+import math
 import re
 import subprocess
 
 import psycopg
 import pytest
 
-from helpers import DBNAME, wait_for
+from helpers import DBNAME, READER, wait_for
+from worker_helpers import runs, wait_runs
 
 
 def create_deals(db, fake, rows=10):
@@ -147,3 +150,52 @@ def test_raise_on_failure_fails_the_statement_and_keeps_the_run(cluster, db, fak
                            "-d", DBNAME, "-c", f"SELECT qobra_sync.sync_now('{db.schema}.deals', raise_on_failure => true)"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "blocked" in proc.stderr, proc
+
+
+def test_a_registration_without_a_schedule_is_pushed_only_when_asked(wdb, fake):
+    """As pg_cron asks for a schedule, register_table() gives none by default: the worker never
+    pushes such a registration on its own, request_sync() and sync_now() do, and status calls
+    it neither stale nor due. alter_table() gives it a schedule, and schedule => '' removes it."""
+    db = wdb
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text)")
+    db.rows("INSERT INTO deals SELECT i, 'deal ' || i FROM generate_series(1, 5) i")
+    db.register("deals", schedule=None)
+    db.define_in_fake(fake, "deals")
+    reg = db.one("SELECT schedule, next_run_at FROM qobra_sync.tables")
+    assert reg == {"schedule": None, "next_run_at": None}
+    status = db.one("SELECT next_run_at, stale FROM qobra_sync.status")
+    assert status == {"next_run_at": None, "stale": False}
+    assert math.isnan(db.value("SELECT next_run_in_seconds FROM qobra_sync.metrics"))
+
+    db.rows("SELECT qobra_sync.request_sync('deals')")
+    [run] = wait_runs(db, "deals", 1, trigger="request", finished=True)
+    assert run["status"] == "succeeded", run
+    wait_for(lambda: db.value("SELECT requested_at IS NULL FROM qobra_sync.registrations"),
+             what="the request to be taken")
+    assert db.value("SELECT next_run_at FROM qobra_sync.tables") is None
+    db.rows("SELECT qobra_sync.alter_table('deals', schedule => '1 hour')")
+    assert db.value("SELECT next_run_at - now() BETWEEN interval '59 minutes' AND interval '1 hour' FROM qobra_sync.tables")
+    db.rows("SELECT qobra_sync.alter_table('deals', schedule => '')")
+    assert db.one("SELECT schedule, next_run_at FROM qobra_sync.tables") == reg
+    assert [r["trigger"] for r in runs(db, "deals", None)] == ["request"]
+
+
+def test_inspection_before_registering_takes_the_registrations_options(db, fake):
+    """csv_template() and preview() before registering take register_table()'s options, so the
+    template's header and the records are what the registration will send; after registering,
+    they show what it sends."""
+    db.rows("CREATE TABLE deals (ref int PRIMARY KEY, title text, amount numeric, tags text, stage text)")
+    db.rows("INSERT INTO deals VALUES (1, 'a', 10, 'x', 'won'), (2, 'b', 20, 'y', 'lost')")
+    options = dict(id_column="ref", name_column="title", exclude_columns="{tags}",
+                   field_keys='{"amount": "deal_amount"}', filter="stage = 'won'", run_as=READER)
+    named = ", ".join(f"{k} => %({k})s" for k in options)
+    db.rows(f"GRANT SELECT ON deals TO {READER}")
+    template = db.value(f"SELECT qobra_sync.csv_template('deals', 10, {named})", options)
+    records = [r for (r,) in db.conn.execute(f"SELECT qobra_sync.preview('deals', 10, {named})", options)]
+    assert template.splitlines()[0] == "ref,title,deal_amount,stage", template
+    assert [sorted(r) for r in records] == [["deal_amount", "ref", "stage", "title"]], records
+    assert (records[0]["ref"], records[0]["title"]) == ("1", "a")
+    db.register("deals", id_column="ref", name_column="title", exclude_columns="{tags}",
+                field_keys={"amount": "deal_amount"}, filter="stage = 'won'")
+    assert db.value("SELECT qobra_sync.csv_template('deals', 10)") == template
+    assert [r for (r,) in db.conn.execute("SELECT qobra_sync.preview('deals', 10)")] == records

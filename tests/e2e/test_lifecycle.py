@@ -5,6 +5,7 @@ install script and library) to this version, whose catalog must equal a fresh in
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -301,7 +302,8 @@ def test_dump_and_restore_keeps_registrations_and_history_but_never_the_key(clus
     assert (run["status"], run["rows_sent"]) == ("succeeded", 19), run
     assert run["run_id"] > max(r["run_id"] for r in before[1]), "a restored run id was reused"
     # The shape was recorded on the original relation's column numbers: it now matches by name.
-    assert rdb.value("SELECT shape_of = source::oid FROM qobra_sync.registrations WHERE source = 'tuned'::regclass")
+    assert rdb.value("SELECT shape_of = (SELECT home FROM qobra_sync.destination) || '/' || source::oid "
+                     "FROM qobra_sync.registrations WHERE source = 'tuned'::regclass")
     assert_holds_table(rdb, fake, rdb.registration("tuned")["data_table_key"], "tuned")
     rdb.conn.close()
     db.conn.close()
@@ -336,6 +338,87 @@ def test_a_restore_without_a_source_names_it(clusters, fake):
     assert rdb.value("SELECT count(*) FROM plain") == 20
     rdb.conn.close()
     db.conn.close()
+
+
+def key_file(name, fake):
+    """A file holding the destination's key, as qobra_sync.api_key_file requires it."""
+    path = WORK / name
+    path.write_text(fake.api_key + "\n")
+    shutil.chown(path, "postgres")
+    path.chmod(0o600)
+    return path
+
+
+def assert_copy_blocked(cdb, table, how):
+    """In a copy of the destination's home: check_destination says so, and a push is blocked
+    before anything is read or sent, forced or not, with the reason in runs, status and the
+    hint; raise_on_failure makes it an error (55000)."""
+    finding = cdb.one("SELECT * FROM qobra_sync.check_destination() WHERE check_name = 'pushes from this database'")
+    assert not finding["ok"] and how in finding["detail"], finding
+    run = cdb.run(cdb.value("SELECT qobra_sync.sync_now(%s, force => true)", (table,)))
+    assert run["status"] == "blocked" and run["rows_read"] == 0, run
+    assert "this database is a copy" in run["error"] and how in run["error"], run["error"]
+    assert "qobra_sync.set_destination()" in run["error"], run["error"]
+    status = cdb.one("SELECT * FROM qobra_sync.status WHERE source = %s::regclass", (table,))
+    assert (status["last_status"], status["last_error"]) == ("blocked", run["error"]), status
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="this database is a copy"):
+        cdb.rows("SELECT qobra_sync.sync_now(%s, raise_on_failure => true)", (table,))
+
+
+def test_a_copy_of_the_database_pushes_nothing_until_a_dba_confirms(clusters, fake):
+    """A dump of a database whose key comes from qobra_sync.api_key_file (the recommended way),
+    restored where the same file is in place, as a staging copy is: into another database of
+    the same cluster, and into another cluster. Neither pushes, on schedule or by hand, until
+    set_destination() is called in it (no argument: the file's key, the stored URL and format);
+    the original keeps pushing."""
+    fake.reset()
+    path = key_file("life-copy.key", fake)
+    conf = (f"qobra_sync.api_key_file = '{path}'", f"qobra_sync.database_name = '{DBNAME}, qobra_copy'")
+    origin = clusters("life-copy-origin", *conf)
+    db = install(origin, fake)
+    key = deals(db, fake, "copied", schedule="1 hour")
+    assert db.sync("copied")["status"] == "succeeded"
+    dump = WORK / "life.copy.dump"
+    pg_tool("pg_dump", "-h", str(origin.dir), "-p", str(origin.port), "-U", "postgres", "-F", "c",
+            "-f", str(dump), DBNAME)
+    with origin.connect("postgres") as conn:
+        conn.execute("CREATE DATABASE qobra_copy")
+    target = clusters("life-copy-target", *conf)
+    with target.connect() as conn:
+        conn.execute(f"CREATE ROLE {READER} NOLOGIN")
+    for cluster, dbname in [(origin, "qobra_copy"), (target, DBNAME)]:
+        pg_tool("pg_restore", "-h", str(cluster.dir), "-p", str(cluster.port), "-U", "postgres",
+                "--exit-on-error", "-d", dbname, str(dump))
+    fake.clear_requests()
+    copies = {"another database": Db(origin.connect("qobra_copy"), SCHEMA),
+              "another cluster": Db(target.connect(), SCHEMA)}
+    for how, cdb in copies.items():
+        cdb.rows(f"SET search_path = {SCHEMA}, public")
+        assert_copy_blocked(cdb, "copied", {"another database": "template", "another cluster": "pg_upgrade"}[how])
+    # The worker of the other cluster runs the schedule that falls due, and blocks it too.
+    tdb = copies["another cluster"]
+    mark = log_mark(target)
+    tdb.rows("UPDATE qobra_sync.registrations SET next_run_at = now() WHERE source = 'copied'::regclass")
+    scheduled = wait_runs(tdb, "copied", 1, finished=True, timeout=30)
+    assert [r["status"] for r in scheduled] == ["blocked"], scheduled
+    assert wait_for(lambda: log_lines(target, r"WARNING: .*pushes are paused: this database is a copy", mark),
+                    what="the blocked scheduled run in the log")
+    assert fake.requests("/v1/tables/") == [], "a copy sent something"
+    # The original is still home.
+    db.rows("INSERT INTO copied VALUES (21, 'deal 21', 31.5)")
+    run = db.sync("copied")
+    assert run["status"] == "succeeded", run["error"]
+    # A DBA confirms the other cluster's copy: it pushes from now on.
+    tdb.rows("SELECT qobra_sync.set_destination()")
+    finding = tdb.one("SELECT * FROM qobra_sync.check_destination() WHERE check_name = 'pushes from this database'")
+    assert finding["ok"], finding
+    status = tdb.one("SELECT * FROM qobra_sync.destination_status")
+    assert (status["base_url"], status["key_source"], status["body_format"]) == (fake.base_url, "api_key_file", "data")
+    run = tdb.sync("copied", force=True)
+    assert run["status"] == "succeeded", run["error"]
+    assert_copy_blocked(copies["another database"], "copied", "template")
+    for cdb in (*copies.values(), db):
+        cdb.conn.close()
 
 
 # --------------------------------------------------------------------------- drop and re-create

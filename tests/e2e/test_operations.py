@@ -8,6 +8,7 @@ import math
 import os
 import re
 import subprocess
+import time
 import urllib.request
 
 import yaml
@@ -21,9 +22,15 @@ EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 
 
 def notifications(conn, count, timeout=10.0):
-    """The next `count` payloads on channel qobra_sync (as dicts)."""
-    got = [json.loads(n.payload) for n in conn.notifies(timeout=timeout, stop_after=count)
-           if n.channel == "qobra_sync"]
+    """The next `count` payloads of runs' ends on channel qobra_sync (as dicts); those of
+    settled imports (which carry an import_status) are passed over."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and (left := deadline - time.monotonic()) > 0:
+        for n in conn.notifies(timeout=left, stop_after=1):
+            told = json.loads(n.payload)
+            if n.channel == "qobra_sync" and "status" in told:
+                got.append(told)
     assert len(got) == count, f"{len(got)} notification(s) of {count}: {got}"
     return got
 
@@ -51,7 +58,8 @@ def test_every_run_end_is_notified_at_commit_and_logged_once(cluster, db, fake, 
     session.execute(f"SET search_path = {db.schema}")
     session.autocommit = False
     rolled_back = session.execute("SELECT qobra_sync.sync_now('deals', force => true)").fetchone()[0]
-    assert list(listener.notifies(timeout=1, stop_after=1)) == [], "told before the commit"
+    early = [n.payload for n in listener.notifies(timeout=1) if "status" in json.loads(n.payload)]
+    assert early == [], "told before the commit"
     session.rollback()
     [n] = notifications(listener, 1)
     assert (n["run_id"], n["status"]) == (rolled_back, "succeeded")
@@ -107,6 +115,73 @@ def test_status_tells_stale_registrations_and_consecutive_failures(db, fake):
     assert status()["stale"] is True
 
 
+def told_until(conn, wanted, timeout=20.0):
+    """Reads notifications on channel qobra_sync until one equals `wanted`; fails after
+    `timeout` seconds without it."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        for n in conn.notifies(timeout=left, stop_after=1):
+            if n.channel == "qobra_sync" and json.loads(n.payload) == wanted:
+                return
+    raise AssertionError(f"no notification {wanted}")
+
+
+def import_log_lines(cluster, run_id):
+    """The server log's `import settled` lines of run `run_id`."""
+    text = cluster.server_log.read_text(errors="replace")
+    return re.findall(rf"qobra_sync import settled: run_id={run_id} .*", text)
+
+
+def test_status_says_why_and_imports_qobra_failed_are_told(cluster, db, fake, connect):
+    """One query answers "why": status shows the last run's rejected rows and possibly_partial,
+    the last failure even after a success, and the outcome of the last imports with the errors
+    they left. An import Qobra failed is told like a run's end (a NOTIFY, one LOG line) and
+    counted by metrics; imports still not over two days after their push settle as unknown."""
+    listener = connect()
+    listener.execute("LISTEN qobra_sync")
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, stage text, score float8)")
+    db.rows("INSERT INTO deals VALUES (1, 'a', '12', 1), (2, 'b', 'won', 2), (3, 'c', NULL, 'NaN'), (4, 'd', 'lost', 4)")
+    key = db.register("deals")
+    fake.define_table(key, fields={"stage": "number", "score": "number"})
+    fake.add_faults(bulk_fault(key, {"status": 400}))
+    failed = db.sync("deals")
+    assert failed["status"] == "failed" and "400" in failed["error"], failed
+    pushed = db.sync("deals")
+    assert (pushed["status"], pushed["rows_rejected"]) == ("succeeded", 1), pushed
+    fake.flush()
+    db.rows("SELECT qobra_sync.poll_imports()")  # the worker may have settled it first
+    told_until(listener, {"run_id": pushed["run_id"], "import_status": "failed"})
+    [line] = wait_for(lambda: import_log_lines(cluster, pushed["run_id"]), what="the import's log line")
+    assert line.endswith("import_status=failed import_errors=2"), line
+    assert f"data_table_key={key}" in line
+
+    why = db.one("SELECT * FROM qobra_sync.status WHERE source = 'deals'::regclass")
+    assert (why["last_run_id"], why["last_status"], why["last_error"]) == (pushed["run_id"], "succeeded", None)
+    assert (why["last_rows_rejected"], why["last_possibly_partial"]) == (1, False)
+    assert why["last_failure_at"] == failed["finished_at"] and why["last_failure"] == failed["error"]
+    assert (why["last_import_run_id"], why["last_import_status"], why["last_import_errors"]) == \
+        (pushed["run_id"], "failed", 2)
+    metrics = db.one("SELECT imports_failed_total, imports_unknown_total FROM qobra_sync.metrics")
+    assert metrics == {"imports_failed_total": 1, "imports_unknown_total": 0}
+
+    # Qobra never says how the next imports end; two days later they settle as unknown.
+    fake.add_faults({"path_prefix": "/v1/imports/", "method": "GET", "nth": 1, "times": 1000,
+                     "action": {"status": 503}})
+    db.rows("INSERT INTO deals VALUES (5, 'e', '5', 5)")
+    late = db.sync("deals")
+    assert late["import_status"] == "pending", late
+    db.rows("UPDATE qobra_sync.runs SET started_at = started_at - interval '2 days 1 minute' WHERE run_id = %s",
+            (late["run_id"],))
+    db.rows("SELECT qobra_sync.poll_imports()")
+    told_until(listener, {"run_id": late["run_id"], "import_status": "unknown"})
+    [error] = [e for e in db.run_errors(late["run_id"]) if e["origin"] == "import"]
+    assert error["origin"] == "import" and "2 days" in error["details"], error
+    why = db.one("SELECT * FROM qobra_sync.status WHERE source = 'deals'::regclass")
+    assert (why["last_import_run_id"], why["last_import_status"], why["last_import_errors"]) == \
+        (late["run_id"], "unknown", 1)
+    assert db.value("SELECT imports_unknown_total FROM qobra_sync.metrics") == 1
+
+
 def test_metrics_read_by_the_exporter_queries(db, fake, wdb):
     """The query of docs/postgres_exporter.yaml runs as it is; it returns every column the file
     declares, with counters matching the run history and gauges in seconds."""
@@ -125,12 +200,13 @@ def test_metrics_read_by_the_exporter_queries(db, fake, wdb):
     fake.add_faults(bulk_fault(key, {"status": 400}))
     db.sync("deals", force=True)
     [m] = db.rows(config["query"])
-    counts = {r["status"]: r["n"] for r in db.rows("SELECT status, count(*) AS n FROM qobra_sync.runs GROUP BY 1")}
+    mine = "FROM qobra_sync.runs WHERE source = 'deals'::regclass"
+    counts = {r["status"]: r["n"] for r in db.rows(f"SELECT status, count(*) AS n {mine} GROUP BY 1")}
     assert counts == {"succeeded": 1, "skipped": 1, "failed": 1}
     assert (m["runs_succeeded_total"], m["runs_skipped_total"], m["runs_failed_total"],
             m["runs_blocked_total"], m["runs_interrupted_total"]) == (1, 1, 1, 0, 0)
-    assert m["rows_sent_total"] == db.value("SELECT sum(rows_sent) FROM qobra_sync.runs")
-    assert m["bytes_sent_total"] == db.value("SELECT sum(bytes_sent) FROM qobra_sync.runs") > 0
+    assert m["rows_sent_total"] == db.value(f"SELECT sum(rows_sent) {mine}")
+    assert m["bytes_sent_total"] == db.value(f"SELECT sum(bytes_sent) {mine}") > 0
     assert 0 <= m["seconds_since_last_success"] < 60 and 0 <= m["last_run_duration_seconds"] < 60
     assert (m["consecutive_failures"], m["stale"], m["paused"], m["running"]) == (1, 0, 0, 0)
     assert m["source"] == f"{db.schema}.deals" and m["data_table_key"] == key
@@ -181,7 +257,8 @@ def test_a_real_postgres_exporter_scrapes_every_registration_as_a_monitor(cluste
         assert series[("qobra_sync_runs_succeeded_total", "others_of_another_owner")] == 0, series
         assert series[("qobra_sync_paused", "others_of_another_owner")] == 0, series
         names = {name for name, _ in series}
-        assert len(names) == 14, names
+        declared = yaml.safe_load(EXPORTER_QUERIES.read_text())["qobra_sync"]["metrics"]
+        assert len(names) == len(declared) - 2, names  # every column but the two labels
     finally:
         if exporter:
             stop_process(exporter)

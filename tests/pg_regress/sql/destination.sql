@@ -11,6 +11,14 @@ SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'ftp://api.qobra.co');
 SELECT qobra_sync.set_destination('has spaces');
 SELECT qobra_sync.set_destination('');
 SELECT qobra_sync.set_destination(NULL);
+-- NULL keeps what is stored: the key, the base URL, the body format.
+SELECT qobra_sync.set_destination(body_format => 'array');
+SELECT base_url, api_key_set, body_format FROM qobra_sync.destination_status;
+SELECT qobra_sync.set_destination(body_format => 'data');
+-- The destination's home is this database: its system identifier and OID.
+SELECT home = (SELECT s.system_identifier || '/' || d.oid FROM pg_control_system() s, pg_database d
+                WHERE d.datname = current_database()) AS home_is_here
+  FROM qobra_sync.destination;
 -- No view shows the key, and PUBLIC can reach nothing.
 SELECT count(*) AS views_showing_the_key FROM pg_views
  WHERE schemaname = 'qobra_sync' AND definition LIKE '%api_key%' AND definition NOT LIKE '%api_key_set%';

@@ -1,6 +1,7 @@
 -- Schema drift: a registration records its synced shape; a synced column renamed, dropped or
--- retyped blocks pushes (Qobra untouched) until alter_table(source) accepts the new shape; a
--- column added since is not sent until then. There is no Qobra here: a push that gets past
+-- retyped blocks pushes (Qobra untouched) until accept_shape(source) accepts the new shape; a
+-- column added since is not sent until alter_table(source) accepts it, which accepts nothing
+-- else: confirming a renamed source and accepting a lost column are separate acts. There is no Qobra here: a push that gets past
 -- the guard fails to connect, which tells it apart from a blocked one.
 SET client_min_messages = error;
 SELECT qobra_sync.set_destination('qk_regress_drift_0000', 'http://127.0.0.1:9');
@@ -44,8 +45,14 @@ ALTER TABLE drifting DROP COLUMN stage;
 ALTER TABLE drifting ALTER COLUMN closed TYPE text;
 SELECT qobra_sync.sync_now('drifting') IS NOT NULL AS pushed;
 SELECT * FROM last_run();
--- A type change within the same Qobra type does not block.
+-- alter_table(source) alone does not accept them (a WARNING says so); accept_shape() does.
+SET client_min_messages = warning;
 SELECT qobra_sync.alter_table('drifting');
+SET client_min_messages = error;
+SELECT check_name, ok FROM qobra_sync.validate('drifting') WHERE check_name = 'shape unchanged';
+SELECT qobra_sync.accept_shape('drifting');
+SELECT check_name, ok FROM qobra_sync.validate('drifting') WHERE check_name = 'shape unchanged';
+-- A type change within the same Qobra type does not block.
 ALTER TABLE drifting ALTER COLUMN amount_eur TYPE double precision;
 SELECT qobra_sync.sync_now('drifting') IS NOT NULL AS pushed;
 SELECT * FROM last_run();

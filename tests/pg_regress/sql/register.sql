@@ -75,6 +75,10 @@ SELECT count(*) FROM qobra_sync.preview('deals_renamed');
 DROP TABLE deals_renamed;
 SELECT source::oid > 0 AS kept_by_oid FROM qobra_sync.tables WHERE data_table_key = 'copy';
 SELECT try($$SELECT qobra_sync.preview(source) FROM qobra_sync.tables WHERE data_table_key = 'copy'$$);
-SELECT qobra_sync.unregister_table((SELECT source FROM qobra_sync.tables WHERE data_table_key = 'copy'));
+-- Once the relation is gone, the registration is named by the data table it feeds.
+SELECT qobra_sync.unregister_table(data_table_key => 'copy');
+SELECT qobra_sync.unregister_table(data_table_key => 'copy');
+SELECT qobra_sync.unregister_table('deals', 'deals');
+SELECT qobra_sync.unregister_table();
 -- Leave no registration behind for the next file.
 SELECT count(qobra_sync.unregister_table(source)) FROM qobra_sync.tables;
