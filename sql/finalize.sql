@@ -110,9 +110,9 @@ COMMENT ON FUNCTION @extschema@.set_destination(text, text, text) IS
   'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array); NULL keeps what is stored. Pushes run from this database only: calling it in a copy confirms the copy is to push. The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
 COMMENT ON FUNCTION @extschema@.check_destination() IS
   'Whether pushes can reach Qobra, by requests that change nothing there: address, connection and certificate (through the proxy), API key accepted, body format.';
-COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
-  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
-COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
+COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean) IS
+  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key (on schedule when one is given; follow_name: to a relation created again under its name). Everything is checked before it is stored.';
+COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean) IS
   'Changes a registration: NULL keeps a value, an empty filter or schedule removes it. With only source, confirms a renamed source and accepts added columns (a renamed, dropped or retyped column needs accept_shape).';
 COMMENT ON FUNCTION @extschema@.unregister_table(regclass, text) IS 'Removes a registration (its run history stays until purged), named by its source or, when the source is gone, by the data table it feeds.';
 COMMENT ON FUNCTION @extschema@.accept_shape(regclass) IS
@@ -215,8 +215,8 @@ END
 $$;
 GRANT USAGE ON SCHEMA @extschema@ TO qobra_sync_operator;
 GRANT EXECUTE ON FUNCTION
-    @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
-    @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
+    @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
+    @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.unregister_table(regclass, text), @extschema@.accept_shape(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
     @extschema@.column_mapping(regclass, name[], jsonb),
     @extschema@.validate(regclass, name, name, name[], text, text, name),

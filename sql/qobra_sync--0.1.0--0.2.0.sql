@@ -58,14 +58,40 @@ CREATE FUNCTION @extschema@."register_table"(
 	"exclude_columns" name[] DEFAULT '{}',
 	"filter" TEXT DEFAULT NULL,
 	"schedule" TEXT DEFAULT NULL,
-	"run_as" name DEFAULT NULL
+	"run_as" name DEFAULT NULL,
+	"follow_name" bool DEFAULT false
 ) RETURNS void
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'register_table_wrapper';
+AS 'MODULE_PATHNAME', 'register_table_following_wrapper';
+-- Registrations may follow their source by name (a relation dropped and created again).
+DROP FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name);
+CREATE FUNCTION @extschema@."alter_table"(
+	"source" regclass,
+	"data_table_key" TEXT DEFAULT NULL,
+	"id_column" name DEFAULT NULL,
+	"name_column" name DEFAULT NULL,
+	"user_columns" name[] DEFAULT NULL,
+	"user_key" TEXT DEFAULT NULL,
+	"column_types" jsonb DEFAULT NULL,
+	"field_keys" jsonb DEFAULT NULL,
+	"exclude_columns" name[] DEFAULT NULL,
+	"filter" TEXT DEFAULT NULL,
+	"schedule" TEXT DEFAULT NULL,
+	"run_as" name DEFAULT NULL,
+	"follow_name" bool DEFAULT NULL
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'alter_table_following_wrapper';
 ALTER TABLE @extschema@.registrations ADD COLUMN shape jsonb;
 ALTER TABLE @extschema@.registrations ADD COLUMN shape_of text;
+ALTER TABLE @extschema@.registrations ADD COLUMN follow_name boolean NOT NULL DEFAULT false;
+ALTER TABLE @extschema@.registrations ADD COLUMN source_owner regrole;
+UPDATE @extschema@.registrations r
+   SET source_owner = (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid)::pg_catalog.regrole;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations',
   'WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) source::pg_catalog.oid)');
 
@@ -120,7 +146,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.run_errors',
 CREATE VIEW @extschema@.tables WITH (security_barrier) AS
 SELECT source, data_table_key, id_column, name_column, user_columns, user_key, column_types,
        field_keys, exclude_columns, filter, schedule, run_as::pg_catalog.text::pg_catalog.name AS run_as, paused,
-       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner, shape
+       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner, shape, follow_name
   FROM @extschema@.registrations
  WHERE pg_catalog.pg_has_role(owner, 'MEMBER');
 
@@ -193,7 +219,7 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'unregister_table_or_key_wrapper';
 COMMENT ON FUNCTION @extschema@.unregister_table(regclass, text) IS 'Removes a registration (its run history stays until purged), named by its source or, when the source is gone, by the data table it feeds.';
 
-COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
+COMMENT ON FUNCTION @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean) IS
   'Changes a registration: NULL keeps a value, an empty filter or schedule removes it. With only source, confirms a renamed source and accepts added columns (a renamed, dropped or retyped column needs accept_shape).';
 -- accept_shape() accepts a source's changed columns, apart from confirming its new name.
 CREATE FUNCTION @extschema@."accept_shape"(
@@ -349,8 +375,8 @@ COMMENT ON FUNCTION @extschema@.set_destination(text, text, text) IS
   'Sets Qobra''s API key and base URL (superuser only; https, or http to loopback), and how requests frame their records (body_format: data or array); NULL keeps what is stored. Pushes run from this database only: calling it in a copy confirms the copy is to push. The key is never shown again; NULL when qobra_sync.api_key_file holds it.';
 COMMENT ON FUNCTION @extschema@.check_destination() IS
   'Whether pushes can reach Qobra, by requests that change nothing there: address, connection and certificate (through the proxy), API key accepted, body format.';
-COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name) IS
-  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key. Everything is checked before it is stored.';
+COMMENT ON FUNCTION @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean) IS
+  'Registers a table, partitioned table, view, materialized view or foreign table for pushes to the Qobra data table data_table_key (on schedule when one is given; follow_name: to a relation created again under its name). Everything is checked before it is stored.';
 COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
   'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default); register_table''s options, each NULL keeping the registration''s, show them before registering.';
 COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
@@ -427,8 +453,8 @@ END
 $$;
 GRANT USAGE ON SCHEMA @extschema@ TO qobra_sync_operator;
 GRANT EXECUTE ON FUNCTION
-    @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
-    @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name),
+    @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
+    @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.unregister_table(regclass, text), @extschema@.accept_shape(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
     @extschema@.column_mapping(regclass, name[], jsonb),
     @extschema@.validate(regclass, name, name, name[], text, text, name),

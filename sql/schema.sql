@@ -58,9 +58,18 @@ CREATE TABLE @extschema@.registrations (
     -- The synced shape, as registered or last altered: each synced column's attnum, name, type,
     -- Qobra type and field key. A push is blocked while the source no longer matches it.
     shape           jsonb,
-    -- The relation whose attnums the shape holds: another one in a restored dump, whose
-    -- columns are numbered afresh (the shape is then matched by column name).
-    shape_of        text
+    -- Where the shape's attnums belong, '<system identifier>/<database OID>/<relation OID>':
+    -- elsewhere in a restored dump, whose columns are numbered afresh (the shape is then matched
+    -- by column name).
+    shape_of        text,
+    -- Whether the registration follows its source by name: a relation created under that name
+    -- (a table dropped and created again by a deploy) takes its place once its synced columns
+    -- match the shape (see registry/follow.rs).
+    follow_name     boolean NOT NULL DEFAULT false,
+    -- The source's owner when it was registered, altered or followed: a relation that takes the
+    -- source's name is followed only if the same role owns it (a role that may only create
+    -- tables in the schema cannot put its own rows in the source's place).
+    source_owner    regrole
 );
 -- pg_dump dumps the registrations of relations that exist (a registration whose source was
 -- dropped would come back pointing at whatever has its OID in the new database).
@@ -87,7 +96,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.baselines',
 CREATE VIEW @extschema@.tables WITH (security_barrier) AS
 SELECT source, data_table_key, id_column, name_column, user_columns, user_key, column_types,
        field_keys, exclude_columns, filter, schedule, run_as::pg_catalog.text::pg_catalog.name AS run_as, paused,
-       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner, shape
+       next_run_at, owner::pg_catalog.text::pg_catalog.name AS owner, shape, follow_name
   FROM @extschema@.registrations
  WHERE pg_catalog.pg_has_role(owner, 'MEMBER');
 

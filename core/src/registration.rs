@@ -34,6 +34,14 @@ pub struct Registration {
     #[serde(default)]
     pub shape_here: bool,
     pub paused: bool,
+    /// Whether it follows its source by name: a relation that takes the name (a table dropped
+    /// and created again) is pushed in its place once its synced columns match the shape.
+    #[serde(default)]
+    pub follow_name: bool,
+    /// The OID of the source's owner when it was registered, altered or followed: a relation
+    /// that takes its name is followed only when the same role owns it.
+    #[serde(default)]
+    pub source_owner: Option<u32>,
 }
 
 /// Checks a Qobra data table API name: it becomes a URL path segment, so only `[A-Za-z0-9_.-]`.

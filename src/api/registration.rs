@@ -13,9 +13,9 @@ use qobra_sync_core::mapping::{ColumnChanges, ColumnOptions};
 /// Registers a source for pushes to the Qobra data table `data_table_key`, on `schedule` when
 /// one is given (else only when asked: `sync_now`, `request_sync`).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, name = "register_table")]
 #[search_path(pg_catalog, pg_temp)]
-fn register_table(
+fn register_table_following(
     source: Option<RegClass>,
     data_table_key: Option<&str>,
     id_column: Option<Name>,
@@ -28,6 +28,7 @@ fn register_table(
     filter: default!(Option<&str>, "NULL"),
     schedule: default!(Option<&str>, "NULL"),
     run_as: default!(Option<Name>, "NULL"),
+    follow_name: default!(Option<bool>, false),
 ) {
     let run = || -> Result<()> {
         let _entered = writes("register_table()")?;
@@ -54,6 +55,7 @@ fn register_table(
                 filter: filter.map(str::to_owned),
                 schedule: schedule.map(str::to_owned),
                 run_as,
+                follow_name: follow_name.unwrap_or(false),
             },
         )
     };
@@ -63,9 +65,9 @@ fn register_table(
 /// Changes a registration; every argument left NULL keeps its value (`filter => ''` and
 /// `schedule => ''` remove them).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, name = "alter_table")]
 #[search_path(pg_catalog, pg_temp)]
-fn alter_table(
+fn alter_table_following(
     source: Option<RegClass>,
     data_table_key: default!(Option<&str>, "NULL"),
     id_column: default!(Option<Name>, "NULL"),
@@ -78,6 +80,7 @@ fn alter_table(
     filter: default!(Option<&str>, "NULL"),
     schedule: default!(Option<&str>, "NULL"),
     run_as: default!(Option<Name>, "NULL"),
+    follow_name: default!(Option<bool>, "NULL"),
 ) {
     let run = || -> Result<()> {
         let _entered = writes("alter_table()")?;
@@ -96,8 +99,11 @@ fn alter_table(
         // confirms a renamed relation) accepts added columns only, a lost or changed one being
         // for accept_shape() alone; changing only the schedule, filter, key or reader keeps the
         // recorded shape.
-        let others_only =
-            data_table_key.is_some() || filter.is_some() || schedule.is_some() || run_as.is_some();
+        let others_only = data_table_key.is_some()
+            || filter.is_some()
+            || schedule.is_some()
+            || run_as.is_some()
+            || follow_name.is_some();
         let accept_shape = match (changes.is_empty(), others_only) {
             (false, _) => true,
             (true, true) => false,
@@ -116,6 +122,7 @@ fn alter_table(
                 filter,
                 schedule,
                 run_as: run_as.map(|n| n.0).unwrap_or(reg.run_as),
+                follow_name: follow_name.unwrap_or(reg.follow_name),
             },
             accept_shape,
         )
@@ -135,6 +142,55 @@ fn accept_shape(source: Option<RegClass>) {
         registry::update(source, Spec::of(reg), true)
     };
     run().or_raise()
+}
+
+/// `register_table` and `alter_table` of version 0.1.0, whose SQL still calls them between a
+/// library upgrade and `ALTER EXTENSION … UPDATE` (see `preview` in `inspection`).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn register_table(
+    _source: Option<RegClass>,
+    _data_table_key: Option<&str>,
+    _id_column: Option<Name>,
+    _name_column: Option<Name>,
+    _user_columns: Option<NameArray>,
+    _user_key: Option<&str>,
+    _column_types: Option<JsonB>,
+    _field_keys: Option<JsonB>,
+    _exclude_columns: Option<NameArray>,
+    _filter: Option<&str>,
+    _schedule: Option<&str>,
+    _run_as: Option<Name>,
+) {
+    belongs_to_0_1_0("register_table()")
+}
+
+/// See [`register_table`].
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn alter_table(
+    _source: Option<RegClass>,
+    _data_table_key: Option<&str>,
+    _id_column: Option<Name>,
+    _name_column: Option<Name>,
+    _user_columns: Option<NameArray>,
+    _user_key: Option<&str>,
+    _column_types: Option<JsonB>,
+    _field_keys: Option<JsonB>,
+    _exclude_columns: Option<NameArray>,
+    _filter: Option<&str>,
+    _schedule: Option<&str>,
+    _run_as: Option<Name>,
+) {
+    belongs_to_0_1_0("alter_table()")
+}
+
+/// The error of a function of version 0.1.0 called with the current library.
+fn belongs_to_0_1_0(function: &str) {
+    let _entered = writes(function).or_raise();
+    crate::pg::error::raise(crate::pg::error::Error::internal(format!(
+        "this {function} belongs to version 0.1.0"
+    )))
 }
 
 /// An optional text of `alter_table`: NULL keeps the stored one, '' removes it.
@@ -169,10 +225,7 @@ fn unregister_table_or_key(
 /// `unregister_table(source)` of version 0.1.0 (see `preview` in `inspection`).
 #[pg_extern(sql = false)]
 fn unregister_table(_source: Option<RegClass>) {
-    let _entered = writes("unregister_table()").or_raise();
-    crate::pg::error::raise(crate::pg::error::Error::internal(
-        "unregister_table(regclass) belongs to version 0.1.0",
-    ))
+    belongs_to_0_1_0("unregister_table()")
 }
 
 /// Stops scheduled pushes of a source until `resume()`.

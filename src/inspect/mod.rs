@@ -52,7 +52,10 @@ pub struct Overrides {
 
 /// Resolves the subject of an inspection: the registration (if any) with the call's overrides.
 pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
-    let reg = registry::load(source_oid)?;
+    let reg = match registry::load(source_oid)? {
+        Some(reg) => Some(reg),
+        None => registry::follow::peek(source_oid)?,
+    };
     if let Some(r) = &reg {
         roles::check_owner(pg_sys::Oid::from(r.owner_oid), &r.source_name)?;
     }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod destination;
+pub mod follow;
 
 use crate::pg::catalog::{self, describe_source};
 use crate::pg::cursor::scan;
@@ -31,6 +32,8 @@ pub struct Spec {
     /// None: pushed only when asked.
     pub schedule: Option<String>,
     pub run_as: String,
+    /// Whether the registration follows its source by name (see `follow`).
+    pub follow_name: bool,
 }
 
 impl Spec {
@@ -42,6 +45,7 @@ impl Spec {
             filter: reg.filter,
             schedule: reg.schedule,
             run_as: reg.run_as,
+            follow_name: reg.follow_name,
         }
     }
 }
@@ -66,12 +70,16 @@ pub fn only_added_columns(source_oid: pg_sys::Oid, reg: &Registration) -> Result
     Ok(false)
 }
 
-/// SQL for where a shape recorded now on source `$1` belongs (`shape_of`): this database (see
-/// `destination::THIS_DATABASE`) and the relation's OID. An OID alone proves nothing after a
-/// restore: a fresh cluster hands out the same OIDs to other relations.
-fn shape_here_sql() -> String {
+/// SQL for the owner of the source `$1`, as `registrations.source_owner` keeps it.
+const SOURCE_OWNER: &str = "(SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)::pg_catalog.regrole";
+
+/// SQL for where a shape recorded now on the source the parameter `param` holds belongs
+/// (`shape_of`): this database (see `destination::THIS_DATABASE`) and the relation's OID. An
+/// OID alone proves nothing after a restore: a fresh cluster hands out the same OIDs to other
+/// relations.
+fn shape_here_sql(param: &str) -> String {
     format!(
-        "({} OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) $1::pg_catalog.oid::pg_catalog.text)",
+        "({} OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) {param}::pg_catalog.oid::pg_catalog.text)",
         destination::THIS_DATABASE
     )
 }
@@ -95,8 +103,9 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'owner_oid', r.owner::pg_catalog.oid::pg_catalog.int8,
                  'shape', r.shape,
                  'shape_here', COALESCE(r.shape_of OPERATOR(pg_catalog.=) {here}, false),
-                 'paused', r.paused)
-               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1", here = shape_here_sql()),
+                 'paused', r.paused, 'follow_name', r.follow_name,
+                 'source_owner', r.source_owner::pg_catalog.oid::pg_catalog.int8)
+               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1", here = shape_here_sql("$1")),
         &[RegClass(source).into()],
     )?;
     let Some(JsonB(v)) = json else {
@@ -248,9 +257,9 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
     let checked = checked(&source, &spec)?;
     store(
         &format!("INSERT INTO qobra_sync.registrations (source, source_name, data_table_key, id_column, name_column,
-             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape, shape_of)
+             user_columns, user_key, column_types, field_keys, exclude_columns, filter, schedule, run_as, next_run_at, owner, shape, shape_of, follow_name, source_owner)
          VALUES ($1, $2, $3, $4::pg_catalog.name, $5::pg_catalog.name, $6::pg_catalog.name[], $7, $8, $9,
-             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16, {})", shape_here_sql()),
+             $10::pg_catalog.name[], $11, $12, $13::pg_catalog.regrole, $14::pg_catalog.timestamptz, $15::pg_catalog.regrole, $16, {}, $17, {})", shape_here_sql("$1"), SOURCE_OWNER),
         &source,
         &spec,
         checked,
@@ -265,7 +274,7 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result
     let checked = checked(&source, &spec)?;
     // $16 (the shape) is passed either way; left unused, the recorded shape stays.
     let shape = if accept_shape {
-        format!(", shape = $16, shape_of = {}", shape_here_sql())
+        format!(", shape = $16, shape_of = {}", shape_here_sql("$1"))
     } else {
         String::new()
     };
@@ -273,7 +282,8 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result
         &format!("UPDATE qobra_sync.registrations SET source_name = $2, data_table_key = $3, id_column = $4::pg_catalog.name,
              name_column = $5::pg_catalog.name, user_columns = $6::pg_catalog.name[], user_key = $7, column_types = $8,
              field_keys = $9, exclude_columns = $10::pg_catalog.name[], filter = $11, schedule = $12,
-             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, updated_at = pg_catalog.now(){shape}
+             run_as = $13::pg_catalog.regrole, next_run_at = $14::pg_catalog.timestamptz, follow_name = $17, source_owner = {SOURCE_OWNER},
+             updated_at = pg_catalog.now(){shape}
          WHERE source OPERATOR(pg_catalog.=) $1"),
         &source,
         &spec,
@@ -281,7 +291,7 @@ pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result
     )
 }
 
-/// Runs the INSERT or UPDATE of a registration with its sixteen parameters (the UPDATE leaves
+/// Runs the INSERT or UPDATE of a registration with its seventeen parameters (the UPDATE leaves
 /// the owner, $15, as it is); the worker is woken at commit to take the change into account.
 fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()> {
     crate::pg::shared::wake_worker_at_commit();
@@ -311,6 +321,7 @@ fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()
                     checked.next_run_at.into(),
                     roles::caller().1.into(),
                     JsonB(serde_json::to_value(&checked.shape).expect("a shape serialises")).into(),
+                    spec.follow_name.into(),
                 ],
             )
             .map(|_| ())
@@ -324,7 +335,7 @@ pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
     execute(
         &format!("UPDATE qobra_sync.registrations r SET shape = $2, shape_of = {here}
           WHERE r.source OPERATOR(pg_catalog.=) $1 AND (r.shape IS NULL OR r.shape_of IS NULL OR r.shape_of OPERATOR(pg_catalog.<>) {here})",
-          here = shape_here_sql()),
+          here = shape_here_sql("$1")),
         &[
             RegClass(source).into(),
             JsonB(serde_json::to_value(shape).expect("a shape serialises")).into(),
@@ -390,6 +401,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
 
 /// Asks the worker to push `source` right after this transaction commits.
 pub fn request(source: pg_sys::Oid) -> Result<()> {
+    let source = follow::resolve(source)?;
     require_owned(source)?;
     if !crate::preloaded() {
         return Err(Error::new(
@@ -425,6 +437,7 @@ mod tests {
             filter: Some("closed > '2026-01-01'".into()),
             schedule: Some("15 minutes".into()),
             run_as: "t_reader".into(),
+            follow_name: false,
         }
     }
 

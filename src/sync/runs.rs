@@ -349,6 +349,8 @@ mod tests {
             owner_oid: 10,
             shape: None,
             shape_here: false,
+            follow_name: false,
+            source_owner: None,
             paused: false,
         };
         Spi::run(

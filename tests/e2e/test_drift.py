@@ -9,6 +9,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from helpers import READER
 from worker_helpers import wait_runs
 
 
@@ -142,3 +143,103 @@ def test_a_recreated_source_is_unregistered_by_its_data_table(db, fake):
         db.rows("SELECT qobra_sync.unregister_table('deals', %s)", (key,))
     db.register("deals", key=key)
     assert db.sync("deals")["status"] == "succeeded"
+
+
+def recreate_deals(db, select="SELECT * FROM deals"):
+    """What a dbt model or a migration does: the table built anew beside the old one, the old
+    one dropped and the new one renamed in its place; the reader granted again."""
+    db.rows(f"CREATE TABLE deals_next AS {select}")
+    db.rows("DROP TABLE deals")
+    db.rows("ALTER TABLE deals_next RENAME TO deals")
+    db.rows(f"GRANT SELECT ON deals TO {READER}")
+
+
+def test_a_registration_following_its_name_pushes_the_recreated_table(wdb, fake):
+    """With follow_name, a table dropped and created again under its name is pushed in its
+    place: on schedule and by sync_now; the registration, its guards' baseline and its history
+    move to it (the unchanged snapshot is skipped, a NOTICE says it moved); a new relation
+    without a synced column fails the run and moves nothing; a swap by renames moves to the
+    relation that takes the name."""
+    db = wdb
+    key = create_deals(db, fake)
+    db.rows("SELECT qobra_sync.alter_table('deals', follow_name => true)")
+    first = db.value("SELECT run_id FROM qobra_sync.runs WHERE source = 'deals'::regclass")
+    recreate_deals(db)
+
+    db.rows("SET client_min_messages = notice")
+    run = db.sync("deals")
+    assert run["status"] == "skipped", run  # Qobra holds this snapshot: the baseline moved too
+    assert any("follows its name" in n.message_primary for n in run["notices"]), run["notices"]
+    assert db.value("SELECT source = 'deals'::regclass FROM qobra_sync.tables")
+    assert db.value("SELECT count(*) FROM qobra_sync.runs WHERE source = 'deals'::regclass "
+                    "AND run_id = %s", (first,)) == 1, "the history did not follow"
+
+    # The worker follows too, on schedule.
+    recreate_deals(db, "SELECT id, name, amount * 2 AS amount, stage FROM deals")
+    db.rows("UPDATE qobra_sync.registrations SET next_run_at = now()")
+    [scheduled] = wait_runs(db, "deals", 1, finished=True)
+    assert scheduled["status"] == "succeeded", scheduled
+    db.rows("UPDATE qobra_sync.registrations SET next_run_at = 'infinity'")
+    fake.flush()
+    assert amounts(fake, key) == {str(i): Decimal(i * 200) for i in range(1, 6)}
+
+    # A new relation without a synced column: the run fails, nothing moves.
+    recreate_deals(db, "SELECT id, name, amount FROM deals")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match='column "stage" was dropped'):
+        db.sync("deals")
+    assert db.value("SELECT count(*) FROM qobra_sync.tables WHERE source = 'deals'::regclass") == 0
+
+    # Renamed aside and replaced (a blue-green swap): the registration moves to the new one.
+    db.rows("DROP TABLE deals")
+    db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount numeric, stage text)")
+    db.rows("INSERT INTO deals SELECT i, 'deal ' || i, i * 300, 'won' FROM generate_series(1, 5) i")
+    db.rows(f"GRANT SELECT ON deals TO {READER}")
+    assert db.sync("deals")["status"] == "succeeded"
+    db.rows("ALTER TABLE deals RENAME TO deals_old")
+    db.rows("CREATE TABLE deals AS SELECT id, name, amount + 1 AS amount, stage FROM deals_old")
+    db.rows(f"GRANT SELECT ON deals TO {READER}")
+    assert db.sync("deals")["status"] == "succeeded"
+    assert db.value("SELECT source = 'deals'::regclass FROM qobra_sync.tables")
+    fake.flush()
+    assert amounts(fake, key) == {str(i): Decimal(i * 300 + 1) for i in range(1, 6)}
+
+
+def test_without_follow_name_a_recreated_table_is_not_pushed(db, fake):
+    """By default a registration holds its relation by OID: the table created again under its
+    name is not registered, and nothing moves."""
+    create_deals(db, fake)
+    recreate_deals(db)
+    with pytest.raises(psycopg.errors.UndefinedObject, match="is not registered"):
+        db.sync("deals")
+    assert db.value("SELECT count(*) FROM qobra_sync.tables WHERE source = 'deals'::regclass") == 0
+
+
+def test_a_role_that_may_create_tables_cannot_take_a_followed_name(db, fake):
+    """The attack: a registration follows its name; its table is dropped (a deploy, a mistake);
+    a role that may only create tables in the schema creates one under that name, with the
+    same columns, its own rows, and SELECT for the reader. qobra_sync does not follow there
+    (42501, naming both owners): nothing moves and nothing is sent."""
+    key = create_deals(db, fake)
+    db.rows("SELECT qobra_sync.alter_table('deals', follow_name => true)")
+    before = amounts(fake, key)
+    db.rows("DROP ROLE IF EXISTS t_squatter")
+    db.rows("CREATE ROLE t_squatter")
+    try:
+        db.rows(f"GRANT CREATE, USAGE ON SCHEMA {db.schema} TO t_squatter")
+        db.rows("DROP TABLE deals")
+        db.rows("SET ROLE t_squatter")
+        db.rows("CREATE TABLE deals (id int PRIMARY KEY, name text, amount numeric, stage text)")
+        db.rows("INSERT INTO deals SELECT i, 'forged ' || i, 0, 'won' FROM generate_series(1, 5) i")
+        db.rows(f"GRANT SELECT ON deals TO {READER}")
+        db.rows("RESET ROLE")
+        requests = len(fake.requests("/v1/tables/"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='owned by "t_squatter"'):
+            db.sync("deals")
+        assert db.value("SELECT count(*) FROM qobra_sync.tables WHERE source = 'deals'::regclass") == 0
+        assert len(fake.requests("/v1/tables/")) == requests
+        assert amounts(fake, key) == before
+    finally:
+        db.rows("RESET ROLE")
+        db.rows("DROP TABLE IF EXISTS deals")
+        db.rows(f"REVOKE ALL ON SCHEMA {db.schema} FROM t_squatter")
+        db.rows("DROP ROLE t_squatter")
