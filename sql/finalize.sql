@@ -119,10 +119,10 @@ COMMENT ON FUNCTION @extschema@.accept_shape(regclass) IS
   'Accepts the source''s current synced columns as the registration''s shape, whatever changed (columns renamed, dropped, retyped, added), and confirms a renamed source.';
 COMMENT ON FUNCTION @extschema@.pause(regclass) IS 'Stops the scheduled pushes of a source until resume().';
 COMMENT ON FUNCTION @extschema@.resume(regclass) IS 'Resumes the scheduled pushes of a paused source.';
-COMMENT ON FUNCTION @extschema@.column_mapping(regclass, name[], jsonb) IS
-  'How each column maps to a Qobra field: Postgres type, Qobra type, allowed types, field key, synced or why not.';
-COMMENT ON FUNCTION @extschema@.validate(regclass, name, name, name[], text, text, name) IS
-  'Checks every requirement for pushing a source (columns, ids, user values, filter, reader, destination) and reports each with counts and samples.';
+COMMENT ON FUNCTION @extschema@.column_mapping(regclass, name[], jsonb, name, name, jsonb, name[]) IS
+  'How each column maps to a Qobra field: Postgres type, Qobra type, allowed types, field key, synced or why not; under register_table''s column options, each NULL keeping the registration''s.';
+COMMENT ON FUNCTION @extschema@.validate(regclass, name, name, name[], text, text, name, jsonb, jsonb, name[]) IS
+  'Checks every requirement for pushing a source (columns, ids, user values, filter, reader, destination) and reports each with counts and samples; under register_table''s options, each NULL keeping the registration''s.';
 COMMENT ON FUNCTION @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
   'The records exactly as a push would send them, ordered by id, read as run_as (the registration''s by default); register_table''s options, each NULL keeping the registration''s, show them before registering.';
 COMMENT ON FUNCTION @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text) IS
@@ -218,8 +218,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.unregister_table(regclass, text), @extschema@.accept_shape(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
-    @extschema@.column_mapping(regclass, name[], jsonb),
-    @extschema@.validate(regclass, name, name, name[], text, text, name),
+    @extschema@.column_mapping(regclass, name[], jsonb, name, name, jsonb, name[]),
+    @extschema@.validate(regclass, name, name, name[], text, text, name, jsonb, jsonb, name[]),
     @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
     @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
     @extschema@.reader_from_service_account(jsonb),

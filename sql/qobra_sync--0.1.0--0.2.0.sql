@@ -1,7 +1,10 @@
 -- qobra_sync 0.1.0 to 0.2.0 (ALTER EXTENSION qobra_sync UPDATE TO '0.2.0'). Run with the 0.2.0
 -- library in place: the catalog it leaves equals a fresh 0.2.0 install, object by object.
 --
--- What 0.2.0 brings to the SQL objects: registrations owned by the role that made them
+-- What 0.2.0 brings to the SQL objects: the destination's home (a copy of the database
+-- pushes nothing until set_destination() is called in it), registrations that may follow their
+-- source by name, accept_shape(), registrations without a schedule, status that says why,
+-- registrations owned by the role that made them
 -- (delegation through qobra_sync_operator, row-level security on the history), the synced
 -- shape recorded by each registration, the API key kept apart from the destination (never
 -- dumped), history and destination in pg_dump's output, preview() and csv_template() with a
@@ -97,6 +100,8 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.registrations',
 
 -- The purge deletes by start time alone (a 1-second schedule writes 86,400 runs a day).
 CREATE INDEX runs_started ON @extschema@.runs (started_at);
+-- The imports still pending, which the worker looks at every 15 seconds.
+CREATE INDEX runs_pending ON @extschema@.runs (started_at) WHERE import_status OPERATOR(pg_catalog.=) 'pending';
 -- Runs: the owner of their registration, seen by members only; history in pg_dump's output.
 ALTER TABLE @extschema@.runs ADD COLUMN owner regrole;
 UPDATE @extschema@.runs r
@@ -231,6 +236,55 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'accept_shape_wrapper';
 COMMENT ON FUNCTION @extschema@.accept_shape(regclass) IS
   'Accepts the source''s current synced columns as the registration''s shape, whatever changed (columns renamed, dropped, retyped, added), and confirms a renamed source.';
+
+-- column_mapping() and validate() take every register_table() option too.
+DROP FUNCTION @extschema@.column_mapping(regclass, name[], jsonb);
+CREATE FUNCTION @extschema@."column_mapping"(
+	"source" regclass,
+	"user_columns" name[] DEFAULT NULL,
+	"column_types" jsonb DEFAULT NULL,
+	"id_column" name DEFAULT NULL,
+	"name_column" name DEFAULT NULL,
+	"field_keys" jsonb DEFAULT NULL,
+	"exclude_columns" name[] DEFAULT NULL
+) RETURNS TABLE (
+	"column_name" name,
+	"pg_type" TEXT,
+	"qobra_type" TEXT,
+	"allowed_types" TEXT[],
+	"field_key" TEXT,
+	"synced" bool,
+	"note" TEXT
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'column_mapping_with_options_wrapper';
+COMMENT ON FUNCTION @extschema@.column_mapping(regclass, name[], jsonb, name, name, jsonb, name[]) IS
+  'How each column maps to a Qobra field: Postgres type, Qobra type, allowed types, field key, synced or why not; under register_table''s column options, each NULL keeping the registration''s.';
+DROP FUNCTION @extschema@.validate(regclass, name, name, name[], text, text, name);
+CREATE FUNCTION @extschema@."validate"(
+	"source" regclass,
+	"id_column" name DEFAULT NULL,
+	"name_column" name DEFAULT NULL,
+	"user_columns" name[] DEFAULT NULL,
+	"user_key" TEXT DEFAULT NULL,
+	"filter" TEXT DEFAULT NULL,
+	"run_as" name DEFAULT NULL,
+	"column_types" jsonb DEFAULT NULL,
+	"field_keys" jsonb DEFAULT NULL,
+	"exclude_columns" name[] DEFAULT NULL
+) RETURNS TABLE (
+	"check_name" TEXT,
+	"ok" bool,
+	"detail" TEXT
+)
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'validate_with_options_wrapper';
+COMMENT ON FUNCTION @extschema@.validate(regclass, name, name, name[], text, text, name, jsonb, jsonb, name[]) IS
+  'Checks every requirement for pushing a source (columns, ids, user values, filter, reader, destination) and reports each with counts and samples; under register_table''s options, each NULL keeping the registration''s.';
 
 -- set_destination() takes body_format; check_destination() tells whether Qobra can be reached.
 DROP FUNCTION @extschema@.set_destination(text, text);
@@ -456,8 +510,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name, boolean),
     @extschema@.unregister_table(regclass, text), @extschema@.accept_shape(regclass), @extschema@.pause(regclass), @extschema@.resume(regclass),
-    @extschema@.column_mapping(regclass, name[], jsonb),
-    @extschema@.validate(regclass, name, name, name[], text, text, name),
+    @extschema@.column_mapping(regclass, name[], jsonb, name, name, jsonb, name[]),
+    @extschema@.validate(regclass, name, name, name[], text, text, name, jsonb, jsonb, name[]),
     @extschema@.preview(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
     @extschema@.csv_template(regclass, integer, name, name, name, name[], text, jsonb, jsonb, name[], text),
     @extschema@.reader_from_service_account(jsonb),

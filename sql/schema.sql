@@ -138,6 +138,8 @@ CREATE TABLE @extschema@.runs (
 CREATE INDEX runs_source_started ON @extschema@.runs (source, started_at);
 -- The purge deletes by start time alone (a 1-second schedule writes 86,400 runs a day).
 CREATE INDEX runs_started ON @extschema@.runs (started_at);
+-- The imports still pending, which the worker looks at every 15 seconds.
+CREATE INDEX runs_pending ON @extschema@.runs (started_at) WHERE import_status OPERATOR(pg_catalog.=) 'pending';
 -- pg_dump dumps the history of the sources that exist (as registrations above), but not runs
 -- still running (a restored copy would stay so), and the sequence, so that restored runs keep
 -- their ids and new ones follow them.

@@ -1,6 +1,6 @@
 //! Destination: `set_destination`, `check_destination`.
 
-use super::{reads, writes};
+use super::{belongs_to_0_1_0, reads, writes};
 use crate::pg::error::OrRaise;
 use crate::registry::destination;
 use pgrx::prelude::*;
@@ -30,10 +30,7 @@ fn set_destination_with_format(
 /// `set_destination` has another argument list, hence another symbol).
 #[pg_extern(sql = false)]
 fn set_destination(_api_key: Option<&str>, _base_url: Option<&str>) {
-    let _entered = writes("set_destination()").or_raise();
-    crate::pg::error::raise(crate::pg::error::Error::internal(
-        "set_destination(text, text) belongs to version 0.1.0",
-    ))
+    belongs_to_0_1_0("set_destination(text, text)")
 }
 
 /// Whether the destination can be reached and takes the key, by requests that change nothing

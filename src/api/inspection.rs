@@ -1,21 +1,26 @@
 //! Inspection: `column_mapping`, `validate`, `preview`, `csv_template`.
 
-use super::{reads, required};
+use super::{belongs_to_0_1_0, reads, required};
 use crate::inspect::{self, sample, validate::validate as run_checks, Overrides};
-use crate::pg::error::{raise, Error, OrRaise};
+use crate::pg::error::OrRaise;
 use crate::pg::sqltypes::{Name, NameArray, RegClass};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::mapping::ColumnChanges;
 
-/// How each column of a source maps to a Qobra field.
+/// How each column of a source maps to a Qobra field, under `register_table`'s column options
+/// (each NULL keeping the registration's).
 #[allow(clippy::type_complexity)] // the row type is the SQL TABLE(...) signature
-#[pg_extern(volatile)]
+#[pg_extern(volatile, name = "column_mapping")]
 #[search_path(pg_catalog, pg_temp)]
-fn column_mapping(
+fn column_mapping_with_options(
     source: Option<RegClass>,
     user_columns: default!(Option<NameArray>, "NULL"),
     column_types: default!(Option<JsonB>, "NULL"),
+    id_column: default!(Option<Name>, "NULL"),
+    name_column: default!(Option<Name>, "NULL"),
+    field_keys: default!(Option<JsonB>, "NULL"),
+    exclude_columns: default!(Option<NameArray>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -30,14 +35,15 @@ fn column_mapping(
 > {
     let _entered = reads("column_mapping()").or_raise();
     let source = required(source, "source").or_raise().0;
-    let over = Overrides {
-        columns: ColumnChanges {
-            user_columns: user_columns.map(|u| u.0),
-            column_types: column_types.map(|j| j.0),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let over = options(
+        [id_column, name_column],
+        user_columns,
+        None,
+        [column_types, field_keys],
+        exclude_columns,
+        None,
+        None,
+    );
     let subject = inspect::subject(source, over).or_raise();
     let rows = inspect::column_mapping(&subject).or_raise();
     TableIterator::new(rows.into_iter().map(|r| {
@@ -53,11 +59,12 @@ fn column_mapping(
     }))
 }
 
-/// Checks every requirement for pushing a source and reports each one.
+/// Checks every requirement for pushing a source and reports each one, under
+/// `register_table`'s options (each NULL keeping the registration's).
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile)]
+#[pg_extern(volatile, name = "validate")]
 #[search_path(pg_catalog, pg_temp)]
-fn validate(
+fn validate_with_options(
     source: Option<RegClass>,
     id_column: default!(Option<Name>, "NULL"),
     name_column: default!(Option<Name>, "NULL"),
@@ -65,6 +72,9 @@ fn validate(
     user_key: default!(Option<&str>, "NULL"),
     filter: default!(Option<&str>, "NULL"),
     run_as: default!(Option<Name>, "NULL"),
+    column_types: default!(Option<JsonB>, "NULL"),
+    field_keys: default!(Option<JsonB>, "NULL"),
+    exclude_columns: default!(Option<NameArray>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -79,8 +89,8 @@ fn validate(
         [id_column, name_column],
         user_columns,
         user_key,
-        [None, None],
-        None,
+        [column_types, field_keys],
+        exclude_columns,
         filter,
         run_as,
     );
@@ -192,17 +202,37 @@ fn options(
 /// another argument list, hence another symbol).
 #[pg_extern(sql = false)]
 fn preview(_source: Option<RegClass>, _max_rows: Option<i32>) -> SetOfIterator<'static, JsonB> {
-    let _entered = reads("preview()").or_raise();
-    raise(Error::internal(
-        "preview(regclass, integer) belongs to version 0.1.0",
-    ))
+    belongs_to_0_1_0("preview(regclass, integer)")
+}
+
+/// `column_mapping(source, user_columns, column_types)` of version 0.1.0 (see [`preview`]).
+#[allow(clippy::type_complexity)]
+#[pg_extern(sql = false)]
+fn column_mapping(
+    _source: Option<RegClass>,
+    _user_columns: Option<NameArray>,
+    _column_types: Option<JsonB>,
+) -> TableIterator<'static, (name!(column_name, Name),)> {
+    belongs_to_0_1_0("column_mapping(regclass, name[], jsonb)")
+}
+
+/// `validate(source, …)` of version 0.1.0 (see [`preview`]).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn validate(
+    _source: Option<RegClass>,
+    _id_column: Option<Name>,
+    _name_column: Option<Name>,
+    _user_columns: Option<NameArray>,
+    _user_key: Option<&str>,
+    _filter: Option<&str>,
+    _run_as: Option<Name>,
+) -> TableIterator<'static, (name!(check_name, String),)> {
+    belongs_to_0_1_0("validate(regclass, name, name, name[], text, text, name)")
 }
 
 /// `csv_template(source, max_rows)` of version 0.1.0 (see [`preview`]).
 #[pg_extern(sql = false)]
 fn csv_template(_source: Option<RegClass>, _max_rows: Option<i32>) -> String {
-    let _entered = reads("csv_template()").or_raise();
-    raise(Error::internal(
-        "csv_template(regclass, integer) belongs to version 0.1.0",
-    ))
+    belongs_to_0_1_0("csv_template(regclass, integer)")
 }

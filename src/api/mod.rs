@@ -21,7 +21,7 @@ mod registration;
 mod running;
 
 use crate::pg::entry::{self, enter, Entered};
-use crate::pg::error::{Error, Result};
+use crate::pg::error::{Error, OrRaise, Result};
 use crate::pg::lifecycle;
 
 /// A required argument, or the error naming it.
@@ -41,6 +41,16 @@ fn reads(what: &str) -> Result<Entered> {
     let entered = enter(what)?;
     lifecycle::require_current_sql()?;
     Ok(entered)
+}
+
+/// The end of a function of version 0.1.0 whose argument list changed since (its symbol is
+/// kept, `#[pg_extern(sql = false)]`): the SQL of 0.1.0 still calls it between a library upgrade
+/// and `ALTER EXTENSION … UPDATE`, and entering says to update; `signature` names it.
+fn belongs_to_0_1_0(signature: &str) -> ! {
+    let _entered = reads(signature).or_raise();
+    crate::pg::error::raise(Error::internal(format!(
+        "{signature} belongs to version 0.1.0"
+    )))
 }
 
 /// Enters `what`, a function that writes: as [`reads`], and on a primary.

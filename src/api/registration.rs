@@ -1,7 +1,7 @@
 //! Registration: `register_table`, `alter_table`, `unregister_table`, `pause`, `resume`, and
 //! for Cloud SQL `reader_from_service_account`.
 
-use super::{computes, required, writes};
+use super::{belongs_to_0_1_0, computes, required, writes};
 use crate::pg::error::{OrRaise, Result};
 use crate::pg::roles;
 use crate::pg::sqltypes::{Name, NameArray, RegClass};
@@ -162,7 +162,7 @@ fn register_table(
     _schedule: Option<&str>,
     _run_as: Option<Name>,
 ) {
-    belongs_to_0_1_0("register_table()")
+    belongs_to_0_1_0("register_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name)")
 }
 
 /// See [`register_table`].
@@ -182,15 +182,7 @@ fn alter_table(
     _schedule: Option<&str>,
     _run_as: Option<Name>,
 ) {
-    belongs_to_0_1_0("alter_table()")
-}
-
-/// The error of a function of version 0.1.0 called with the current library.
-fn belongs_to_0_1_0(function: &str) {
-    let _entered = writes(function).or_raise();
-    crate::pg::error::raise(crate::pg::error::Error::internal(format!(
-        "this {function} belongs to version 0.1.0"
-    )))
+    belongs_to_0_1_0("alter_table(regclass, text, name, name, name[], text, jsonb, jsonb, name[], text, text, name)")
 }
 
 /// An optional text of `alter_table`: NULL keeps the stored one, '' removes it.
@@ -225,7 +217,7 @@ fn unregister_table_or_key(
 /// `unregister_table(source)` of version 0.1.0 (see `preview` in `inspection`).
 #[pg_extern(sql = false)]
 fn unregister_table(_source: Option<RegClass>) {
-    belongs_to_0_1_0("unregister_table()")
+    belongs_to_0_1_0("unregister_table(regclass)")
 }
 
 /// Stops scheduled pushes of a source until `resume()`.

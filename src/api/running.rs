@@ -1,7 +1,7 @@
 //! Running: `sync_now`, `request_sync`, `poll_imports`, `next_runs`, and `_progress` behind the
 //! progress view.
 
-use super::{computes, reads, required, writes};
+use super::{belongs_to_0_1_0, computes, reads, required, writes};
 use crate::pg::error::{Error, OrRaise, Result, SqlState};
 use crate::pg::roles;
 use crate::pg::sqltypes::RegClass;
@@ -36,10 +36,7 @@ fn sync_now_or_raise(
 /// another argument list, hence another symbol).
 #[pg_extern(sql = false)]
 fn sync_now(_source: Option<RegClass>, _force: Option<bool>) -> i64 {
-    let _entered = writes("sync_now()").or_raise();
-    crate::pg::error::raise(Error::internal(
-        "sync_now(regclass, boolean) belongs to version 0.1.0",
-    ))
+    belongs_to_0_1_0("sync_now(regclass, boolean)")
 }
 
 /// Asks the background worker to push a registered source right after this transaction commits.

@@ -97,8 +97,17 @@ pub fn here() -> Result<Home> {
 /// home (a restored dump, a template's copy, a cluster upgraded with pg_upgrade).
 pub fn copy_refusal() -> Result<Option<Error>> {
     let stored: Option<String> = first_value("SELECT home FROM qobra_sync.destination", &[])?;
-    let Some(home) = stored.as_deref().and_then(Home::parse) else {
+    let Some(stored) = stored else {
         return Ok(None);
+    };
+    let Some(home) = Home::parse(&stored) else {
+        return Ok(Some(
+            Error::new(
+                SqlState::ObjectNotInPrerequisiteState,
+                "pushes are paused: the database the destination was set in cannot be read",
+            )
+            .hint("Call SELECT qobra_sync.set_destination(); in the database that is to push."),
+        ));
     };
     Ok(home.refuses(&here()?))
 }

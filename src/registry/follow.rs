@@ -11,7 +11,7 @@ use super::load;
 use crate::pg::catalog::{self, describe_source};
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::roles;
-use crate::pg::spi::{first_value, writing};
+use crate::pg::spi::{first_value, first_written, writing};
 use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -34,10 +34,14 @@ pub fn resolve(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
 }
 
 /// The registration that follows its name to `oid` without having moved yet, as inspection
-/// sees it (nothing is written): its shape matched to `oid`'s columns by name.
+/// sees it (nothing is written): its shape matched to `oid`'s columns by name. None when it may
+/// not follow there (another owner): `oid` is then inspected as the relation it is.
 pub fn peek(oid: pg_sys::Oid) -> Result<Option<Registration>> {
-    let Some((mut reg, to)) = pending_move(oid)? else {
-        return Ok(None);
+    let (mut reg, to) = match pending_move(oid) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
+        Err(e) if e.state == SqlState::InsufficientPrivilege => return Ok(None),
+        Err(e) => return Err(e),
     };
     if to != oid {
         return Ok(None);
@@ -48,10 +52,11 @@ pub fn peek(oid: pg_sys::Oid) -> Result<Option<Registration>> {
     Ok(Some(reg))
 }
 
-/// The registration about to follow its name, and the relation it moves to, if any.
+/// The registration about to follow its name, and the relation it moves to, if any: only one
+/// the callers may act on (another's is none of their business, and is not named to them).
 fn pending_move(oid: pg_sys::Oid) -> Result<Option<(Registration, pg_sys::Oid)>> {
     if let Some(reg) = load(oid)? {
-        if !reg.follow_name || still_named(&reg) {
+        if !reg.follow_name || still_named(&reg) || !may_act_on(&reg) {
             return Ok(None);
         }
         let Some(to) = named(&reg.source_name)? else {
@@ -69,7 +74,7 @@ fn pending_move(oid: pg_sys::Oid) -> Result<Option<(Registration, pg_sys::Oid)>>
     let Some(reg) = following(&source.name)? else {
         return Ok(None);
     };
-    if still_named(&reg) {
+    if still_named(&reg) || !may_act_on(&reg) {
         return Ok(None);
     }
     check_same_owner(&reg, oid)?;
@@ -108,6 +113,11 @@ fn check_same_owner(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
     )))
 }
 
+/// Whether the callers may act on the registration (its owner, a member, a superuser).
+fn may_act_on(reg: &Registration) -> bool {
+    roles::check_owner(pg_sys::Oid::from(reg.owner_oid), &reg.source_name).is_ok()
+}
+
 /// Whether the registration's relation still exists under the name it was registered with.
 fn still_named(reg: &Registration) -> bool {
     catalog::describe(pg_sys::Oid::from(reg.source)).is_ok_and(|s| s.name == reg.source_name)
@@ -135,14 +145,15 @@ fn following(name: &str) -> Result<Option<Registration>> {
     }
 }
 
-/// Moves a registration to relation `to`, with its baseline and its run history, once the
-/// caller may act on it and `to`'s columns match the recorded shape; says so in a NOTICE (and
-/// the worker's log).
+/// Moves a registration to relation `to`, with its baseline and its run history, once `to`'s
+/// columns match the recorded shape; says so to the caller (NOTICE) and in the server log. A
+/// registration another transaction holds (a session pushing it) is left to it: that is a
+/// push already running.
 fn move_to(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
-    roles::check_owner(pg_sys::Oid::from(reg.owner_oid), &reg.source_name)?;
     let source = describe_source(to)?;
     let shape = matched_shape(reg, &source)?;
     let from = RegClass(pg_sys::Oid::from(reg.source));
+    lock_row(reg, &source.name)?;
     writing(|c| {
         c.update(
             &format!(
@@ -163,13 +174,33 @@ fn move_to(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
         }
         Ok(())
     })?;
-    pgrx::notice!(
+    let moved = format!(
         "the registration of {} follows its name to a new relation (OID {} to {})",
         source.name,
         reg.source,
         to.to_u32()
     );
+    pgrx::notice!("{moved}");
+    pgrx::log!("qobra_sync: {moved}");
     Ok(())
+}
+
+/// Locks the registration's row, or says that a push of it is running (SQLSTATE 55P03, which
+/// the worker takes as busy) when another transaction holds it.
+fn lock_row(reg: &Registration, name: &str) -> Result<()> {
+    // (Written, not read: a row lock is no read-only statement.)
+    let locked: Result<Option<bool>> = first_written(
+        "SELECT true FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
+        &[RegClass(pg_sys::Oid::from(reg.source)).into()],
+    );
+    match locked? {
+        Some(_) => Ok(()),
+        None => Err(Error::new(
+            SqlState::LockNotAvailable,
+            format!("a push of {name} is already running"),
+        )
+        .hint("Wait for it to finish (see qobra_sync.runs), then try again.")),
+    }
 }
 
 /// The recorded shape matched to `source`'s columns by name, or the error saying why the
@@ -177,7 +208,18 @@ fn move_to(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
 /// sent as.
 fn matched_shape(reg: &Registration, source: &Source) -> Result<Option<JsonB>> {
     let Some(recorded) = reg.shape.as_deref() else {
-        return Ok(None);
+        return Err(Error::new(
+            SqlState::ObjectNotInPrerequisiteState,
+            format!(
+                "{} follows its name, but has no recorded shape to compare the relation now called so with",
+                quoted(&reg.source_name)
+            ),
+        )
+        .detail("A registration made before shapes were recorded gets one at its first push.")
+        .hint(format!(
+            "Register the relation afresh: SELECT qobra_sync.unregister_table(data_table_key => '{}'), then qobra_sync.register_table().",
+            reg.data_table_key.replace('\'', "''")
+        )));
     };
     let rebound: Vec<ShapeColumn> = shape::rebind(recorded, source);
     let changes = shape::drift(&rebound, source, &[]);

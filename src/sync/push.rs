@@ -50,6 +50,14 @@ pub struct Started {
     client: QobraClient,
 }
 
+impl Started {
+    /// The relation the run pushes (another than asked for when the registration followed its
+    /// source's name).
+    pub fn source_oid(&self) -> pg_sys::Oid {
+        pg_sys::Oid::from(self.source.oid)
+    }
+}
+
 /// Pushes a registered source now and records the run; returns the run id. Push outcomes
 /// (failed, blocked, skipped) are recorded, not raised, unless `raise_on_failure`: then a run that ended
 /// failed or blocked is raised too, once recorded (its row, rolled back with the statement, is

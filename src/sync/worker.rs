@@ -415,6 +415,14 @@ fn run(due: Due) {
     let run_started = chrono::Utc::now();
     let started = in_transaction(|| start(&due));
     let busy = matches!(started, Some(Start::Busy));
+    // The push may have followed its source by name to another relation.
+    let due = match &started {
+        Some(Start::Started(s)) => Due {
+            source: s.source_oid(),
+            ..due
+        },
+        _ => due,
+    };
     if let Some(Start::Started(s)) = started {
         let run_id = s.run_id;
         if in_transaction(|| push::execute(*s, false)).is_none() {
@@ -467,8 +475,9 @@ fn reschedule(due: &Due, run_started: chrono::DateTime<chrono::Utc>, busy: bool)
     };
     let now = chrono::Utc::now();
     let next = match (busy, reg.schedule.as_deref()) {
-        (true, _) => Some(now + chrono::Duration::seconds(5)),
-        (false, None) => None,
+        (true, Some(_)) => Some(now + chrono::Duration::seconds(5)),
+        // A request stays (requested_at) and is taken again soon; nothing else is due.
+        (_, None) => None,
         (false, Some(schedule)) => {
             let zone = parse_zone(&gucs::text(&gucs::TIMEZONE))?;
             let schedule = Schedule::parse(schedule)?;

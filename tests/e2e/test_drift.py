@@ -203,6 +203,12 @@ def test_a_registration_following_its_name_pushes_the_recreated_table(wdb, fake)
     fake.flush()
     assert amounts(fake, key) == {str(i): Decimal(i * 300 + 1) for i in range(1, 6)}
 
+    # Without a recorded shape (registered before shapes were), there is nothing to match.
+    db.rows("UPDATE qobra_sync.registrations SET shape = NULL")
+    recreate_deals(db)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no recorded shape"):
+        db.sync("deals")
+
 
 def test_without_follow_name_a_recreated_table_is_not_pushed(db, fake):
     """By default a registration holds its relation by OID: the table created again under its
@@ -238,6 +244,8 @@ def test_a_role_that_may_create_tables_cannot_take_a_followed_name(db, fake):
         assert db.value("SELECT count(*) FROM qobra_sync.tables WHERE source = 'deals'::regclass") == 0
         assert len(fake.requests("/v1/tables/")) == requests
         assert amounts(fake, key) == before
+        # Inspected, the new table is what it is: not the registration's (and not an error).
+        assert db.value("SELECT count(*) FROM qobra_sync.column_mapping('deals')") == 4
     finally:
         db.rows("RESET ROLE")
         db.rows("DROP TABLE IF EXISTS deals")

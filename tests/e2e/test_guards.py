@@ -181,9 +181,9 @@ def test_a_registration_without_a_schedule_is_pushed_only_when_asked(wdb, fake):
 
 
 def test_inspection_before_registering_takes_the_registrations_options(db, fake):
-    """csv_template() and preview() before registering take register_table()'s options, so the
-    template's header and the records are what the registration will send; after registering,
-    they show what it sends."""
+    """csv_template(), preview(), column_mapping() and validate() before registering take
+    register_table()'s options, so the template's header, the records, the mapping and the
+    checks are those of what the registration will send; after registering, they show it."""
     db.rows("CREATE TABLE deals (ref int PRIMARY KEY, title text, amount numeric, tags text, stage text)")
     db.rows("INSERT INTO deals VALUES (1, 'a', 10, 'x', 'won'), (2, 'b', 20, 'y', 'lost')")
     options = dict(id_column="ref", name_column="title", exclude_columns="{tags}",
@@ -195,6 +195,13 @@ def test_inspection_before_registering_takes_the_registrations_options(db, fake)
     assert template.splitlines()[0] == "ref,title,deal_amount,stage", template
     assert [sorted(r) for r in records] == [["deal_amount", "ref", "stage", "title"]], records
     assert (records[0]["ref"], records[0]["title"]) == ("1", "a")
+    columns = {k: options[k] for k in ("id_column", "name_column", "exclude_columns", "field_keys")}
+    mapping = {m["column_name"]: m for m in db.rows(
+        "SELECT * FROM qobra_sync.column_mapping('deals', "
+        + ", ".join(f"{k} => %({k})s" for k in columns) + ")", columns)}
+    assert (mapping["amount"]["field_key"], mapping["tags"]["synced"]) == ("deal_amount", False), mapping
+    checks = {c["check_name"]: c for c in db.rows(f"SELECT * FROM qobra_sync.validate('deals', {named})", options)}
+    assert checks["rows"]["ok"] and checks["rows"]["detail"].startswith("1 "), checks["rows"]
     db.register("deals", id_column="ref", name_column="title", exclude_columns="{tags}",
                 field_keys={"amount": "deal_amount"}, filter="stage = 'won'")
     assert db.value("SELECT qobra_sync.csv_template('deals', 10)") == template

@@ -235,8 +235,8 @@ def test_check_destination_passes_and_changes_nothing(db, fake):
     that reached it (no bulk request), and validate() reports the destination reachable."""
     fake.clear_requests()
     found = checks(db)
-    assert list(found) == ["destination set", "address resolves", "connection and certificate",
-                           "API key accepted", "body format"], list(found)
+    assert list(found) == ["destination set", "pushes from this database", "address resolves",
+                           "connection and certificate", "API key accepted", "body format"], list(found)
     assert all(c["ok"] for c in found.values()), found
     assert "127.0.0.1" in found["address resolves"]["detail"]
     assert "the key is accepted" in found["API key accepted"]["detail"]

@@ -11,6 +11,10 @@ SELECT qobra_sync.set_destination('qk_live_SECRET_123', 'ftp://api.qobra.co');
 SELECT qobra_sync.set_destination('has spaces');
 SELECT qobra_sync.set_destination('');
 SELECT qobra_sync.set_destination(NULL);
+-- Without a stored key and without qobra_sync.api_key_file, NULL is refused.
+DELETE FROM qobra_sync.destination_key;
+SELECT qobra_sync.set_destination(NULL);
+SELECT qobra_sync.set_destination('qk_live_SECRET_123');
 -- NULL keeps what is stored: the key, the base URL, the body format.
 SELECT qobra_sync.set_destination(body_format => 'array');
 SELECT base_url, api_key_set, body_format FROM qobra_sync.destination_status;
