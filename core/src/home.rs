@@ -76,7 +76,9 @@ mod tests {
         let h = home("7371234567890123456", 16384);
         assert_eq!(h.to_string(), "7371234567890123456/16384");
         assert_eq!(Home::parse(&h.to_string()), Some(h));
-        for bad in ["", "/", "123", "123/", "/5", "12a/5", "1/x", "1/-5", "1/5/6"] {
+        for bad in [
+            "", "/", "123", "123/", "/5", "12a/5", "1/x", "1/-5", "1/5/6",
+        ] {
             assert_eq!(Home::parse(bad), None, "{bad}");
         }
     }

@@ -125,9 +125,7 @@ mod tests {
         assert!(check(&deals(), "deals", &cols, Some("whenever")).is_err());
         cols.name_column = None;
         assert_eq!(
-            check(&deals(), "deals", &cols, None)
-                .unwrap_err()
-                .state,
+            check(&deals(), "deals", &cols, None).unwrap_err().state,
             SqlState::NullValueNotAllowed
         );
     }

@@ -2,7 +2,7 @@
 //! try, and how long to wait before it.
 //!
 //! Pure: the randomness of the jitter and the current time are parameters, so every decision is
-//! reproducible in tests. The HTTP client (`client.rs`) applies it.
+//! reproducible in tests. The HTTP client (`client/attempt.rs`) applies it.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};

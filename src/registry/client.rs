@@ -73,7 +73,10 @@ pub fn check(interrupted: &dyn Fn() -> bool) -> Vec<Finding> {
 /// Whether pushes may run from this database: it is the destination's home, not a copy.
 fn home() -> Finding {
     let (ok, detail) = match destination::copy_refusal() {
-        Ok(None) => (true, "set_destination() was called in this database".to_owned()),
+        Ok(None) => (
+            true,
+            "set_destination() was called in this database".to_owned(),
+        ),
         Ok(Some(e)) | Err(e) => (false, e.one_line()),
     };
     Finding {

@@ -6,7 +6,9 @@ use crate::pg::gucs;
 use crate::pg::roles;
 use crate::pg::spi::{execute, first_value};
 use pgrx::JsonB;
-use qobra_sync_core::destination::{check_api_key, check_base_url, read_key_file, DEFAULT_BASE_URL};
+use qobra_sync_core::destination::{
+    check_api_key, check_base_url, read_key_file, DEFAULT_BASE_URL,
+};
 use qobra_sync_core::home::Home;
 use qobra_sync_core::wire::BodyFormat;
 

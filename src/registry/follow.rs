@@ -93,7 +93,10 @@ fn check_same_owner(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
     let Some(JsonB(owners)) = owners else {
         return Ok(());
     };
-    if reg.source_owner.is_some_and(|o| owners[0].as_i64() == Some(i64::from(o))) {
+    if reg
+        .source_owner
+        .is_some_and(|o| owners[0].as_i64() == Some(i64::from(o)))
+    {
         return Ok(());
     }
     let name = |i: usize| owners[i].as_str().unwrap_or("?").to_owned();

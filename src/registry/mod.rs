@@ -87,7 +87,8 @@ fn shape_here_sql(param: &str) -> String {
 /// Reads the registration of `source`, if there is one.
 pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
     let json: Option<JsonB> = first_value(
-        &format!("SELECT pg_catalog.jsonb_build_object(
+        &format!(
+            "SELECT pg_catalog.jsonb_build_object(
                  'source', r.source::pg_catalog.oid::pg_catalog.int8,
                  'source_name', r.source_name,
                  'data_table_key', r.data_table_key,
@@ -105,7 +106,9 @@ pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
                  'shape_here', COALESCE(r.shape_of OPERATOR(pg_catalog.=) {here}, false),
                  'paused', r.paused, 'follow_name', r.follow_name,
                  'source_owner', r.source_owner::pg_catalog.oid::pg_catalog.int8)
-               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1", here = shape_here_sql("$1")),
+               FROM qobra_sync.registrations r WHERE r.source OPERATOR(pg_catalog.=) $1",
+            here = shape_here_sql("$1")
+        ),
         &[RegClass(source).into()],
     )?;
     let Some(JsonB(v)) = json else {
@@ -459,7 +462,10 @@ mod tests {
         changed.filter = None;
         in_fresh_snapshot(|| update(source, changed, true)).unwrap();
         let reg = require(source).unwrap();
-        assert_eq!((reg.schedule.as_deref(), reg.filter), (Some("1 hour"), None));
+        assert_eq!(
+            (reg.schedule.as_deref(), reg.filter),
+            (Some("1 hour"), None)
+        );
         set_paused(source, true).unwrap();
         assert!(require(source).unwrap().paused);
         unregister(source).unwrap();

@@ -13,9 +13,7 @@ use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
 use qobra_sync_core::registration::Registration;
-use qobra_sync_core::runs::{
-    Ended, ImportSettled, Outcome, RunHead, RunStatus, Trigger, CHANNEL,
-};
+use qobra_sync_core::runs::{Ended, ImportSettled, Outcome, RunHead, RunStatus, Trigger, CHANNEL};
 
 /// The error recorded for a run a crash, a restart or the worker's termination cut short.
 const CRASHED: &str = "the run was interrupted (server restart, crash or worker termination); the next run pushes the whole table again";

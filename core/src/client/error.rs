@@ -1,0 +1,274 @@
+//! Why a request to Qobra failed ([`PushError`]), and how that becomes the extension's error.
+
+use crate::error::{Error, SqlState};
+use crate::retry::TransportKind;
+
+/// Why a request to Qobra failed. Every text in it is free of the API key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The `interrupted` callback said stop (query cancel, shutdown); the request was dropped.
+    #[error("the push was interrupted")]
+    Interrupted,
+    /// 401 or 403.
+    #[error("Qobra rejected the API key ({request}: HTTP {})", status_text(*.status))]
+    KeyRejected {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// A 3xx answer, not followed. `location` is the target without query, fragment or user info.
+    #[error("Qobra answered {request} with a redirect (HTTP {}), which is not followed", status_text(*.status))]
+    Redirected {
+        request: String,
+        status: u16,
+        location: Option<String>,
+    },
+    /// Any other 4xx (or unexpected status): the request itself was refused.
+    #[error("Qobra refused {request}: HTTP {}", status_text(*.status))]
+    Refused {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// 413: the body is larger than Qobra takes. Not retried: the caller may split the chunk.
+    #[error("Qobra refused {request} as too large (HTTP 413 Payload Too Large)")]
+    TooLarge { request: String, excerpt: String },
+    /// Qobra's certificate could not be verified (self-signed, unknown CA, wrong host name,
+    /// expired…). Not retried; the handshake failed, so the key was never sent. `message` says
+    /// what is wrong with the certificate in plain words.
+    #[error("{request} failed: Qobra's certificate was refused: {message}")]
+    Tls { request: String, message: String },
+    /// The proxy would not open a tunnel to Qobra (it answered CONNECT with something else
+    /// than 200). Not retried. `proxy` is its address, without credentials.
+    #[error("{request} failed: the proxy {proxy} refused the tunnel: {message}")]
+    ProxyRefused {
+        request: String,
+        proxy: String,
+        message: String,
+    },
+    /// A 2xx answer larger than [`BODY_LIMIT`]: read no further, retried like a 5xx.
+    #[error("{request} failed: the answer (HTTP {}) is larger than {limit} bytes", status_text(*.status))]
+    AnswerTooLarge {
+        request: String,
+        status: u16,
+        limit: usize,
+    },
+    /// 408, 429 or 5xx (retryable).
+    #[error("{request} failed with HTTP {}", status_text(*.status))]
+    Server {
+        request: String,
+        status: u16,
+        excerpt: String,
+    },
+    /// A failure below HTTP (retryable).
+    #[error("{request} failed: {kind}: {message}")]
+    Transport {
+        request: String,
+        kind: TransportKind,
+        message: String,
+    },
+    /// Retryable failures until the retry budget ran out; `last` is the last one.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp { attempts: u32, last: Box<PushError> },
+    /// A 2xx answer we cannot read.
+    #[error("unexpected answer from Qobra to {request}: {message}")]
+    Protocol { request: String, message: String },
+}
+
+impl PushError {
+    /// Whether a new attempt may succeed (408/429/5xx, answers too large, and transport
+    /// failures).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::Server { .. } | PushError::AnswerTooLarge { .. } => true,
+            PushError::Transport { kind, .. } => kind.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether Qobra says what was asked for does not exist (404 or 410): an import it does
+    /// not know now will not be known later.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            PushError::Refused {
+                status: 404 | 410,
+                ..
+            }
+        )
+    }
+
+    /// Whether Qobra may have taken the request although it failed: it answered 2xx in a way
+    /// we could not read, or the answer never came (an interrupt, a timeout, a connection cut
+    /// or broken after the request went). An HTTP error status, a refused certificate or
+    /// tunnel, or a connection never made prove it did not.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            PushError::Interrupted
+            | PushError::Protocol { .. }
+            | PushError::AnswerTooLarge { .. } => true,
+            PushError::Transport { kind, .. } => *kind != TransportKind::Connect,
+            PushError::GaveUp { last, .. } => last.may_have_been_applied(),
+            PushError::KeyRejected { .. }
+            | PushError::Redirected { .. }
+            | PushError::Refused { .. }
+            | PushError::TooLarge { .. }
+            | PushError::Tls { .. }
+            | PushError::ProxyRefused { .. }
+            | PushError::Server { .. } => false,
+        }
+    }
+
+    /// Whether restarting the whole push may succeed: only after retries ran out on failures
+    /// that may be transient. A rejected key, a refused body or an interrupt would fail again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PushError::GaveUp { .. }) || self.is_retryable()
+    }
+
+    /// Whether the receiver refused the body as too large (HTTP 413): a smaller one may pass.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, PushError::TooLarge { .. })
+    }
+
+    /// Whether the failure must stop a push at once, dropping what else is on its way: a
+    /// rejected key fails every request alike, and an interrupt must not wait on Qobra.
+    pub fn stops_at_once(&self) -> bool {
+        matches!(self, PushError::KeyRejected { .. } | PushError::Interrupted)
+    }
+}
+
+/// `401 Unauthorized`, or just `401` for a code without a standard reason.
+pub(super) fn status_text(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+impl From<PushError> for Error {
+    /// The user-facing error: SQLSTATE class, message, detail and hint.
+    fn from(e: PushError) -> Error {
+        let destination_hint =
+            "Check base_url given to qobra_sync.set_destination(): it must be Qobra's API address, such as https://api.qobra.co.";
+        match e {
+            PushError::Interrupted => {
+                Error::new(SqlState::ExternalFailure, "push to Qobra interrupted").detail(
+                    "The query was canceled or the server is shutting down while waiting for Qobra.",
+                )
+            }
+            PushError::KeyRejected {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::InsufficientPrivilege,
+                format!("Qobra rejected the API key (HTTP {})", status_text(status)),
+            )
+            .detail(format!("{request} was answered: {excerpt}"))
+            .hint(
+                "Check the key given to qobra_sync.set_destination(); a Qobra admin creates API keys in Qobra's global settings.",
+            ),
+            PushError::Redirected {
+                request,
+                status,
+                location,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!(
+                    "Qobra answered {request} with a redirect (HTTP {}); redirects are not followed",
+                    status_text(status)
+                ),
+            )
+            .detail(match location {
+                Some(l) => format!("The redirect points to {l} (query omitted)."),
+                None => "The redirect has no usable Location.".to_owned(),
+            })
+            .hint(destination_hint),
+            PushError::Refused {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("Qobra refused {request} (HTTP {})", status_text(status)),
+            )
+            .detail(format!("Qobra answered: {excerpt}"))
+            .hint(match status {
+                404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
+                _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
+            }),
+            PushError::TooLarge { request, excerpt } => Error::new(
+                SqlState::ExternalFailure,
+                format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
+            )
+            .detail(format!("Qobra answered: {excerpt}"))
+            .hint("Lower qobra_sync.batch_bytes or qobra_sync.batch_rows so that each request is smaller."),
+            PushError::Tls { request, message } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: Qobra's TLS certificate could not be verified"),
+            )
+            .detail(format!("{message}. The request was not sent (nor the API key)."))
+            .hint("Check base_url given to qobra_sync.set_destination(). If a company proxy inspects TLS, give its CA certificate to qobra_sync.ca_file."),
+            PushError::ProxyRefused {
+                request,
+                proxy,
+                message,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: the proxy {proxy} refused to open a tunnel to Qobra"),
+            )
+            .detail(message)
+            .hint("Check qobra_sync.https_proxy, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443."),
+            PushError::AnswerTooLarge {
+                request,
+                status,
+                limit,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: the answer is larger than {limit} bytes"),
+            )
+            .detail(format!(
+                "Qobra answered HTTP {} with a body that was not read beyond {limit} bytes.",
+                status_text(status)
+            ))
+            .hint(destination_hint),
+            PushError::Server {
+                request,
+                status,
+                excerpt,
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed with HTTP {}", status_text(status)),
+            )
+            .detail(format!("Qobra answered: {excerpt}")),
+            PushError::Transport {
+                request,
+                kind,
+                message,
+            } => Error::new(SqlState::ExternalFailure, format!("{request} failed: {kind}"))
+                .detail(message),
+            PushError::GaveUp { attempts, last } => {
+                let last = Error::from(*last);
+                let detail = match last.detail {
+                    Some(d) => format!("Last failure: {}. {d}", last.message),
+                    None => format!("Last failure: {}.", last.message),
+                };
+                Error::new(
+                    SqlState::ExternalFailure,
+                    format!("Qobra did not accept the request after {attempts} attempts"),
+                )
+                .detail(detail)
+                .hint("Qobra or the network may be down or slow (see qobra_sync.http_timeout_ms and qobra_sync.max_retries); the next scheduled run tries again.")
+            }
+            PushError::Protocol { request, message } => Error::new(
+                SqlState::ExternalFailure,
+                format!("unexpected answer from Qobra to {request}"),
+            )
+            .detail(message)
+            .hint(destination_hint),
+        }
+    }
+}
