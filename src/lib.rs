@@ -13,7 +13,6 @@
 //! rules live in the `qobra_sync_core` crate.
 
 use pgrx::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 mod api;
 mod inspect;
@@ -26,25 +25,16 @@ mod sync;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Whether the library was loaded by `shared_preload_libraries` (and so can run the worker).
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
-/// Whether the library was preloaded in this server.
-pub fn preloaded() -> bool {
-    PRELOADED.load(Ordering::Relaxed)
-}
-
 /// Library entry point: registers settings and the log filter and, when preloaded, the shared
 /// memory and the worker.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    let preloading = pg::lifecycle::loading();
     // Errors reach users without Rust internals, whatever the server's environment: a Rust
     // backtrace (RUST_BACKTRACE) would otherwise land in the DETAIL of every error raised.
     // The process is single-threaded here, before any thread of ours starts.
     std::env::remove_var("RUST_BACKTRACE");
     std::env::remove_var("RUST_LIB_BACKTRACE");
-    PRELOADED.store(preloading, Ordering::Relaxed);
     pg::gucs::register(preloading);
     pg::log_filter::install();
     if preloading {

@@ -10,7 +10,7 @@ fn check_installation() {
     super::computes("_check_installation()").or_raise();
     let wanted = crate::pg::gucs::databases();
     let here = crate::pg::catalog::current_database();
-    if !crate::preloaded() {
+    if !crate::pg::lifecycle::preloaded() {
         pgrx::warning!(
             "qobra_sync is not preloaded: registration, inspection and sync_now() work, scheduled pushes do not. \
              Add qobra_sync to shared_preload_libraries, set qobra_sync.database_name = '{here}', and restart"

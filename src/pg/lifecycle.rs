@@ -5,12 +5,32 @@
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::spi::first_value;
 use pgrx::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The version of this library, which its SQL objects must have.
 pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Whether the library was loaded by `shared_preload_libraries` (and so can run the worker).
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Notes, once at load (`_PG_init`), whether the library is being preloaded; returns it.
+pub fn loading() -> bool {
+    // SAFETY: a plain read of a flag the postmaster sets before loading preloaded libraries;
+    // `_PG_init` runs on the process's only thread.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    PRELOADED.store(preloading, Ordering::Relaxed);
+    preloading
+}
+
+/// Whether the library was preloaded in this server.
+pub fn preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
 /// Whether the server is a standby still in recovery (so nothing can be written).
 pub fn in_recovery() -> bool {
+    // SAFETY: RecoveryInProgress only reads shared state, valid in any backend once attached
+    // to shared memory (every caller is a backend or the worker).
     unsafe { pg_sys::RecoveryInProgress() }
 }
 

@@ -144,7 +144,7 @@ pub fn init() {
 /// Records the pid of worker `worker` and the database it is connected to (pid 0 when it
 /// exits).
 pub fn set_worker_pid(worker: usize, pid: i32) {
-    if crate::preloaded() && worker < MAX_DATABASES {
+    if super::lifecycle::preloaded() && worker < MAX_DATABASES {
         let mut board = BOARD.exclusive();
         board.workers[worker].pid = pid;
         if pid != 0 {
@@ -165,7 +165,7 @@ pub fn set_connecting(worker: usize, connecting: bool) -> bool {
 
 /// The pid of the current database's worker, if it runs.
 fn worker_pid() -> Option<i32> {
-    if !crate::preloaded() {
+    if !super::lifecycle::preloaded() {
         return None;
     }
     let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
@@ -181,7 +181,7 @@ fn worker_pid() -> Option<i32> {
 /// the runs a rollback takes away here (it may not have connected yet). Reads the catalog:
 /// call it inside a transaction.
 pub fn database_served() -> bool {
-    crate::preloaded()
+    super::lifecycle::preloaded()
         && crate::pg::gucs::databases().contains(&crate::pg::catalog::current_database())
 }
 
@@ -198,7 +198,7 @@ pub fn wake_worker_at_commit() {
     thread_local! {
         static ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    if !crate::preloaded() || ARMED.with(|a| a.replace(true)) {
+    if !super::lifecycle::preloaded() || ARMED.with(|a| a.replace(true)) {
         return;
     }
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
@@ -221,7 +221,7 @@ pub fn progress_start(
     record: Record,
     pusher: Pusher,
 ) -> Result<Option<usize>> {
-    if !crate::preloaded() {
+    if !super::lifecycle::preloaded() {
         return Ok(None);
     }
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
@@ -378,7 +378,7 @@ fn slots(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
 
 /// Copies of the taken slots, of any database, that satisfy `wanted`, with their index.
 fn taken(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
-    if !crate::preloaded() {
+    if !super::lifecycle::preloaded() {
         return vec![];
     }
     BOARD

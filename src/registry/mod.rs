@@ -406,7 +406,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
 pub fn request(source: pg_sys::Oid) -> Result<()> {
     let source = follow::resolve(source)?;
     require_owned(source)?;
-    if !crate::preloaded() {
+    if !crate::pg::lifecycle::preloaded() {
         return Err(Error::new(
             SqlState::ObjectNotInPrerequisiteState,
             "the qobra_sync worker is not running",

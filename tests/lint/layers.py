@@ -8,7 +8,8 @@ The extension (src/) is in layers, top to bottom:
     sync      pushes, runs, imports, the worker                 / side by side: neither imports the other
     registry  what is registered, the destination
     pg        PostgreSQL's machinery (SPI, catalog, parser, locks, settings, shared memory, log)
-A module may import its own layer and the layers below it, never one above or beside it.
+A module may import its own layer and the layers below it, never one above or beside it, nor
+call into the crate root (lib.rs), which is above them all.
 In every crate (src/, core/src/, fake_qobra/src/) the modules' `use` graph has no cycle.
 Test modules (the `#[cfg(test)]` / `pg_test` module that ends a file) are left out.
 
@@ -62,6 +63,8 @@ def references(module, text, known):
                 t = t[:-1]
             if t and t != module:
                 found.add(t)
+            elif not t and head == "crate" and segments:
+                found.add(())  # an item of the crate root (lib.rs)
     return found
 
 
@@ -111,7 +114,10 @@ def layer_breaches(edges):
         if not src or src[0] not in LAYERS:
             continue
         for dst in sorted(targets):
-            if not dst or dst[0] not in LAYERS or dst[0] == src[0]:
+            if not dst:
+                out.append(f"src/{'/'.join(src)}: calls into the crate root (lib.rs), above every layer")
+                continue
+            if dst[0] not in LAYERS or dst[0] == src[0]:
                 continue
             if LAYERS[dst[0]] >= LAYERS[src[0]]:
                 out.append(f"src/{'/'.join(src)}: imports {'::'.join(dst)}, "
@@ -143,7 +149,7 @@ def self_test():
             "lib.rs": "mod pg; mod sync; mod registry; mod inspect;",
             "inspect/mod.rs": "",
             "pg/mod.rs": "pub mod a; pub mod b;",
-            "pg/a.rs": "use crate::pg::b::thing;",
+            "pg/a.rs": "use crate::pg::b::thing;\nfn f() { crate::preloaded(); }",
             "pg/b.rs": "use crate::pg::{a, self};\nuse crate::inspect::look;",
             "registry/mod.rs": "use super::pg::a::x;",
             "sync/mod.rs": "use crate::{registry, pg::a};\n#[cfg(test)]\nmod tests { use crate::api::x; }",
@@ -160,6 +166,8 @@ def self_test():
         breaches = layer_breaches(edges)
         if not any("pg/b: imports inspect" in b for b in breaches):
             failures.append(f"upward import not found: {breaches}")
+        if not any("pg/a: calls into the crate root" in b for b in breaches):
+            failures.append(f"call into the crate root not found: {breaches}")
     return failures
 
 
