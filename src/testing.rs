@@ -31,11 +31,5 @@ pub fn role(name: &str) -> pg_sys::Oid {
 /// Runs `f` with an active snapshot that sees this test's own writes: read-only cursors read in
 /// the active snapshot, which predates them.
 pub fn in_fresh_snapshot<R>(f: impl FnOnce() -> R) -> R {
-    unsafe {
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    let result = f();
-    unsafe { pg_sys::PopActiveSnapshot() };
-    result
+    crate::pg::spi::in_fresh_snapshot(f)
 }

@@ -27,6 +27,12 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
+/// The server's OS user, which must own the files holding secrets.
+pub fn server_uid() -> u32 {
+    // SAFETY: geteuid only reads the process's effective user id.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether the server is a standby still in recovery (so nothing can be written).
 pub fn in_recovery() -> bool {
     // SAFETY: RecoveryInProgress only reads shared state, valid in any backend once attached

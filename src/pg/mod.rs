@@ -3,6 +3,7 @@
 //! knows registrations, pushes or the SQL API; every module above builds on these.
 
 pub mod activity;
+pub mod bgworker;
 pub mod catalog;
 pub mod cursor;
 pub mod deadline;
@@ -24,3 +25,4 @@ pub mod spi;
 pub mod sqltypes;
 pub mod subxact;
 pub mod time;
+pub mod xact;

@@ -52,3 +52,19 @@ pub fn writing<R>(
 ) -> Result<R> {
     pinned(|| Spi::connect_mut(f)).map_err(spi)
 }
+
+/// Runs `f` with an active snapshot that sees the transaction's own writes so far (tests only:
+/// read-only cursors read in the active snapshot, which predates them).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn in_fresh_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: inside a transaction; the snapshot pushed here is popped below, after `f`, which
+    // leaves the snapshot stack as it found it (an error aborts the transaction, which resets it).
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let result = f();
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    result
+}

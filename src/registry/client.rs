@@ -33,8 +33,7 @@ pub fn client() -> Result<QobraClient> {
         gucs::optional_text(&gucs::HTTPS_PROXY_AUTH_FILE),
         &config.https_proxy,
     ) {
-        // SAFETY: geteuid only reads the process's effective user id.
-        let server_uid = unsafe { libc::geteuid() };
+        let server_uid = crate::pg::lifecycle::server_uid();
         config.proxy_credentials = Some(read_proxy_auth_file(Path::new(&auth_file), server_uid)?);
     }
     QobraClient::new(&config)

@@ -168,8 +168,7 @@ pub fn load() -> Result<Destination> {
     };
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if !key_file.is_empty() {
-        // SAFETY: geteuid only reads the process's effective user id.
-        let server_uid = unsafe { libc::geteuid() };
+        let server_uid = crate::pg::lifecycle::server_uid();
         let key = read_key_file(std::path::Path::new(&key_file), server_uid)?;
         return Ok(destination(key));
     }

@@ -12,16 +12,15 @@
 //! such a run, any other database's worker frees the slot (the history went with the database).
 
 use crate::pg::shared::{self, Phase, Slot};
-use pgrx::pg_sys;
-use pgrx::prelude::*;
-use std::cell::{Cell, RefCell};
+use crate::pg::xact::{self, SubXactEnd, SubXactId};
+use std::cell::RefCell;
 
 /// A slot held by this backend until its transaction (or subtransaction) ends.
 struct Held {
     slot: usize,
     run_id: i64,
     /// The subtransaction whose rollback would take the run's row away.
-    subxact: pg_sys::SubTransactionId,
+    subxact: SubXactId,
     /// Whether the run's row is in the caller's transaction (a session's run).
     hand_over: bool,
     /// Whether a worker serves this database, to record the run if its row is rolled back
@@ -31,7 +30,6 @@ struct Held {
 
 thread_local! {
     static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
-    static CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The error recorded for a session's run cut short by a rollback.
@@ -40,13 +38,8 @@ pub const CUT_SHORT: &str = "sync_now() did not finish: it was cancelled, timed 
 
 /// Keeps slot `slot` of run `run_id` until the current transaction ends.
 pub fn hold(slot: usize, run_id: i64, hand_over: bool) {
-    if !CALLBACKS.replace(true) {
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-        }
-    }
-    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    xact::on_ends(on_xact, on_subxact);
+    let subxact = xact::current_subxact();
     let served = hand_over && shared::database_served();
     HELD.with_borrow_mut(|held| {
         held.push(Held {
@@ -86,35 +79,20 @@ pub fn ended(slot: Option<usize>, run_id: i64, record: shared::Record) {
 }
 
 /// Transaction end: frees the held slots on commit, hands them to the worker on abort.
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    let rolled_back = match event {
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => false,
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => true,
-        _ => return,
-    };
+fn on_xact(rolled_back: bool) {
     release(|_| true, rolled_back);
 }
 
 /// Subtransaction end: on commit the held runs now belong to the parent; on abort their rows
 /// are gone.
-#[pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    mine: pg_sys::SubTransactionId,
-    parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    use pg_sys::SubXactEvent::*;
-    match event {
-        SUBXACT_EVENT_COMMIT_SUB => HELD.with_borrow_mut(|held| {
+fn on_subxact(mine: SubXactId, end: SubXactEnd) {
+    match end {
+        SubXactEnd::Committed { parent } => HELD.with_borrow_mut(|held| {
             for h in held.iter_mut().filter(|h| h.subxact == mine) {
                 h.subxact = parent;
             }
         }),
-        SUBXACT_EVENT_ABORT_SUB => release(|h| h.subxact == mine, true),
-        _ => {}
+        SubXactEnd::RolledBack => release(|h| h.subxact == mine, true),
     }
 }
 
@@ -165,6 +143,7 @@ pub fn row(slot: &Slot, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value
 mod tests {
     use super::*;
     use crate::pg::shared::{Record, Slot};
+    use pgrx::prelude::*;
 
     /// A slot of run 7 whose row was recorded at its start.
     fn slot(phase: Phase) -> Slot {

@@ -414,7 +414,7 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
 /// worker's `pg_stat_activity` entry (a session's entry keeps the user's own statement).
 fn progressed(job: Job<'_>, p: &Progress) {
     shared::progress_update(job.slot, p.rows_sent, p.bytes_sent, p.chunk, p.restarts);
-    if unsafe { !pg_sys::MyBgworkerEntry.is_null() } {
+    if crate::pg::bgworker::in_worker() {
         activity(
             pg_sys::BackendState::STATE_RUNNING,
             &format!(

@@ -20,22 +20,22 @@
 //! once in the log and in `pg_stat_activity`.
 
 use crate::pg::activity::activity;
+use crate::pg::bgworker;
 use crate::pg::catalog;
-use crate::pg::error::{Error, Result, SqlState};
+use crate::pg::error::{Result, SqlState};
 use crate::pg::gucs;
 use crate::pg::lifecycle;
 use crate::pg::locks::{self, Holding};
 use crate::pg::shared;
 use crate::pg::spi::{execute, first_value};
 use crate::pg::sqltypes::RegClass;
+use crate::pg::xact;
 use crate::registry;
 use crate::sync::{imports, orphans, push, runs};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use qobra_sync_core::runs::Trigger;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
-use std::ffi::CString;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 /// The worker's type in `pg_stat_activity.backend_type`.
@@ -54,33 +54,21 @@ const POLL_BUDGET: Duration = Duration::from_secs(1);
 /// `_PG_init`, when preloaded); each is told its database by its position in the list.
 pub fn register() {
     for (i, database) in gucs::databases().iter().enumerate() {
-        BackgroundWorkerBuilder::new(&format!("{WORKER_TYPE} for {database}"))
-            .set_type(WORKER_TYPE)
-            .set_library("qobra_sync")
-            .set_function("qobra_sync_worker_main")
-            .set_argument(Some(pg_sys::Datum::from(i)))
-            .enable_spi_access()
-            .set_restart_time(Some(Duration::from_secs(1)))
-            .load();
+        bgworker::register(
+            &format!("{WORKER_TYPE} for {database}"),
+            WORKER_TYPE,
+            i,
+            main,
+        );
     }
 }
 
-unsafe extern "C-unwind" {
-    /// Postgres' SIGTERM handler for backends: sets ProcDiePending and the latch.
-    #[link_name = "die"]
-    fn postgres_die(signal: std::ffi::c_int);
-}
-
-/// The worker's entry point.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    unsafe { pg_sys::pqsignal(libc::SIGTERM, Some(postgres_die)) };
-    let me = arg.value();
+/// A worker's life, given its position `me` in `qobra_sync.database_name`: it connects to its
+/// database (waiting for it to exist), then keeps the schedules until it is told to stop.
+fn main(me: usize) {
     let Some(database) = gucs::databases().get(me).cloned() else {
         // The list cannot change without a restart; should it, this worker has no database.
-        unsafe { pg_sys::proc_exit(0) };
+        bgworker::exit(0);
     };
     // The previous worker died connecting: rather than dying every second, wait for the database.
     if shared::set_connecting(me, true) {
@@ -89,17 +77,8 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     shared::set_connecting(me, false);
     // Every statement pins its own search_path (see `pinned`); the worker's session does too.
-    unsafe {
-        pg_sys::SetConfigOption(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_OVERRIDE,
-        );
-    }
-    shared::set_worker_pid(me, unsafe { pg_sys::MyProcPid });
-    // Once it exits, no backend may signal its pid (the pid may be given to another process).
-    unsafe { pg_sys::before_shmem_exit(Some(forget_pid), pg_sys::Datum::from(me)) };
+    bgworker::pin_search_path();
+    bgworker::publish_pid(me);
     let mut state = State {
         started: false,
         last_purge: None,
@@ -109,9 +88,7 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     };
     loop {
         pgrx::check_for_interrupts!();
-        if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-        }
+        bgworker::reload_if_asked();
         let sleep = tick(&mut state);
         if let Some(sleep) = sleep {
             if state.waiting.is_none() {
@@ -122,12 +99,6 @@ pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     }
 }
 
-/// Clears the worker's pid in shared memory as it exits (`before_shmem_exit`).
-#[pg_guard]
-unsafe extern "C-unwind" fn forget_pid(_code: std::ffi::c_int, me: pg_sys::Datum) {
-    shared::set_worker_pid(me.value(), 0);
-}
-
 /// Waits, connected to no database, until `name` exists, then exits so that the postmaster
 /// starts a worker that connects to it (a second later). Looks every 5 seconds; logs once.
 fn wait_for_database(me: usize, name: &str) -> ! {
@@ -135,18 +106,14 @@ fn wait_for_database(me: usize, name: &str) -> ! {
     let what = format!("waiting for database \"{name}\" (qobra_sync.database_name) to be created");
     pgrx::log!("qobra_sync worker: {what}");
     activity(pg_sys::BackendState::STATE_IDLE, &what);
-    let cname = CString::new(name).unwrap_or_default();
     loop {
         pgrx::check_for_interrupts!();
-        let exists = BackgroundWorker::transaction(|| unsafe {
-            pg_sys::get_database_oid(cname.as_ptr(), true) != pg_sys::InvalidOid
-        });
-        if exists {
+        if bgworker::database_exists(name) {
             pgrx::log!(
                 "qobra_sync worker: database \"{name}\" exists; restarting to connect to it"
             );
             shared::set_connecting(me, false);
-            unsafe { pg_sys::proc_exit(1) };
+            bgworker::exit(1);
         }
         BackgroundWorker::wait_latch(Some(Duration::from_secs(5)));
     }
@@ -247,7 +214,13 @@ fn poll_imports(state: &mut State) {
         pg_sys::BackendState::STATE_RUNNING,
         "checking Qobra imports",
     );
-    let polled = in_transaction(|| imports::poll(state.polled_up_to, Some(POLL_BUDGET), &woken));
+    let polled = in_transaction(|| {
+        imports::poll(
+            state.polled_up_to,
+            Some(POLL_BUDGET),
+            &bgworker::latch_is_set,
+        )
+    });
     match polled {
         Some(imports::Polled {
             cut_after: Some(run),
@@ -261,51 +234,20 @@ fn poll_imports(state: &mut State) {
     }
 }
 
-/// Whether the worker's latch is set: a commit asked for a push (or a signal came) since it
-/// last slept.
-fn woken() -> bool {
-    unsafe { (*pg_sys::MyLatch).is_set != 0 }
-}
-
 /// Runs `f` in its own transaction; an error is logged, the transaction rolled back, and None
 /// returned, so that no error stops the worker. An error because DROP EXTENSION committed
 /// between two steps is expected and not logged: the next round says what the worker waits for.
 fn in_transaction<T>(f: impl FnOnce() -> Result<T>) -> Option<T> {
-    match attempt(f) {
+    match xact::attempt(f) {
         Ok(v) => Some(v),
         Err(e) => {
             // When even this look fails, the error is logged.
-            if attempt(lifecycle::sql_version).map_or(true, |v| v.is_some()) {
+            if xact::attempt(lifecycle::sql_version).map_or(true, |v| v.is_some()) {
                 pgrx::log!("qobra_sync worker: {}", e.message);
             }
             None
         }
     }
-}
-
-/// Runs `f` in its own transaction; an error it raises (but a shutdown's) rolls the
-/// transaction back and is returned.
-fn attempt<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let memory = unsafe { pg_sys::CurrentMemoryContext };
-    PgTryBuilder::new(AssertUnwindSafe(|| {
-        BackgroundWorker::transaction(AssertUnwindSafe(f))
-    }))
-    .catch_others(|e| {
-        if unsafe { pg_sys::ProcDiePending != 0 } {
-            e.rethrow();
-        }
-        let message = match &e {
-            pg_sys::panic::CaughtError::PostgresError(r)
-            | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_owned(),
-            pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_owned(),
-        };
-        unsafe {
-            pg_sys::AbortCurrentTransaction();
-            pg_sys::MemoryContextSwitchTo(memory);
-        }
-        Err(Error::internal(message))
-    })
-    .execute()
 }
 
 /// Records the runs of sessions whose transaction rolled back their row (see `orphans`), each

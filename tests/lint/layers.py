@@ -9,7 +9,7 @@ The extension (src/) is in layers, top to bottom:
     registry  what is registered, the destination
     pg        PostgreSQL's machinery (SPI, catalog, parser, locks, settings, shared memory, log)
 A module may import its own layer and the layers below it, never one above or beside it, nor
-call into the crate root (lib.rs), which is above them all.
+call into the crate root (lib.rs), which is above them all. `unsafe` is written in src/pg/ only.
 In every crate (src/, core/src/, fake_qobra/src/) the modules' `use` graph has no cycle.
 Test modules (the `#[cfg(test)]` / `pg_test` module that ends a file) are left out.
 
@@ -125,6 +125,23 @@ def layer_breaches(edges):
     return out
 
 
+UNSAFE = re.compile(r"\bunsafe\b")
+COMMENT = re.compile(r"//.*")
+
+
+def unsafe_outside_pg(crate_src):
+    """The lines of the extension outside src/pg/ that use `unsafe`: only the PostgreSQL layer
+    may (each block with its SAFETY comment)."""
+    out = []
+    for path in sorted(crate_src.rglob("*.rs")):
+        if path.relative_to(crate_src).parts[0] == "pg":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if UNSAFE.search(COMMENT.sub("", line)):
+                out.append(f"src/{path.relative_to(crate_src)}:{n}: unsafe outside src/pg/")
+    return out
+
+
 def check(root):
     """Every finding in the repository under `root`."""
     out = []
@@ -136,6 +153,7 @@ def check(root):
             out.append(f"{crate}: import circle between {', '.join(c)}")
         if crate == "src":
             out.extend(layer_breaches(edges))
+            out.extend(unsafe_outside_pg(root / crate))
     return out
 
 
@@ -153,6 +171,7 @@ def self_test():
             "pg/b.rs": "use crate::pg::{a, self};\nuse crate::inspect::look;",
             "registry/mod.rs": "use super::pg::a::x;",
             "sync/mod.rs": "use crate::{registry, pg::a};\n#[cfg(test)]\nmod tests { use crate::api::x; }",
+            "sync/raw.rs": "// unsafe in a comment is fine\nfn f() { unsafe { g() } }",
         }.items():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_text(text)
@@ -168,6 +187,9 @@ def self_test():
             failures.append(f"upward import not found: {breaches}")
         if not any("pg/a: calls into the crate root" in b for b in breaches):
             failures.append(f"call into the crate root not found: {breaches}")
+        raw = unsafe_outside_pg(src)
+        if raw != ["src/sync/raw.rs:2: unsafe outside src/pg/"]:
+            failures.append(f"unsafe outside src/pg/ read wrong: {raw}")
     return failures
 
 
