@@ -47,6 +47,8 @@ python3 tests/lint/qualified_sql.py
 echo "==> the code imports only downward, with no import circle"
 python3 tests/lint/layers.py --self-test
 python3 tests/lint/layers.py
+echo "==> every unsafe block says why it is sound"
+cargo clippy --quiet --lib --tests --features pg_test -- -A clippy::all
 echo "==> the benchmark's report tool renders its sample"
 python3 scripts/bench_report.py --self-test
 

@@ -12,6 +12,8 @@
 //! `registry` (what is registered, the destination), `pg` (PostgreSQL's machinery). The pure
 //! rules live in the `qobra_sync_core` crate.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use pgrx::prelude::*;
 
 mod api;

@@ -7,6 +7,8 @@ use std::ffi::CString;
 /// Shows what this backend does in `pg_stat_activity` (state and query text).
 pub fn activity(state: pg_sys::BackendState::Type, what: &str) {
     let text = CString::new(what).unwrap_or_default();
+    // SAFETY: `text` is NUL-terminated and outlives the call; PostgreSQL copies it into this
+    // backend's own pg_stat_activity entry (and does nothing when the backend has none).
     unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
 }
 

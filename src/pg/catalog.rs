@@ -25,10 +25,14 @@ pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
 /// The name of the database this backend is connected to (empty when it is gone). Reads the
 /// catalog: call it inside a transaction.
 pub fn current_database() -> String {
+    // SAFETY: a syscache lookup by this backend's database OID (set once at connection), made
+    // inside a transaction as documented; it returns a palloc'd copy or null.
     let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
     if name.is_null() {
         return String::new();
     }
+    // SAFETY: `name` is the non-null, NUL-terminated palloc'd copy returned above, in the current
+    // memory context, and is copied into a String at once.
     unsafe { std::ffi::CStr::from_ptr(name) }
         .to_string_lossy()
         .into_owned()

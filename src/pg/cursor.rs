@@ -45,6 +45,7 @@ enum ColumnText {
 impl ColumnText {
     /// The converter for a column of type `typid`.
     fn for_type(typid: pg_sys::Oid) -> ColumnText {
+        // SAFETY: a syscache lookup by type OID; cursors are only opened inside a transaction.
         let base = unsafe { pg_sys::getBaseType(typid) };
         if base == pg_sys::TEXTOID || base == pg_sys::VARCHAROID {
             return ColumnText::Varlena;
@@ -52,6 +53,9 @@ impl ColumnText {
         if base == pg_sys::BPCHAROID {
             return ColumnText::Padded;
         }
+        // SAFETY: a catalog lookup by type OID into two locals; an all-zero FmgrInfo is the empty
+        // value fmgr_info_cxt fills, and what it allocates goes in TopTransactionContext, which
+        // outlives the cursor (no cursor outlives the transaction its portal belongs to).
         unsafe {
             let mut output = pg_sys::Oid::INVALID;
             let mut is_varlena = false;
@@ -64,6 +68,10 @@ impl ColumnText {
 
     /// The text of a non-NULL value (allocated, when needed, in the current memory context).
     unsafe fn text(&mut self, datum: pg_sys::Datum) -> &'static str {
+        // SAFETY: the caller passes a non-NULL datum of this column's type, just deformed from a
+        // row of the fetched table; its text lies in that row or in the current (batch) memory
+        // context, and the 'static lifetime is never used past the reset that frees it (see
+        // `next_rows`). The unchecked UTF-8 conversions assume the database encoding is UTF-8.
         unsafe {
             match self {
                 ColumnText::Varlena => pgrx::varlena::text_to_rust_str_unchecked(inline(datum)),
@@ -83,6 +91,9 @@ impl ColumnText {
 /// Postgres), detoasted when it is compressed or stored out of line.
 unsafe fn inline(datum: pg_sys::Datum) -> *const pg_sys::varlena {
     use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u};
+    // SAFETY: the caller passes a non-NULL datum of a varlena type: an inline, uncompressed value
+    // is used where it lies, anything else goes through pg_detoast_datum_packed, which returns a
+    // copy in the current memory context (or raises an error).
     unsafe {
         let v = datum.cast_mut_ptr::<pg_sys::varlena>();
         if varatt_is_4b_u(v) || (varatt_is_1b(v) && !varatt_is_1b_e(v)) {
@@ -98,6 +109,9 @@ impl Cursor {
     pub fn open(query: &str) -> Result<Cursor> {
         let sql = CString::new(query).map_err(|_| Error::internal("query text contains NUL"))?;
         // Parsed, planned and started under the pinned settings: what it means is fixed here.
+        // SAFETY: called inside the SPI connection a Cursor requires, with no parameters (null
+        // arrays for nargs 0) and `sql` alive for the call; it returns an open portal or raises an
+        // error.
         let portal = pinned(|| unsafe {
             pg_sys::SPI_cursor_open_with_args(
                 std::ptr::null(),
@@ -110,6 +124,8 @@ impl Cursor {
                 0,
             )
         });
+        // SAFETY: the portal was just opened for a query that returns rows, so its tupDesc is set
+        // and holds `natts` attributes.
         let columns: Vec<ColumnText> = unsafe {
             let desc = (*portal).tupDesc;
             (0..(*desc).natts as usize)
@@ -184,6 +200,9 @@ impl Cursor {
     /// Fetches up to `fetch` rows, or `None` at the end of the query.
     fn fetch(&mut self, fetch: i64) -> Option<Fetched> {
         pgrx::check_for_interrupts!();
+        // SAFETY: the portal is open (only `drop` closes it) and we are inside the SPI connection
+        // it was opened in; SPI_tuptable and SPI_processed are read right after the fetch that set
+        // them, and an empty table is freed here, before anything else can use it.
         unsafe {
             pinned(|| {
                 let _timeout = FetchTimeout::arm();
@@ -247,6 +266,9 @@ impl Fetched {
         nulls: &mut [bool],
         texts: &mut Vec<Option<&'static str>>,
     ) {
+        // SAFETY: the caller has checked `self.next < self.rows`, so `vals[next]` is a tuple of
+        // this fetched table, still alive; `values` and `nulls` have one entry per column of the
+        // portal's descriptor, which the table's descriptor is a copy of.
         unsafe {
             let tuple = *(*self.table).vals.add(self.next);
             let desc = (*self.table).tupdesc;
@@ -301,6 +323,10 @@ impl FetchTimeout {
             return none;
         };
         let ms = ms.min(i32::MAX as i64) as std::ffi::c_int;
+        // SAFETY: plain calls into PostgreSQL's timeout module on the backend's only thread, each
+        // behind pg_guard_ffi_boundary; the declarations above match utils/timeout.h,
+        // STATEMENT_TIMEOUT is registered by InitPostgres in every backend and every worker
+        // connected to a database, and `drop` puts the session's own timer back.
         unsafe {
             let active =
                 pg_sys::ffi::pg_guard_ffi_boundary(|| get_timeout_active(STATEMENT_TIMEOUT));
@@ -326,6 +352,8 @@ impl Drop for FetchTimeout {
         if !self.armed {
             return;
         }
+        // SAFETY: puts back the timer `arm` replaced: the session's own, at the time it would have
+        // fired, or none.
         unsafe {
             match self.session {
                 Some(at) => {
@@ -344,6 +372,9 @@ impl Drop for Cursor {
     /// transaction anyway).
     fn drop(&mut self) {
         self.release();
+        // SAFETY: the portal opened in `open`, closed only here; a Cursor is dropped inside the
+        // closure that opened it, before any rollback of its (sub)transaction could drop the
+        // portal, and PortalDrop accepts a portal a failed fetch marked failed.
         unsafe { pg_sys::SPI_cursor_close(self.portal) };
     }
 }

@@ -52,6 +52,8 @@ pub fn must_stop() -> bool {
 
 /// Whether Postgres has a cancel or termination request pending for this backend.
 pub fn cancel_pending() -> bool {
+    // SAFETY: plain reads of the interrupt flags PostgreSQL's signal handlers set for this process,
+    // read on its only thread; a stale value only delays the stop until the next poll.
     unsafe {
         pg_sys::InterruptPending != 0
             && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)

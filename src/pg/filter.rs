@@ -12,7 +12,7 @@ use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::reader::as_reader;
 use crate::pg::subxact::attempt;
 use pgrx::pg_sys::{self, NodeTag};
-use pgrx::{is_a, PgList};
+use pgrx::{is_a, pg_guard, PgList};
 use qobra_sync_core::mapping::Source;
 use std::ffi::{c_void, CStr, CString};
 
@@ -75,6 +75,8 @@ pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<Str
     let sql = format!("SELECT FROM {} WHERE {}", source.name, text);
     let sql_c = CString::new(sql).map_err(|_| refuse("it contains a NUL character".into()))?;
     let relid = pg_sys::Oid::from(source.oid);
+    // SAFETY: `analyse` runs inside a transaction, in the subtransaction `attempt` opens, which
+    // catches its errors; `sql_c` is NUL-terminated and outlives it.
     let outcome = as_reader(reader, || Ok(attempt(|| unsafe { analyse(&sql_c, relid) })))?;
     match outcome {
         Ok(Ok(canonical)) => Ok(canonical),
@@ -87,6 +89,11 @@ pub fn canonical(source: &Source, text: &str, reader: pg_sys::Oid) -> Result<Str
 
 /// Parses and analyses the wrapped statement; the inner error names a refused construct.
 unsafe fn analyse(sql: &CStr, relid: pg_sys::Oid) -> std::result::Result<String, String> {
+    // SAFETY: the caller runs this in a transaction, with a NUL-terminated statement that outlives
+    // it. The trees raw_parser and parse_analyze_fixedparams return live in the current memory
+    // context for this whole function; `stmt` is checked to be a SelectStmt before the cast, and a
+    // SELECT's Query always has a jointree. `relid` is the source the statement names, which parse
+    // analysis just opened and locked, so get_rel_name finds it.
     unsafe {
         let raw = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
             sql.as_ptr(),
@@ -165,11 +172,19 @@ unsafe fn analyse(sql: &CStr, relid: pg_sys::Oid) -> std::result::Result<String,
 
 /// Checks `node` and everything below it; records the first refused construct.
 unsafe fn check_node(node: *mut pg_sys::Node, refused: &mut Option<String>) -> bool {
+    // SAFETY: `refused` is a live &mut for the whole walk; only `walker` reads the context pointer
+    // back, as the same type.
     unsafe { walker(node, (refused as *mut Option<String>).cast()) }
 }
 
-/// The tree walker: returns true (stop) as soon as a node is refused.
+/// The tree walker: returns true (stop) as soon as a node is refused. Guarded: an error inside
+/// (too deep a filter for `check_stack_depth`) goes back to PostgreSQL as its own error, never
+/// as a Rust panic unwinding through `expression_tree_walker`'s C frames.
+#[pg_guard]
 unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
+    // SAFETY: expression_tree_walker hands us each node (or null) of the analysed tree and the
+    // context `check_node` made from a live &mut Option<String>; check_stack_depth bounds
+    // recursion.
     unsafe {
         if node.is_null() {
             return false;
@@ -191,6 +206,8 @@ fn builtin(oid: pg_sys::Oid) -> bool {
 
 /// A function's name, for messages.
 unsafe fn function_name(funcid: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup by OID, inside a transaction; get_func_name returns a palloc'd,
+    // NUL-terminated copy or null, checked before it is read.
     unsafe {
         let name = pg_sys::get_func_name(funcid);
         if name.is_null() {
@@ -203,6 +220,8 @@ unsafe fn function_name(funcid: pg_sys::Oid) -> String {
 
 /// Why a function may not be called from a filter, or None when it may.
 unsafe fn refuse_function(funcid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: syscache lookups by function OID, inside a transaction; a missing function raises an
+    // error, which `attempt` catches.
     unsafe {
         let name = function_name(funcid);
         if !builtin(funcid) {
@@ -237,6 +256,8 @@ enum Io {
 /// the function is neither immutable nor a date/time one ([`STABLE_IO_ALLOWED`]). Arrays and
 /// ranges are judged by their element type, whose conversion theirs calls.
 unsafe fn refuse_io(typid: pg_sys::Oid, io: Io, what: &str) -> Option<String> {
+    // SAFETY: syscache lookups by type OID, inside a transaction; getTypeInputInfo and
+    // getTypeOutputInfo write into locals and raise an error for a missing or shell type.
     unsafe {
         let mut typid = typid;
         for _ in 0..4 {
@@ -289,6 +310,9 @@ fn is_datetime_operator_function(name: &str) -> bool {
 // One arm per kind of node, in one match: the whole list of what a filter may hold reads at a
 // glance, which matters more here than a short function.
 unsafe fn refuse_node(node: *mut pg_sys::Node) -> Option<String> {
+    // SAFETY: `node` is a non-null node of the analysed tree (`walker` checked); each cast is to
+    // the struct its tag names (DistinctExpr and NullIfExpr are typedefs of OpExpr), and
+    // set_opfuncid and set_sa_opfuncid only fill in a field of that node, which our tree owns.
     unsafe {
         let tag = (*node).type_;
         match tag {

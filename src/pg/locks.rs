@@ -42,6 +42,7 @@ pub enum Holding {
 /// The lock tag of `source`'s push lock.
 fn push_tag(source: pg_sys::Oid) -> pg_sys::LOCKTAG {
     pg_sys::LOCKTAG {
+        // SAFETY: a plain read of the backend's database OID, set once at connection.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         locktag_field2: PUSH_LOCK_CLASS,
         locktag_field3: source.to_u32(),
@@ -55,6 +56,8 @@ fn push_tag(source: pg_sys::Oid) -> pg_sys::LOCKTAG {
 pub fn try_push_lock(source: pg_sys::Oid, holding: Holding) -> bool {
     let tag = push_tag(source);
     let session = holding == Holding::Session;
+    // SAFETY: `tag` outlives the call and dontWait is true, so this never blocks; a
+    // transaction-level hold goes to the current resource owner, inside a transaction.
     let got = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, session, true) };
     got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
@@ -63,6 +66,9 @@ pub fn try_push_lock(source: pg_sys::Oid, holding: Holding) -> bool {
 pub fn release_push_lock(source: pg_sys::Oid) {
     let tag = push_tag(source);
     let mode = pg_sys::ExclusiveLock as i32;
+    // SAFETY: LockHeldByMe only reads this backend's local lock table; LockRelease then drops a
+    // session hold (if the lock is held for the transaction only, PostgreSQL warns and releases
+    // nothing).
     unsafe {
         if pg_sys::LockHeldByMe(&tag, mode) {
             pg_sys::LockRelease(&tag, mode, true);
@@ -95,6 +101,8 @@ impl AdvisoryLocks {
         for h in &now {
             let before = self.count(&h.tag, h.mode);
             for _ in before..h.session_holds {
+                // SAFETY: releases one of the session holds `held_now` just counted beyond the
+                // recorded ones, so each release has a hold to drop.
                 unsafe { pg_sys::LockRelease(&h.tag, h.mode, true) };
             }
         }
@@ -104,6 +112,8 @@ impl AdvisoryLocks {
                 .find(|n| same(&n.tag, &h.tag) && n.mode == h.mode)
                 .map_or(0, |n| n.session_holds);
             for _ in after..h.session_holds {
+                // SAFETY: takes a session hold back without waiting; the tag is a copy of one read
+                // from the lock table.
                 let got = unsafe { pg_sys::LockAcquire(&h.tag, h.mode, true, true) };
                 if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
                     return Err(lost(&h.tag));
@@ -155,6 +165,9 @@ fn lost(tag: &pg_sys::LOCKTAG) -> Error {
 /// Every advisory lock this backend holds, in each mode, with its session-level count.
 fn held_now() -> Vec<Held> {
     let mut out = vec![];
+    // SAFETY: GetLockStatusData returns a palloc'd copy of the lock table with `nelements` entries
+    // in `locks`, read here before its memory context is reset; called inside a transaction, as
+    // `session_holds` needs.
     unsafe {
         let data = pg_sys::GetLockStatusData();
         let me = pg_sys::MyProcPid;
@@ -185,6 +198,10 @@ fn held_now() -> Vec<Held> {
 /// `LockAcquireExtended`: take the lock once more for the current transaction (it is ours, so
 /// this never waits), read the count of the session's holds, and release that extra hold.
 fn session_holds(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
+    // SAFETY: inside a transaction, so CurrentResourceOwner is set and the extra hold is a
+    // transaction one, apart from the session's. The lock is already held by this backend, so the
+    // acquisition is granted locally and `local` points at its LOCALLOCK, whose lockOwners array
+    // (numLockOwners entries) is read before LockRelease drops that extra hold.
     unsafe {
         let mut local: *mut pg_sys::LOCALLOCK = std::ptr::null_mut();
         let got = pg_sys::LockAcquireExtended(tag, mode, false, true, true, &mut local);

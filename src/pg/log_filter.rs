@@ -74,6 +74,9 @@ pub fn install() {
 /// The hook: hides what the statement holds, then hands the message to the previous hook.
 unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
     // Never unwind into PostgreSQL's error machinery: a failure here leaves the message alone.
+    // SAFETY: `edata` is the ErrorData PostgreSQL is emitting, valid and ours to edit for this
+    // call; the rest reads only this backend's own state (thread-locals, debug_query_string, its
+    // prepared statements).
     let _ = std::panic::catch_unwind(|| unsafe {
         if RELOGGING.with(Cell::get) {
             // A line of our own: its message is the statement to log, without the query
@@ -89,6 +92,8 @@ unsafe extern "C-unwind" fn filter(edata: *mut pg_sys::ErrorData) {
             hide(&mut *edata, &statement);
         }
     });
+    // SAFETY: the previous hook gets the same ErrorData, as hooks are chained; nothing here needs
+    // dropping, should it raise an error.
     unsafe {
         if let Some(previous) = PREVIOUS {
             previous(edata);
@@ -157,6 +162,8 @@ unsafe fn hidden_statement(
     if source.is_null() {
         return None;
     }
+    // SAFETY: `source` is the non-null, NUL-terminated p_sourcetext checked above, alive while the
+    // statement is analysed.
     let source = unsafe { CStr::from_ptr(source) }.to_string_lossy();
     if source != hidden.0 {
         return None;
@@ -212,6 +219,7 @@ fn query_string() -> Option<String> {
     // string this backend runs, alive while it runs.
     let query = unsafe { pg_sys::debug_query_string };
     (!query.is_null()).then(|| {
+        // SAFETY: `query` is the non-null debug_query_string read above, copied at once.
         unsafe { CStr::from_ptr(query) }
             .to_string_lossy()
             .into_owned()
@@ -303,6 +311,9 @@ fn executes_secret(text: &str) -> bool {
 /// lookup in the session's own table: no catalog, no allocation in PostgreSQL).
 fn prepared_from(name: &str) -> Option<String> {
     let name = CString::new(name).ok()?;
+    // SAFETY: with throwError false, FetchPreparedStatement only looks `name` up in this session's
+    // own table and returns null when it is absent; the plansource and its query string, checked
+    // for null, belong to that prepared statement and are copied at once.
     unsafe {
         let prepared = pg_sys::FetchPreparedStatement(name.as_ptr(), false);
         if prepared.is_null() || (*prepared).plansource.is_null() {
@@ -315,6 +326,9 @@ fn prepared_from(name: &str) -> Option<String> {
 
 /// Hides from the server log what `edata` may carry of `statement`.
 unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
+    // SAFETY: the caller passes the ErrorData being emitted (see `filter`); its strings are
+    // NUL-terminated or null (checked), and replacements are allocated in its own assoc_context, as
+    // PostgreSQL's own edits of a message are.
     unsafe {
         edata.hide_stmt = true;
         edata.hide_ctx = true;
@@ -355,5 +369,7 @@ unsafe fn hide(edata: &mut pg_sys::ErrorData, statement: &str) {
 /// A copy of `text` in `context` (the error's own memory context).
 unsafe fn copy(context: pg_sys::MemoryContext, text: &str) -> *mut std::ffi::c_char {
     let c = CString::new(text.replace('\0', "")).unwrap_or_default();
+    // SAFETY: `context` is the error's memory context, alive while the message is emitted; `c` is
+    // NUL-terminated and outlives the call, which copies it.
     unsafe { pg_sys::MemoryContextStrdup(context, c.as_ptr()) }
 }

@@ -52,10 +52,15 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     } else {
         OWN_SETTINGS
     };
+    // SAFETY: opens a GUC nest level, inside a transaction; it is closed by `AtEOXact_GUC` below,
+    // or, when `f` raises an error, by the abort of the enclosing (sub)transaction.
     let level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
         let name = CString::new(*name).expect("no NUL in setting names");
         let value = CString::new(*value).expect("no NUL in setting values");
+        // SAFETY: `name` and `value` are NUL-terminated and outlive the call; GUC_ACTION_SAVE ties
+        // the change to the nest level opened above, so it is undone when that level closes, and an
+        // elevel of 0 makes a refused value an error rather than a silent no-op.
         unsafe {
             pg_sys::set_config_option(
                 name.as_ptr(),
@@ -70,6 +75,8 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     let result = f();
+    // SAFETY: closes the level opened above, rolling back what was set in it; any level `f` opened
+    // inside it has been closed already.
     unsafe { pg_sys::AtEOXact_GUC(false, level) };
     result
 }

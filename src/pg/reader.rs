@@ -84,9 +84,15 @@ impl ReaderIdentity {
         let mut saved = ReaderIdentity {
             user: pg_sys::Oid::INVALID,
             context: 0,
+            // SAFETY: a plain read of the transaction's read-only flag, inside a transaction.
             read_only: unsafe { pg_sys::XactReadOnly },
             was_reading: false,
         };
+        // SAFETY: saves the user and security context into `saved`, then becomes `reader` in a
+        // security-restricted operation, as PostgreSQL does for REFRESH MATERIALIZED VIEW, and
+        // makes the transaction read-only. `drop` puts all three back; the rollback of the
+        // subtransaction `as_reader` runs this in restores them too (AbortSubTransaction resets the
+        // user, context and XactReadOnly to what they were when it began), on success as on error.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
             pg_sys::SetUserIdAndSecContext(
@@ -106,6 +112,8 @@ impl Drop for ReaderIdentity {
     /// Becomes the caller again.
     fn drop(&mut self) {
         pinned::set_reading(self.was_reading);
+        // SAFETY: restores the read-only flag, user and security context `assume` saved, in the
+        // same backend and subtransaction.
         unsafe {
             pg_sys::XactReadOnly = self.read_only;
             pg_sys::SetUserIdAndSecContext(self.user, self.context);

@@ -207,10 +207,13 @@ pub fn caller_is_superuser() -> bool {
 
 /// A role's name, or its OID in digits when it does not exist (any more).
 pub fn role_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup by OID, inside a transaction; with noerr, a missing role gives null
+    // instead of an error.
     let name = unsafe { pg_sys::GetUserNameFromId(oid, true) };
     if name.is_null() {
         return oid.to_u32().to_string();
     }
+    // SAFETY: `name` is the non-null, NUL-terminated palloc'd copy returned above, copied at once.
     unsafe { std::ffi::CStr::from_ptr(name) }
         .to_string_lossy()
         .into_owned()
@@ -218,6 +221,8 @@ pub fn role_name(oid: pg_sys::Oid) -> String {
 
 /// Whether a role with OID `oid` exists.
 fn role_exists(oid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup by OID, inside a transaction; with noerr, a missing role gives
+    // null; the palloc'd name is left to the memory context.
     unsafe { !pg_sys::GetUserNameFromId(oid, true).is_null() }
 }
 
@@ -229,6 +234,7 @@ pub fn may_act_as(actor: pg_sys::Oid, role: pg_sys::Oid) -> Result<bool> {
     if !role_exists(actor) || !role_exists(role) {
         return Ok(false);
     }
+    // SAFETY: a catalog lookup by OID, in a transaction (false for a role that does not exist).
     if actor == role || unsafe { pg_sys::superuser_arg(actor) } {
         return Ok(true);
     }

@@ -132,8 +132,12 @@ impl Default for Board {
     }
 }
 
+// SAFETY: Board is Copy plain data (integers, bools, fixed-size arrays and enums), with no pointer,
+// so it means the same in every process that maps it; it is only reached through BOARD's LWLock.
 unsafe impl PGRXSharedMemory for Board {}
 
+// SAFETY: "qobra_sync" names no other shared-memory lock of this library, and pg_shmem_init! sets
+// it up (`init`) before any use.
 static BOARD: PgLwLock<Board> = unsafe { PgLwLock::new(c"qobra_sync") };
 
 /// Requests the shared memory; called from `_PG_init` while preloading.
@@ -148,6 +152,7 @@ pub fn set_worker_pid(worker: usize, pid: i32) {
         let mut board = BOARD.exclusive();
         board.workers[worker].pid = pid;
         if pid != 0 {
+            // SAFETY: a plain read of the backend's database OID.
             board.workers[worker].database = unsafe { pg_sys::MyDatabaseId }.to_u32();
         }
     }
@@ -168,6 +173,7 @@ fn worker_pid() -> Option<i32> {
     if !super::lifecycle::preloaded() {
         return None;
     }
+    // SAFETY: a plain read of the backend's database OID, set once at connection.
     let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
     BOARD
         .share()
@@ -189,6 +195,8 @@ pub fn database_served() -> bool {
 pub fn wake_worker() {
     if let Some(pid) = worker_pid() {
         // SIGUSR1 runs Postgres' procsignal handler, which sets the latch.
+        // SAFETY: kill touches no memory of ours; the pid is one a worker published and clears
+        // before it exits (`bgworker::forget_pid`).
         unsafe { libc::kill(pid, libc::SIGUSR1) };
     }
 }
@@ -224,6 +232,7 @@ pub fn progress_start(
     if !super::lifecycle::preloaded() {
         return Ok(None);
     }
+    // SAFETY: a plain read of the backend's database OID, set once at connection.
     let database = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut board = BOARD.exclusive();
     if let Pusher::Session { role } = pusher {
@@ -242,6 +251,7 @@ pub fn progress_start(
         .unwrap_or_default()
         .as_micros() as i64;
     board.slots[free] = Slot {
+        // SAFETY: a plain read of this process's pid.
         pid: unsafe { pg_sys::MyProcPid },
         pusher,
         owner,
@@ -312,6 +322,7 @@ fn full(limit: Limit, role: u32) -> Error {
 pub fn with_slot(i: usize, run_id: i64, change: impl FnOnce(&mut Slot)) {
     let mut board = BOARD.exclusive();
     let s = &mut board.slots[i];
+    // SAFETY: a plain read of this process's pid.
     if s.run_id == run_id && s.pid == unsafe { pg_sys::MyProcPid } {
         change(s);
     }
@@ -358,6 +369,7 @@ pub fn orphans() -> Vec<(usize, Slot)> {
 
 /// Copies of the orphaned slots of other databases than the current one, with their index.
 pub fn orphans_elsewhere() -> Vec<(usize, Slot)> {
+    // SAFETY: a plain read of the backend's database OID, set once at connection.
     let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
     taken(|s| s.orphaned && s.database != here)
 }
@@ -372,6 +384,7 @@ pub fn free(i: usize, run_id: i64) {
 
 /// Copies of the taken slots of the current database that satisfy `wanted`, with their index.
 fn slots(wanted: impl Fn(&Slot) -> bool) -> Vec<(usize, Slot)> {
+    // SAFETY: a plain read of the backend's database OID, set once at connection.
     let here = unsafe { pg_sys::MyDatabaseId }.to_u32();
     taken(|s| s.database == here && wanted(s))
 }

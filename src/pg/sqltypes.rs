@@ -11,19 +11,27 @@ use std::ffi::CStr;
 /// Lets a type with FromDatum/IntoDatum be a `#[pg_extern]` argument and return value.
 macro_rules! abi_via_datum {
     ($t:ty) => {
+        // SAFETY: an argument is unboxed through the type's FromDatum, which reads the datum as the
+        // SQL type `impl_sql_translatable!` declares for it, the type PostgreSQL passes.
         unsafe impl<'fcx> ArgAbi<'fcx> for $t {
             /// Unboxes a non-NULL argument (NULL ones arrive as `Option::None`).
             unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
                 let index = arg.index();
+                // SAFETY: pgrx calls this for an argument of the SQL type declared for this type,
+                // which FromDatum reads; a NULL one is refused with a panic rather than read.
                 unsafe { arg.unbox_arg_using_from_datum() }
                     .unwrap_or_else(|| panic!("argument {index} must not be NULL"))
             }
         }
 
+        // SAFETY: `box_into` returns, through fcinfo, a datum of the declared SQL type or SQL NULL.
         unsafe impl BoxRet for $t {
             /// Returns the value as its datum.
             unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
                 match self.into_datum() {
+                    // SAFETY: `d` is a datum of the function's declared return type, allocated
+                    // (when by reference) in the current memory context, which lives as long as the
+                    // caller needs the result.
                     Some(d) => unsafe { fcinfo.return_raw_datum(d) },
                     None => fcinfo.return_null(),
                 }
@@ -82,6 +90,8 @@ impl FromDatum for Name {
         if is_null {
             return None;
         }
+        // SAFETY: a non-NULL name datum points at a NameData, whose NAMEDATALEN bytes always hold a
+        // NUL, alive for this call; it is copied at once.
         let cstr = unsafe { CStr::from_ptr(datum.cast_mut_ptr::<std::ffi::c_char>()) };
         Some(Name(cstr.to_string_lossy().into_owned()))
     }
@@ -94,6 +104,8 @@ impl IntoDatum for Name {
         while !self.0.is_char_boundary(end) {
             end -= 1;
         }
+        // SAFETY: palloc0 gives NAMEDATALEN zeroed bytes in the current memory context, and at most
+        // NAMEDATALEN - 1 bytes are copied into them, so the NameData stays NUL-terminated.
         unsafe {
             let buf = pg_sys::palloc0(pg_sys::NAMEDATALEN as usize).cast::<u8>();
             std::ptr::copy_nonoverlapping(self.0.as_ptr(), buf, end);
@@ -122,6 +134,11 @@ impl FromDatum for NameArray {
         if is_null {
             return None;
         }
+        // SAFETY: a non-NULL name[] datum, detoasted; deconstruct_array gets name's own length,
+        // by-value flag and alignment (it checks the element type) and sets `n` and the `elems` and
+        // `nulls` arrays of n entries, palloc'd in the current memory context; a NULL element
+        // raises an error (`raise` does not return) before it is read, and every other one points
+        // at a NameData.
         unsafe {
             let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
             let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
@@ -161,6 +178,9 @@ impl IntoDatum for NameArray {
             .into_iter()
             .filter_map(|s| Name(s).into_datum())
             .collect();
+        // SAFETY: construct_array copies the `datums` (NameData pointers from Name::into_datum,
+        // alive for the call) with name's own length, by-value flag and alignment; it only reads
+        // the array, despite the *mut cast.
         unsafe {
             let array = pg_sys::construct_array(
                 datums.as_ptr() as *mut pg_sys::Datum,

@@ -44,6 +44,11 @@ pub fn rolled_back<T>(f: impl FnOnce() -> T) -> Result<T, Box<CaughtError>> {
 /// Runs `f` in a subtransaction, released on success when `keep`, rolled back otherwise. The
 /// caller's memory context and resource owner are current again afterwards.
 fn in_subtransaction<T>(f: impl FnOnce() -> T, keep: bool) -> Result<T, Box<CaughtError>> {
+    // SAFETY: every caller runs inside a transaction, on the backend's only thread. The
+    // subtransaction begun here is ended on every path (released or rolled back after `f`, rolled
+    // back when `f` fails), and `restore` puts back the caller's memory context, which belongs to
+    // the enclosing transaction and outlives the subtransaction, and its resource owner: the
+    // sequence a PL/pgSQL EXCEPTION block runs.
     unsafe {
         let memory = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;

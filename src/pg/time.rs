@@ -9,6 +9,7 @@ const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 /// The transaction's start time, as Postgres' `now()` sees it.
 pub fn transaction_start() -> chrono::DateTime<chrono::Utc> {
+    // SAFETY: a plain read of a timestamp the backend keeps for its current transaction.
     let micros = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     chrono::DateTime::from_timestamp_micros(micros + POSTGRES_EPOCH_UNIX_MICROS).unwrap_or_default()
 }
