@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 #[search_path(pg_catalog, pg_temp)]
 fn check_installation() {
     super::computes("_check_installation()").or_raise();
+    crate::pg::lifecycle::require_utf8().or_raise();
     let wanted = crate::pg::gucs::databases();
     let here = crate::pg::catalog::current_database();
     if !crate::pg::lifecycle::preloaded() {

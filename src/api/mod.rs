@@ -40,6 +40,7 @@ fn computes(what: &str) -> Result<()> {
 fn reads(what: &str) -> Result<Entered> {
     let entered = enter(what)?;
     lifecycle::require_current_sql()?;
+    lifecycle::require_utf8()?;
     Ok(entered)
 }
 

@@ -27,6 +27,30 @@ pub fn preloaded() -> bool {
     PRELOADED.load(Ordering::Relaxed)
 }
 
+/// Refuses a database whose encoding is not UTF8: values are read as UTF-8 text and sent as
+/// JSON, and bytes of another encoding (LATIN1, SQL_ASCII's anything) would not be text.
+pub fn require_utf8() -> Result<()> {
+    // SAFETY: plain reads of the database's encoding, set when the backend connected.
+    let (encoding, name) = unsafe {
+        (
+            pg_sys::GetDatabaseEncoding(),
+            std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()),
+        )
+    };
+    if encoding == pg_sys::pg_enc::PG_UTF8 as i32 {
+        return Ok(());
+    }
+    Err(Error::new(
+        SqlState::FeatureNotSupported,
+        format!(
+            "qobra_sync needs a UTF8 database, and this one is {}",
+            name.to_string_lossy()
+        ),
+    )
+    .detail("Values are read as UTF-8 text and sent to Qobra as JSON.")
+    .hint("Push from a UTF8 database: one that reads this one through postgres_fdw (see the README's Foreign tables) converts the text on the way."))
+}
+
 /// The server's OS user, which must own the files holding secrets.
 pub fn server_uid() -> u32 {
     // SAFETY: geteuid only reads the process's effective user id.

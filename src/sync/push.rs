@@ -99,6 +99,7 @@ fn unsuccessful(run_id: i64, name: &str, outcome: &Outcome) -> Error {
 
 /// Checks a registration, takes the push lock and records a new run as running.
 pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
+    crate::pg::lifecycle::require_utf8()?;
     let source = registry::follow::resolve(source)?;
     let reg = registry::require_owned(source)?;
     let described = catalog::check_unchanged(source, &reg.source_name)?;

@@ -421,6 +421,18 @@ def test_a_copy_of_the_database_pushes_nothing_until_a_dba_confirms(clusters, fa
         cdb.conn.close()
 
 
+def test_a_database_not_in_utf8_is_refused(clusters):
+    """Values are read as UTF-8 text: in a LATIN1 database (or SQL_ASCII, which holds any
+    bytes) they would not be, so CREATE EXTENSION refuses it (0A000), naming the encoding."""
+    cluster = clusters("life-latin1", f"qobra_sync.database_name = '{DBNAME}, latin'")
+    with cluster.connect("postgres") as conn:
+        conn.execute("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    with cluster.connect("latin") as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="needs a UTF8 database, and this one is LATIN1"):
+            conn.execute("CREATE EXTENSION qobra_sync")
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'qobra_sync'").fetchone() == (0,)
+
+
 # --------------------------------------------------------------------------- drop and re-create
 
 
