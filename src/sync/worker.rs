@@ -341,13 +341,9 @@ fn sleep_time() -> Result<Duration> {
         .min(MAX_SLEEP))
 }
 
-/// Pushes one due registration: start (committed), execute, and schedule its next run. A
-/// registration that follows its source by name moves first, in a transaction of its own.
+/// Pushes one due registration: start (committed; a registration that follows its source by
+/// name moves there), execute, and schedule its next run.
 fn run(due: Due) {
-    let due = Due {
-        source: in_transaction(|| registry::follow::resolve(due.source)).unwrap_or(due.source),
-        ..due
-    };
     let name = in_transaction(|| catalog::describe(due.source).map(|s| s.name))
         .unwrap_or_else(|| due.source.to_u32().to_string());
     activity(
