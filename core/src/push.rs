@@ -25,7 +25,8 @@
 //! synchronization demands (the source is empty, so must the table be).
 //!
 //! Pure and generic: the rows come from a [`ChunkSource`] (the extension reads them with a
-//! cursor), and the chunks go to a [`RecordSink`] (the HTTP client, or a fake in tests).
+//! cursor), and the chunks go to a [`RecordSink`] ([`QobraTable`] over the HTTP client, or a fake
+//! in tests).
 
 use crate::client::{ClientStats, Posted, PushError, QobraClient};
 use crate::error::Error;
@@ -56,20 +57,16 @@ pub trait ChunkSource {
     fn shrink(&mut self, max_bytes: usize);
 }
 
-/// Where chunks go: Qobra's bulk endpoint. A chunk is started, then finished: the push reads
-/// the next chunk, and starts others, while it is on its way.
+/// Where chunks go: a destination that takes a total snapshot as a series of requests, the
+/// first of which replaces everything it held. A chunk is started, then finished: the push
+/// reads the next chunk, and starts others, while it is on its way. What else a request carries
+/// (Qobra's data table and `debounce`) belongs to the sink, not to the push.
 pub trait RecordSink {
     /// A chunk on its way; dropping it abandons the request.
     type InFlight;
 
-    /// Starts sending one chunk (see [`QobraClient::start_post`]).
-    fn start(
-        &self,
-        data_table_key: &str,
-        all: bool,
-        debounce_seconds: u32,
-        body: Bytes,
-    ) -> Self::InFlight;
+    /// Starts sending one chunk; `first` says it starts the table over (Qobra's `all=true`).
+    fn start(&self, first: bool, body: Bytes) -> Self::InFlight;
 
     /// Waits for the answer to a started chunk, polling `interrupted`.
     fn finish(
@@ -87,12 +84,24 @@ pub trait RecordSink {
     }
 }
 
-impl RecordSink for QobraClient {
+/// Qobra's bulk endpoint for one data table: every chunk carries the same `debounce`, so that
+/// Qobra imports them together.
+#[derive(Debug, Clone, Copy)]
+pub struct QobraTable<'a> {
+    pub client: &'a QobraClient,
+    /// The Qobra data table the records go to.
+    pub data_table_key: &'a str,
+    /// The `debounce` every request carries.
+    pub debounce_seconds: u32,
+}
+
+impl RecordSink for QobraTable<'_> {
     type InFlight = crate::client::InFlight;
 
-    /// The HTTP client sends the chunk from its own thread.
-    fn start(&self, key: &str, all: bool, debounce_seconds: u32, body: Bytes) -> Self::InFlight {
-        self.start_post(key, all, debounce_seconds, body)
+    /// The HTTP client sends the chunk from its own thread; the first with `all=true`.
+    fn start(&self, first: bool, body: Bytes) -> Self::InFlight {
+        self.client
+            .start_post(self.data_table_key, first, self.debounce_seconds, body)
     }
 
     /// The HTTP client waits for Qobra's answer.
@@ -101,27 +110,23 @@ impl RecordSink for QobraClient {
         chunk: Self::InFlight,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Posted, PushError> {
-        self.finish_post(chunk, interrupted)
+        self.client.finish_post(chunk, interrupted)
     }
 
     /// The client's own counters.
     fn stats(&self) -> ClientStats {
-        QobraClient::stats(self)
+        self.client.stats()
     }
 
     /// The destination's body format frames the records.
     fn framing(&self) -> usize {
-        self.body_format().overhead()
+        self.client.body_format().overhead()
     }
 }
 
 /// How a push sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PushSettings<'a> {
-    /// The Qobra data table the records go to.
-    pub data_table_key: &'a str,
-    /// The `debounce` every request carries.
-    pub debounce_seconds: u32,
+pub struct PushSettings {
     /// Restarts from the top allowed after a late failure.
     pub restart_budget: u32,
     /// Chunks on their way at once after the first was accepted (1 = one at a time).
@@ -187,7 +192,7 @@ pub struct PushFailure {
 pub fn push<S, K>(
     source: &mut S,
     sink: &K,
-    settings: PushSettings<'_>,
+    settings: PushSettings,
     interrupted: &dyn Fn() -> bool,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<PushReport, PushFailure>
@@ -269,7 +274,7 @@ enum Stop {
 struct Pusher<'a, S: ?Sized, K: RecordSink + ?Sized> {
     source: &'a mut S,
     sink: &'a K,
-    settings: PushSettings<'a>,
+    settings: PushSettings,
     interrupted: &'a dyn Fn() -> bool,
     on_progress: &'a mut dyn FnMut(&Progress),
     /// The sink's counters when the push began.
@@ -395,12 +400,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     /// Starts sending a chunk; `all=true` while the pass has no accepted chunk.
     fn send(&mut self, chunk: Chunk) {
         let all = self.pass.accepted == 0;
-        let ticket = self.sink.start(
-            self.settings.data_table_key,
-            all,
-            self.settings.debounce_seconds,
-            chunk.body.clone(),
-        );
+        let ticket = self.sink.start(all, chunk.body.clone());
         self.all_unanswered |= all;
         self.pass.in_flight.push_back(Sent { ticket, chunk, all });
     }
@@ -698,7 +698,7 @@ mod tests {
     /// how many chunks are started and not finished.
     #[derive(Default)]
     struct Script {
-        calls: RefCell<Vec<(bool, u32, String)>>,
+        calls: RefCell<Vec<(bool, String)>>,
         /// Call numbers (1-based) that fail, and how.
         failures: Vec<(usize, PushError)>,
         /// Bodies longer than this are refused as too large.
@@ -731,8 +731,8 @@ mod tests {
         type InFlight = Ticket;
 
         /// Answered at once (see `answer`), and counted as on its way until finished.
-        fn start(&self, _key: &str, all: bool, debounce: u32, body: Bytes) -> Ticket {
-            let answer = self.answer(all, debounce, body);
+        fn start(&self, first: bool, body: Bytes) -> Ticket {
+            let answer = self.answer(first, body);
             self.open.set(self.open.get() + 1);
             self.peak.set(self.peak.get().max(self.open.get()));
             let call = self.calls.borrow().len();
@@ -760,9 +760,9 @@ mod tests {
 
     impl Script {
         /// Records the call; fails when scripted to, or when the body is too large.
-        fn answer(&self, all: bool, debounce: u32, body: Bytes) -> Result<Posted, PushError> {
+        fn answer(&self, first: bool, body: Bytes) -> Result<Posted, PushError> {
             let mut calls = self.calls.borrow_mut();
-            calls.push((all, debounce, String::from_utf8_lossy(&body).into_owned()));
+            calls.push((first, String::from_utf8_lossy(&body).into_owned()));
             let n = calls.len();
             self.stats.borrow_mut().requests += 1;
             if let Some((_, e)) = self.failures.iter().find(|(k, _)| *k == n) {
@@ -780,7 +780,7 @@ mod tests {
 
         /// The bodies sent, in order.
         fn bodies(&self) -> Vec<String> {
-            self.calls.borrow().iter().map(|c| c.2.clone()).collect()
+            self.calls.borrow().iter().map(|c| c.1.clone()).collect()
         }
 
         /// The `all` flags sent, in order.
@@ -818,11 +818,9 @@ mod tests {
         }
     }
 
-    /// Settings for the `deals` table, debounce 7.
-    fn settings(restart_budget: u32, max_in_flight: usize) -> PushSettings<'static> {
+    /// Settings with a restart budget and a number of chunks in flight.
+    fn settings(restart_budget: u32, max_in_flight: usize) -> PushSettings {
         PushSettings {
-            data_table_key: "deals",
-            debounce_seconds: 7,
             restart_budget,
             max_in_flight,
         }
@@ -832,7 +830,7 @@ mod tests {
     fn run_with(
         source: &mut Rows,
         sink: &Script,
-        settings: PushSettings<'_>,
+        settings: PushSettings,
     ) -> (Result<PushReport, PushFailure>, Vec<Progress>) {
         let mut seen = Vec::new();
         let result = push(source, sink, settings, &|| false, &mut |p| {
@@ -870,16 +868,16 @@ mod tests {
         let (report, progress) = run(&mut source, &sink, 0);
         let report = report.unwrap();
         let calls = sink.calls.borrow();
-        let flags: Vec<(bool, u32)> = calls.iter().map(|c| (c.0, c.1)).collect();
-        assert_eq!(flags, [(true, 7), (false, 7), (false, 7)]);
-        assert_eq!(calls[2].2, r#"[{"id":"4"}]"#);
+        let flags: Vec<bool> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(flags, [true, false, false]);
+        assert_eq!(calls[2].1, r#"[{"id":"4"}]"#);
         assert_eq!(report.chunks, 3);
         assert_eq!(report.rows_sent, 5);
         assert_eq!(report.requests, 3);
         assert_eq!(report.import_ids, ["imp-1", "imp-2", "imp-3"]);
         assert_eq!(
             report.bytes_sent,
-            calls.iter().map(|c| c.2.len() as u64).sum::<u64>()
+            calls.iter().map(|c| c.1.len() as u64).sum::<u64>()
         );
         assert_eq!(progress.len(), 3);
         assert_eq!(progress[1].rows_sent, 4);
@@ -914,7 +912,7 @@ mod tests {
         let mut source = Rows::new(0, 2);
         let sink = Script::default();
         let report = run(&mut source, &sink, 0).0.unwrap();
-        assert_eq!(*sink.calls.borrow(), [(true, 7, "[]".to_owned())]);
+        assert_eq!(*sink.calls.borrow(), [(true, "[]".to_owned())]);
         assert_eq!(report.chunks, 1);
         assert_eq!(report.rows_sent, 0);
     }

@@ -4,15 +4,23 @@
 mod common;
 
 use common::{client, never, records, Fake, VecSource, TABLE};
-use qobra_sync_core::push::{push, Progress, PushFailure, PushReport, PushSettings};
+use qobra_sync_core::client::QobraClient;
+use qobra_sync_core::push::{push, Progress, PushFailure, PushReport, PushSettings, QobraTable};
 use qobra_sync_core::SqlState;
 use serde_json::json;
 
-/// Settings for the fake's `deals` table.
-fn settings(debounce: u32, restart_budget: u32, max_in_flight: usize) -> PushSettings<'static> {
-    PushSettings {
+/// The fake's `deals` table, every request carrying `debounce`.
+fn table(client: &QobraClient, debounce: u32) -> QobraTable<'_> {
+    QobraTable {
+        client,
         data_table_key: TABLE,
         debounce_seconds: debounce,
+    }
+}
+
+/// A restart budget, and how many chunks travel at once.
+fn settings(restart_budget: u32, max_in_flight: usize) -> PushSettings {
+    PushSettings {
         restart_budget,
         max_in_flight,
     }
@@ -22,13 +30,18 @@ fn settings(debounce: u32, restart_budget: u32, max_in_flight: usize) -> PushSet
 fn run_with(
     fake: &Fake,
     source: &mut VecSource,
-    settings: PushSettings<'_>,
+    debounce: u32,
+    settings: PushSettings,
 ) -> (Result<PushReport, PushFailure>, Vec<Progress>) {
     let client = client(&fake.url());
     let mut progress = Vec::new();
-    let result = push(source, &client, settings, &never, &mut |p| {
-        progress.push(p.clone())
-    });
+    let result = push(
+        source,
+        &table(&client, debounce),
+        settings,
+        &never,
+        &mut |p| progress.push(p.clone()),
+    );
     (result, progress)
 }
 
@@ -39,7 +52,7 @@ fn run(
     debounce: u32,
     restart_budget: u32,
 ) -> (Result<PushReport, PushFailure>, Vec<Progress>) {
-    run_with(fake, source, settings(debounce, restart_budget, 1))
+    run_with(fake, source, debounce, settings(restart_budget, 1))
 }
 
 #[test]
@@ -220,7 +233,14 @@ fn a_rejected_key_stops_the_push_after_one_request() {
     config.api_key = qobra_sync_core::client::ApiKey::new("not-the-key-42");
     let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
     let mut source = VecSource::new(records(5), 2);
-    let failure = push(&mut source, &client, settings(0, 5, 4), &never, &mut |_| {}).unwrap_err();
+    let failure = push(
+        &mut source,
+        &table(&client, 0),
+        settings(5, 4),
+        &never,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(failure.error.state, SqlState::InsufficientPrivilege);
     assert!(!failure.possibly_partial);
     assert_eq!(failure.report.requests, 1);
@@ -258,7 +278,7 @@ fn several_in_flight_through_a_500_a_reset_and_a_429_qobra_ends_whole() {
     ]));
     let mut source = VecSource::new(records(40), 2);
     // debounce 0: every request is its own import, so each import id is distinct.
-    let (result, progress) = run_with(&fake, &mut source, settings(0, 0, 4));
+    let (result, progress) = run_with(&fake, &mut source, 0, settings(0, 4));
     let report = result.unwrap();
     assert_eq!((report.rows_sent, report.chunks), (40, 20));
     assert_eq!((report.retries, report.restarts), (3, 0));
@@ -296,7 +316,14 @@ fn a_failure_for_good_among_several_in_flight_restarts_once_the_others_landed() 
     config.retry.max_retries = 0;
     let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
     let mut source = VecSource::new(records(30), 3);
-    let report = push(&mut source, &client, settings(0, 1, 4), &never, &mut |_| {}).unwrap();
+    let report = push(
+        &mut source,
+        &table(&client, 0),
+        settings(1, 4),
+        &never,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(report.restarts, 1);
     assert_eq!(report.rows_sent, 30);
     let log = fake.requests();
@@ -331,7 +358,7 @@ fn a_rejected_key_mid_flight_stops_everything() {
         {"path_prefix": "/v1/tables/", "method": "POST", "action": {"delay_ms": 50}, "times": 0},
     ]));
     let mut source = VecSource::new(records(40), 2);
-    let failure = run_with(&fake, &mut source, settings(0, 5, 4))
+    let failure = run_with(&fake, &mut source, 0, settings(5, 4))
         .0
         .unwrap_err();
     assert_eq!(failure.error.state, SqlState::InsufficientPrivilege);
@@ -354,7 +381,14 @@ fn a_hanging_request_among_several_is_retried_and_the_others_wait_their_turn() {
     config.request_timeout = std::time::Duration::from_millis(700);
     let client = qobra_sync_core::client::QobraClient::new(&config).unwrap();
     let mut source = VecSource::new(records(20), 2);
-    let report = push(&mut source, &client, settings(0, 0, 4), &never, &mut |_| {}).unwrap();
+    let report = push(
+        &mut source,
+        &table(&client, 0),
+        settings(0, 4),
+        &never,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(report.rows_sent, 20);
     assert_eq!(report.retries, 1);
     fake.flush();
@@ -379,8 +413,8 @@ fn an_interrupt_mid_flight_stops_within_a_second() {
     };
     let failure = push(
         &mut source,
-        &client,
-        settings(0, 5, 4),
+        &table(&client, 0),
+        settings(5, 4),
         &interrupted,
         &mut on_progress,
     )
@@ -409,7 +443,7 @@ fn a_413_splits_the_chunk_and_the_rest_is_sent_smaller() {
         Some(json!({"max_body_bytes": size_of_two})),
     );
     let mut source = VecSource::new(big, 8);
-    let report = run_with(&fake, &mut source, settings(0, 0, 4)).0.unwrap();
+    let report = run_with(&fake, &mut source, 0, settings(0, 4)).0.unwrap();
     assert_eq!(report.rows_sent, 12);
     let log = fake.requests();
     let refused = log.iter().filter(|e| e["status"] == 413).count();
@@ -427,7 +461,7 @@ fn one_in_flight_at_a_time_is_what_the_fake_counts() {
         ..Default::default()
     });
     let mut source = VecSource::new(records(10), 2);
-    let (result, _) = run_with(&fake, &mut source, settings(0, 0, 1));
+    let (result, _) = run_with(&fake, &mut source, 0, settings(0, 1));
     result.unwrap();
     let stats = fake.stats();
     assert_eq!(

@@ -29,7 +29,7 @@ use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide as judge, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::{map_columns, Source};
 use qobra_sync_core::push::{
-    push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport, PushSettings,
+    push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport, PushSettings, QobraTable,
 };
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
@@ -380,9 +380,12 @@ fn decide(
 fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
     let encoding = snapshot::encoding_description(job.encoder);
     let limits = ChunkLimits::from_settings(job.client.body_format().overhead());
-    let settings = PushSettings {
+    let table = QobraTable {
+        client: job.client,
         data_table_key: &job.reg.data_table_key,
         debounce_seconds: gucs::DEBOUNCE_SECONDS.get() as u32,
+    };
+    let settings = PushSettings {
         restart_budget: RESTART_BUDGET,
         max_in_flight: gucs::MAX_IN_FLIGHT.get() as usize,
     };
@@ -393,7 +396,7 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
         show_wait(pg_sys::PG_WAIT_EXTENSION);
         let result = push(
             &mut ShowingWaits(&mut chunks),
-            job.client,
+            &table,
             settings,
             &must_stop,
             &mut on_progress,
