@@ -28,14 +28,7 @@ impl Shared {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let builder = self.http.request(Method::GET, url.clone());
         match tokio::time::timeout(self.request_timeout, exchange(builder)).await {
-            Err(_) => Err(PushError::Transport {
-                request,
-                kind: TransportKind::Timeout,
-                message: format!(
-                    "no complete answer within {} ms",
-                    self.request_timeout.as_millis()
-                ),
-            }),
+            Err(_) => Err(self.timed_out(&request)),
             Ok(Err(e)) => match self.failure(&request, &url, e) {
                 Failed::Final(failure) | Failed::Retry(failure) => Err(failure),
             },
@@ -44,11 +37,7 @@ impl Shared {
                 json: serde_json::from_slice::<serde_json::Value>(&answer.body)
                     .is_ok_and(|v| v.is_object()),
                 excerpt: excerpt(&answer.body, &self.secrets),
-                location: answer
-                    .location
-                    .as_deref()
-                    .and_then(|l| describe_location(&url, l))
-                    .map(|l| self.secrets.scrub(&l)),
+                location: self.location(&url, &answer),
             }),
         }
     }
@@ -103,96 +92,10 @@ impl Shared {
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let mut builder = self.http.request(method.clone(), url.clone());
-            if let Some(body) = &body {
-                builder = builder
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            let outcome = tokio::time::timeout(self.request_timeout, exchange(builder)).await;
-            let (failure, retry_after) = match outcome {
-                // The whole exchange, the answer's body included, took too long.
-                Err(_) => (
-                    PushError::Transport {
-                        request: request.clone(),
-                        kind: TransportKind::Timeout,
-                        message: format!(
-                            "no complete answer within {} ms",
-                            self.request_timeout.as_millis()
-                        ),
-                    },
-                    None,
-                ),
-                Ok(Err(e)) if e.is_builder() => {
-                    return Err(PushError::Protocol {
-                        request,
-                        message: self.secrets.scrub(&error_chain(&e.without_url())),
-                    })
-                }
-                Ok(Err(e)) => match self.failure(&request, &url, e) {
-                    Failed::Final(failure) => return Err(failure),
-                    Failed::Retry(failure) => (failure, None),
-                },
-                Ok(Ok(answer)) => match classify_status(answer.status) {
-                    StatusClass::Success if answer.truncated => (
-                        PushError::AnswerTooLarge {
-                            request: request.clone(),
-                            status: answer.status,
-                            limit: BODY_LIMIT,
-                        },
-                        None,
-                    ),
-                    StatusClass::Success => {
-                        let path = url.path().to_owned();
-                        return Ok((
-                            Success {
-                                body: answer.body,
-                                path: self.secrets.scrub(&path),
-                            },
-                            attempts,
-                        ));
-                    }
-                    StatusClass::KeyRejected => {
-                        return Err(PushError::KeyRejected {
-                            request,
-                            status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.secrets),
-                        })
-                    }
-                    StatusClass::Redirect => {
-                        return Err(PushError::Redirected {
-                            request,
-                            status: answer.status,
-                            location: answer
-                                .location
-                                .as_deref()
-                                .and_then(|l| describe_location(&url, l))
-                                .map(|l| self.secrets.scrub(&l)),
-                        })
-                    }
-                    StatusClass::PayloadTooLarge => {
-                        return Err(PushError::TooLarge {
-                            request,
-                            excerpt: excerpt(&answer.body, &self.secrets),
-                        })
-                    }
-                    StatusClass::Fatal => {
-                        return Err(PushError::Refused {
-                            request,
-                            status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.secrets),
-                        })
-                    }
-                    StatusClass::Retryable => (
-                        PushError::Server {
-                            request: request.clone(),
-                            status: answer.status,
-                            excerpt: excerpt(&answer.body, &self.secrets),
-                        },
-                        answer.retry_after,
-                    ),
-                },
+            let (failure, retry_after) = match self.attempt(&method, &url, &body, &request).await {
+                Tried::Answered(success) => return Ok((success, attempts)),
+                Tried::Final(failure) => return Err(failure),
+                Tried::Retry(failure, retry_after) => (failure, retry_after),
             };
             if attempts > self.policy.max_retries {
                 return Err(PushError::GaveUp {
@@ -200,18 +103,132 @@ impl Shared {
                     last: Box::new(failure),
                 });
             }
-            let unit = self
-                .rng
-                .lock()
-                .map(|mut rng| rng.f64())
-                .unwrap_or_else(|poisoned| poisoned.into_inner().f64());
-            let pause =
-                self.policy
-                    .wait_before(attempts, retry_after.as_deref(), SystemTime::now(), unit);
-            tokio::time::sleep(pause).await;
+            self.pause(attempts, retry_after.as_deref()).await;
             self.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// One attempt at a request, within the request timeout, and what it came to.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &Option<Bytes>,
+        request: &str,
+    ) -> Tried {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut builder = self.http.request(method.clone(), url.clone());
+        if let Some(body) = body {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        match tokio::time::timeout(self.request_timeout, exchange(builder)).await {
+            // The whole exchange, the answer's body included, took too long.
+            Err(_) => Tried::Retry(self.timed_out(request), None),
+            Ok(Err(e)) if e.is_builder() => Tried::Final(PushError::Protocol {
+                request: request.to_owned(),
+                message: self.secrets.scrub(&error_chain(&e.without_url())),
+            }),
+            Ok(Err(e)) => match self.failure(request, url, e) {
+                Failed::Final(failure) => Tried::Final(failure),
+                Failed::Retry(failure) => Tried::Retry(failure, None),
+            },
+            Ok(Ok(answer)) => self.judge(request, url, answer),
+        }
+    }
+
+    /// What an HTTP answer means: success, a failure for good, or one worth another attempt.
+    fn judge(&self, request: &str, url: &Url, answer: Answer) -> Tried {
+        let request = request.to_owned();
+        let excerpt = || excerpt(&answer.body, &self.secrets);
+        let status = answer.status;
+        match classify_status(status) {
+            StatusClass::Success if answer.truncated => Tried::Retry(
+                PushError::AnswerTooLarge {
+                    request,
+                    status,
+                    limit: BODY_LIMIT,
+                },
+                None,
+            ),
+            StatusClass::Success => Tried::Answered(Success {
+                path: self.secrets.scrub(url.path()),
+                body: answer.body,
+            }),
+            StatusClass::KeyRejected => Tried::Final(PushError::KeyRejected {
+                request,
+                status,
+                excerpt: excerpt(),
+            }),
+            StatusClass::Redirect => Tried::Final(PushError::Redirected {
+                request,
+                status,
+                location: self.location(url, &answer),
+            }),
+            StatusClass::PayloadTooLarge => Tried::Final(PushError::TooLarge {
+                request,
+                excerpt: excerpt(),
+            }),
+            StatusClass::Fatal => Tried::Final(PushError::Refused {
+                request,
+                status,
+                excerpt: excerpt(),
+            }),
+            StatusClass::Retryable => Tried::Retry(
+                PushError::Server {
+                    request,
+                    status,
+                    excerpt: excerpt(),
+                },
+                answer.retry_after,
+            ),
+        }
+    }
+
+    /// Where a redirect points, without query, fragment, user info or secrets.
+    fn location(&self, url: &Url, answer: &Answer) -> Option<String> {
+        answer
+            .location
+            .as_deref()
+            .and_then(|l| describe_location(url, l))
+            .map(|l| self.secrets.scrub(&l))
+    }
+
+    /// No complete answer within the request timeout.
+    fn timed_out(&self, request: &str) -> PushError {
+        PushError::Transport {
+            request: request.to_owned(),
+            kind: TransportKind::Timeout,
+            message: format!(
+                "no complete answer within {} ms",
+                self.request_timeout.as_millis()
+            ),
+        }
+    }
+
+    /// Waits before the next attempt: backoff with jitter, or the server's `Retry-After`.
+    async fn pause(&self, attempts: u32, retry_after: Option<&str>) {
+        let unit = self
+            .rng
+            .lock()
+            .map(|mut rng| rng.f64())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().f64());
+        let pause = self
+            .policy
+            .wait_before(attempts, retry_after, SystemTime::now(), unit);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// What one attempt came to.
+enum Tried {
+    /// A 2xx answer, read whole.
+    Answered(Success),
+    /// A failure another attempt would not cure.
+    Final(PushError),
+    /// A failure worth another attempt, with the server's `Retry-After` if it gave one.
+    Retry(PushError, Option<String>),
 }
 
 /// A 2xx answer's body and the request path it answered (for messages).

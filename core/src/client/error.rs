@@ -151,90 +151,35 @@ pub(super) fn status_text(status: u16) -> String {
 impl From<PushError> for Error {
     /// The user-facing error: SQLSTATE class, message, detail and hint.
     fn from(e: PushError) -> Error {
-        let destination_hint =
-            "Check base_url given to qobra_sync.set_destination(): it must be Qobra's API address, such as https://api.qobra.co.";
         match e {
-            PushError::Interrupted => {
-                Error::new(SqlState::ExternalFailure, "push to Qobra interrupted").detail(
-                    "The query was canceled or the server is shutting down while waiting for Qobra.",
-                )
-            }
+            PushError::Interrupted => interrupted(),
             PushError::KeyRejected {
                 request,
                 status,
                 excerpt,
-            } => Error::new(
-                SqlState::InsufficientPrivilege,
-                format!("Qobra rejected the API key (HTTP {})", status_text(status)),
-            )
-            .detail(format!("{request} was answered: {excerpt}"))
-            .hint(
-                "Check the key given to qobra_sync.set_destination(); a Qobra admin creates API keys in Qobra's global settings.",
-            ),
+            } => key_rejected(&request, status, &excerpt),
             PushError::Redirected {
                 request,
                 status,
                 location,
-            } => Error::new(
-                SqlState::ExternalFailure,
-                format!(
-                    "Qobra answered {request} with a redirect (HTTP {}); redirects are not followed",
-                    status_text(status)
-                ),
-            )
-            .detail(match location {
-                Some(l) => format!("The redirect points to {l} (query omitted)."),
-                None => "The redirect has no usable Location.".to_owned(),
-            })
-            .hint(destination_hint),
+            } => redirected(&request, status, location.as_deref()),
             PushError::Refused {
                 request,
                 status,
                 excerpt,
-            } => Error::new(
-                SqlState::ExternalFailure,
-                format!("Qobra refused {request} (HTTP {})", status_text(status)),
-            )
-            .detail(format!("Qobra answered: {excerpt}"))
-            .hint(match status {
-                404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
-                _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
-            }),
-            PushError::TooLarge { request, excerpt } => Error::new(
-                SqlState::ExternalFailure,
-                format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
-            )
-            .detail(format!("Qobra answered: {excerpt}"))
-            .hint("Lower qobra_sync.batch_bytes or qobra_sync.batch_rows so that each request is smaller."),
-            PushError::Tls { request, message } => Error::new(
-                SqlState::ExternalFailure,
-                format!("{request} failed: Qobra's TLS certificate could not be verified"),
-            )
-            .detail(format!("{message}. The request was not sent (nor the API key)."))
-            .hint("Check base_url given to qobra_sync.set_destination(). If a company proxy inspects TLS, give its CA certificate to qobra_sync.ca_file."),
+            } => refused(&request, status, &excerpt),
+            PushError::TooLarge { request, excerpt } => too_large(&request, &excerpt),
+            PushError::Tls { request, message } => tls(&request, message),
             PushError::ProxyRefused {
                 request,
                 proxy,
                 message,
-            } => Error::new(
-                SqlState::ExternalFailure,
-                format!("{request} failed: the proxy {proxy} refused to open a tunnel to Qobra"),
-            )
-            .detail(message)
-            .hint("Check qobra_sync.https_proxy, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443."),
+            } => proxy_refused(&request, &proxy, message),
             PushError::AnswerTooLarge {
                 request,
                 status,
                 limit,
-            } => Error::new(
-                SqlState::ExternalFailure,
-                format!("{request} failed: the answer is larger than {limit} bytes"),
-            )
-            .detail(format!(
-                "Qobra answered HTTP {} with a body that was not read beyond {limit} bytes.",
-                status_text(status)
-            ))
-            .hint(destination_hint),
+            } => answer_too_large(&request, status, limit),
             PushError::Server {
                 request,
                 status,
@@ -248,27 +193,127 @@ impl From<PushError> for Error {
                 request,
                 kind,
                 message,
-            } => Error::new(SqlState::ExternalFailure, format!("{request} failed: {kind}"))
-                .detail(message),
-            PushError::GaveUp { attempts, last } => {
-                let last = Error::from(*last);
-                let detail = match last.detail {
-                    Some(d) => format!("Last failure: {}. {d}", last.message),
-                    None => format!("Last failure: {}.", last.message),
-                };
-                Error::new(
-                    SqlState::ExternalFailure,
-                    format!("Qobra did not accept the request after {attempts} attempts"),
-                )
-                .detail(detail)
-                .hint("Qobra or the network may be down or slow (see qobra_sync.http_timeout_ms and qobra_sync.max_retries); the next scheduled run tries again.")
-            }
+            } => Error::new(
+                SqlState::ExternalFailure,
+                format!("{request} failed: {kind}"),
+            )
+            .detail(message),
+            PushError::GaveUp { attempts, last } => gave_up(attempts, *last),
             PushError::Protocol { request, message } => Error::new(
                 SqlState::ExternalFailure,
                 format!("unexpected answer from Qobra to {request}"),
             )
             .detail(message)
-            .hint(destination_hint),
+            .hint(DESTINATION_HINT),
         }
     }
+}
+
+/// The hint of every failure that suggests the address is not Qobra's API.
+const DESTINATION_HINT: &str =
+    "Check base_url given to qobra_sync.set_destination(): it must be Qobra's API address, such as https://api.qobra.co.";
+
+/// A cancel or a shutdown stopped the wait for Qobra.
+fn interrupted() -> Error {
+    Error::new(SqlState::ExternalFailure, "push to Qobra interrupted")
+        .detail("The query was canceled or the server is shutting down while waiting for Qobra.")
+}
+
+/// 401 or 403: the key is wrong or revoked.
+fn key_rejected(request: &str, status: u16, excerpt: &str) -> Error {
+    Error::new(
+        SqlState::InsufficientPrivilege,
+        format!("Qobra rejected the API key (HTTP {})", status_text(status)),
+    )
+    .detail(format!("{request} was answered: {excerpt}"))
+    .hint(
+        "Check the key given to qobra_sync.set_destination(); a Qobra admin creates API keys in Qobra's global settings.",
+    )
+}
+
+/// A redirect, which is never followed (it would carry the key elsewhere).
+fn redirected(request: &str, status: u16, location: Option<&str>) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!(
+            "Qobra answered {request} with a redirect (HTTP {}); redirects are not followed",
+            status_text(status)
+        ),
+    )
+    .detail(match location {
+        Some(l) => format!("The redirect points to {l} (query omitted)."),
+        None => "The redirect has no usable Location.".to_owned(),
+    })
+    .hint(DESTINATION_HINT)
+}
+
+/// Another 4xx: a missing data table (404) or records Qobra does not take.
+fn refused(request: &str, status: u16, excerpt: &str) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("Qobra refused {request} (HTTP {})", status_text(status)),
+    )
+    .detail(format!("Qobra answered: {excerpt}"))
+    .hint(match status {
+        404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
+        _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
+    })
+}
+
+/// 413 even for the smallest body the push could make.
+fn too_large(request: &str, excerpt: &str) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
+    )
+    .detail(format!("Qobra answered: {excerpt}"))
+    .hint("Lower qobra_sync.batch_bytes or qobra_sync.batch_rows so that each request is smaller.")
+}
+
+/// A certificate that could not be verified: nothing, the key included, was sent.
+fn tls(request: &str, message: String) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("{request} failed: Qobra's TLS certificate could not be verified"),
+    )
+    .detail(format!("{message}. The request was not sent (nor the API key)."))
+    .hint("Check base_url given to qobra_sync.set_destination(). If a company proxy inspects TLS, give its CA certificate to qobra_sync.ca_file.")
+}
+
+/// The proxy refused CONNECT.
+fn proxy_refused(request: &str, proxy: &str, message: String) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("{request} failed: the proxy {proxy} refused to open a tunnel to Qobra"),
+    )
+    .detail(message)
+    .hint("Check qobra_sync.https_proxy, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443.")
+}
+
+/// An answer larger than anything Qobra sends.
+fn answer_too_large(request: &str, status: u16, limit: usize) -> Error {
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("{request} failed: the answer is larger than {limit} bytes"),
+    )
+    .detail(format!(
+        "Qobra answered HTTP {} with a body that was not read beyond {limit} bytes.",
+        status_text(status)
+    ))
+    .hint(DESTINATION_HINT)
+}
+
+/// The retries ran out: the last failure says why.
+fn gave_up(attempts: u32, last: PushError) -> Error {
+    let last = Error::from(last);
+    let detail = match last.detail {
+        Some(d) => format!("Last failure: {}. {d}", last.message),
+        None => format!("Last failure: {}.", last.message),
+    };
+    Error::new(
+        SqlState::ExternalFailure,
+        format!("Qobra did not accept the request after {attempts} attempts"),
+    )
+    .detail(detail)
+    .hint("Qobra or the network may be down or slow (see qobra_sync.http_timeout_ms and qobra_sync.max_retries); the next scheduled run tries again.")
 }

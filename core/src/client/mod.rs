@@ -225,6 +225,84 @@ fn reqwest_proxy(proxy: &ProxyUrl) -> Result<reqwest::Proxy, reqwest::Error> {
     Ok(out)
 }
 
+/// The destination's base URL, checked.
+fn base_url(config: &ClientConfig) -> Result<Url, Error> {
+    let base = check_base_url(&config.base_url)?;
+    let base = Url::parse(&base).map_err(|e| Error::internal(format!("base URL: {e}")))?;
+    if base.cannot_be_a_base() {
+        return Err(Error::internal("base URL cannot be a base"));
+    }
+    Ok(base)
+}
+
+/// The proxy every request goes through, with its credentials, if one is set; never for a
+/// plain http destination.
+fn proxy_url(config: &ClientConfig, base: &Url) -> Result<Option<ProxyUrl>, Error> {
+    let proxy = match (
+        config.https_proxy.as_deref(),
+        config.proxy_credentials.clone(),
+    ) {
+        (None, _) => return Ok(None),
+        (Some(url), None) => check_proxy_url(url)?,
+        (Some(url), Some((user, password))) => {
+            check_proxy_url(url)?.with_credentials(user, password)?
+        }
+    };
+    if base.scheme() == "http" {
+        return Err(Error::new(
+            SqlState::InvalidParameterValue,
+            "qobra_sync.https_proxy cannot be used with a plain http base_url",
+        )
+        .detail("Through a proxy, a plain http request travels unencrypted to the proxy, API key included.")
+        .hint("Use an https:// base_url, or reset qobra_sync.https_proxy for a loopback destination."));
+    }
+    Ok(Some(proxy))
+}
+
+/// The headers every request carries: the API key, marked sensitive.
+fn key_header(key: &ApiKey) -> Result<HeaderMap, Error> {
+    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+        Error::new(
+            SqlState::InvalidParameterValue,
+            "the API key contains characters that cannot be sent in an HTTP header",
+        )
+        .hint("Give qobra_sync.set_destination() the key exactly as Qobra shows it.")
+    })?;
+    value.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert("X-API-Key", value);
+    Ok(headers)
+}
+
+/// The HTTP client: the key, no redirects, only the configured proxy, the built-in roots and
+/// those of `ca_file`, the configured timeouts.
+fn http_client(
+    config: &ClientConfig,
+    proxy: Option<&ProxyUrl>,
+    setup_failed: &dyn Fn(&str, &dyn std::error::Error) -> Error,
+) -> Result<reqwest::Client, Error> {
+    // Only the configured proxy: `no_proxy` drops any taken from the environment.
+    let mut builder = reqwest::Client::builder()
+        .default_headers(key_header(&config.api_key)?)
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tls_built_in_root_certs(true)
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout);
+    if let Some(p) = proxy {
+        builder = builder.proxy(reqwest_proxy(p).map_err(|e| setup_failed("proxy", &e))?);
+    }
+    if let Some(path) = &config.ca_file {
+        for der in read_ca_file(path)? {
+            let cert =
+                reqwest::Certificate::from_der(&der).map_err(|e| setup_failed("ca_file", &e))?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| setup_failed("reqwest", &e))
+}
+
 /// Blocks every signal in the calling thread (each thread the client's runtime starts).
 fn block_signals() {
     // SAFETY: sigfillset fills a local set; pthread_sigmask only changes this thread's mask.
@@ -240,45 +318,14 @@ impl QobraClient {
     /// as a sensitive default header, no redirects, only the configured proxy, the configured
     /// timeouts, and starts its runtime.
     pub fn new(config: &ClientConfig) -> Result<QobraClient, Error> {
-        let base = check_base_url(&config.base_url)?;
-        let base = Url::parse(&base).map_err(|e| Error::internal(format!("base URL: {e}")))?;
-        if base.cannot_be_a_base() {
-            return Err(Error::internal("base URL cannot be a base"));
-        }
-        let proxy = match (
-            config.https_proxy.as_deref(),
-            config.proxy_credentials.clone(),
-        ) {
-            (None, _) => None,
-            (Some(url), None) => Some(check_proxy_url(url)?),
-            (Some(url), Some((user, password))) => {
-                Some(check_proxy_url(url)?.with_credentials(user, password)?)
-            }
-        };
-        if proxy.is_some() && base.scheme() == "http" {
-            return Err(Error::new(
-                SqlState::InvalidParameterValue,
-                "qobra_sync.https_proxy cannot be used with a plain http base_url",
-            )
-            .detail("Through a proxy, a plain http request travels unencrypted to the proxy, API key included.")
-            .hint("Use an https:// base_url, or reset qobra_sync.https_proxy for a loopback destination."));
-        }
+        let base = base_url(config)?;
+        let proxy = proxy_url(config, &base)?;
         let secrets = Secrets::new(
             config.api_key.clone(),
             proxy
                 .iter()
                 .flat_map(|p| [p.username.clone(), p.password.clone()]),
         );
-        let mut key = HeaderValue::from_str(config.api_key.expose()).map_err(|_| {
-            Error::new(
-                SqlState::InvalidParameterValue,
-                "the API key contains characters that cannot be sent in an HTTP header",
-            )
-            .hint("Give qobra_sync.set_destination() the key exactly as Qobra shows it.")
-        })?;
-        key.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert("X-API-Key", key);
         let setup_failed = |what: &str, e: &dyn std::error::Error| {
             Error::new(
                 SqlState::ExternalFailure,
@@ -286,26 +333,7 @@ impl QobraClient {
             )
             .detail(secrets.scrub(&error_chain(e)))
         };
-        // Only the configured proxy: `no_proxy` drops any taken from the environment.
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tls_built_in_root_certs(true)
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout);
-        if let Some(p) = &proxy {
-            builder = builder.proxy(reqwest_proxy(p).map_err(|e| setup_failed("proxy", &e))?);
-        }
-        if let Some(path) = &config.ca_file {
-            for der in read_ca_file(path)? {
-                let cert = reqwest::Certificate::from_der(&der)
-                    .map_err(|e| setup_failed("ca_file", &e))?;
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| setup_failed("reqwest", &e))?;
+        let http = http_client(config, proxy.as_ref(), &setup_failed)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(1)
