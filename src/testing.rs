@@ -1,6 +1,7 @@
 //! Fixtures of the `#[pg_test]`s, which sit beside the modules they exercise. Each test runs in
 //! one transaction that is rolled back.
 
+use crate::pg::Oid;
 use pgrx::prelude::*;
 
 /// Sets up a source (`public.t_deals`) and a least-privileged reader (`t_reader`) inside the
@@ -15,15 +16,15 @@ pub fn fixture() {
 }
 
 /// The OID of a relation by name.
-pub fn oid(name: &str) -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"))
+pub fn oid(name: &str) -> Oid {
+    Spi::get_one::<Oid>(&format!("SELECT '{name}'::regclass::oid"))
         .unwrap()
         .unwrap()
 }
 
 /// The OID of a role by name.
-pub fn role(name: &str) -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regrole::oid"))
+pub fn role(name: &str) -> Oid {
+    Spi::get_one::<Oid>(&format!("SELECT '{name}'::regrole::oid"))
         .unwrap()
         .unwrap()
 }

@@ -24,6 +24,7 @@ pub mod runs;
 pub mod schedule;
 pub mod secret;
 pub mod shape;
+pub mod source;
 pub mod sql_text;
 pub mod types;
 pub mod wire;

@@ -1,8 +1,9 @@
 //! Registration rules: what a registration must say before it is stored (`docs/design.md`).
 
 use crate::error::{quoted, Error, Result, SqlState};
-use crate::mapping::{map_columns, ColumnMapping, ColumnOptions, Source};
+use crate::mapping::{map_columns, ColumnMapping, ColumnOptions};
 use crate::schedule::Schedule;
+use crate::source::Source;
 use serde::Deserialize;
 
 /// A stored registration, as the extension reads it back (one jsonb per row, read with serde).

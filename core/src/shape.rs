@@ -11,7 +11,8 @@
 //! by `accept_shape` alone, as a separate act.
 
 use crate::error::quoted;
-use crate::mapping::{ColumnMapping, Note, Source};
+use crate::mapping::{ColumnMapping, Note};
+use crate::source::Source;
 use crate::types::QobraType;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +33,7 @@ pub struct ShapeColumn {
 
 impl ShapeColumn {
     /// Whether a column of the type described by `now` can still be sent as recorded.
-    fn still_sendable(&self, now: &crate::mapping::SourceColumn) -> bool {
+    fn still_sendable(&self, now: &crate::source::SourceColumn) -> bool {
         let Some(kind) = now.pg_type() else {
             return false;
         };

@@ -6,6 +6,7 @@ use crate::pg::error::{Error, OrRaise, Result, SqlState};
 use crate::pg::roles;
 use crate::pg::sqltypes::RegClass;
 use crate::pg::time;
+use crate::pg::Oid;
 use crate::registry;
 use pgrx::prelude::*;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
@@ -69,7 +70,7 @@ fn progress() -> TableIterator<
     // for, as the progress view shows.
     let mut slots = vec![];
     for slot in crate::pg::shared::progress() {
-        if roles::callers_may_act_for(pg_sys::Oid::from(slot.owner)).or_raise() {
+        if roles::callers_may_act_for(Oid::from(slot.owner)).or_raise() {
             slots.push(slot);
         }
     }
@@ -78,7 +79,7 @@ fn progress() -> TableIterator<
         (
             s.pid,
             s.run_id,
-            RegClass(pg_sys::Oid::from(s.source)),
+            RegClass(Oid::from(s.source)),
             started,
             s.chunks as i64,
             s.rows_sent as i64,

@@ -11,10 +11,11 @@ pub mod validate;
 use crate::pg::catalog::{self, describe_source};
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::roles;
+use crate::pg::Oid;
 use crate::registry;
-use pgrx::prelude::*;
-use qobra_sync_core::mapping::{map_columns, ColumnChanges, ColumnMapping, ColumnOptions, Source};
+use qobra_sync_core::mapping::{map_columns, ColumnChanges, ColumnMapping, ColumnOptions};
 use qobra_sync_core::shape::{self, ShapeColumn};
+use qobra_sync_core::source::Source;
 
 /// What an inspection works on: the source, its column options, filter and reader.
 pub struct Subject {
@@ -22,7 +23,7 @@ pub struct Subject {
     pub columns: ColumnOptions,
     /// The filter as given or stored (not yet canonical).
     pub filter: Option<String>,
-    pub reader: pg_sys::Oid,
+    pub reader: Oid,
     pub reader_name: String,
     /// Where the reader comes from.
     pub reader_from: ReaderFrom,
@@ -51,13 +52,13 @@ pub struct Overrides {
 }
 
 /// Resolves the subject of an inspection: the registration (if any) with the call's overrides.
-pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
+pub fn subject(source_oid: Oid, over: Overrides) -> Result<Subject> {
     let reg = match registry::load(source_oid)? {
         Some(reg) => Some(reg),
         None => registry::follow::peek(source_oid)?,
     };
     if let Some(r) = &reg {
-        roles::check_owner(pg_sys::Oid::from(r.owner_oid), &r.source_name)?;
+        roles::check_owner(Oid::from(r.owner_oid), &r.source_name)?;
     }
     let source = match &reg {
         Some(r) => catalog::check_unchanged(source_oid, &r.source_name)?,
@@ -75,7 +76,7 @@ pub fn subject(source_oid: pg_sys::Oid, over: Overrides) -> Result<Subject> {
     let (reader, reader_name, reader_from) = match (over.run_as, &reg) {
         (Some(r), _) => (roles::role_oid(&r, "run_as")?, r, ReaderFrom::Argument),
         (None, Some(r)) => (
-            pg_sys::Oid::from(r.run_as_oid),
+            Oid::from(r.run_as_oid),
             r.run_as.clone(),
             ReaderFrom::Registration,
         ),

@@ -6,7 +6,7 @@ use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::Source;
+use qobra_sync_core::source::Source;
 
 /// The query that describes a relation as one jsonb (see the file for its shape).
 const DESCRIBE_SOURCE: &str = include_str!("../../sql/describe_source.sql");
@@ -86,7 +86,7 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
 mod tests {
     use super::*;
     use crate::testing::{fixture, oid};
-    use qobra_sync_core::mapping::RelKind;
+    use qobra_sync_core::source::RelKind;
 
     #[pg_test]
     fn a_table_is_described_with_its_base_types() {

@@ -13,7 +13,7 @@ use crate::pg::reader::as_reader;
 use crate::pg::subxact::attempt;
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::{is_a, pg_guard, PgList};
-use qobra_sync_core::mapping::Source;
+use qobra_sync_core::source::Source;
 use std::ffi::{c_void, CStr, CString};
 
 /// The longest filter accepted, in bytes.

@@ -32,7 +32,7 @@
 //! The hook is in place in every backend when the library is preloaded; otherwise only from the
 //! first call of a qobra_sync function in a session (see the README).
 
-use crate::pg::activity::activity;
+use crate::pg::activity;
 use crate::pg::entry;
 use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::spi::first_value;
@@ -285,7 +285,7 @@ pub fn passing_secret(what: &str) -> Result<()> {
             prepared_from(name).is_some_and(|sql| calls_secret_function_directly(&sql))
         });
     RAN_SECRET.with_borrow_mut(|ran| *ran = Some((text, query_started())));
-    activity(pg_sys::BackendState::STATE_RUNNING, ACTIVITY_NOTE);
+    activity::running(ACTIVITY_NOTE);
     // A call from a source's code, while qobra_sync reads it, is refused as such first.
     entry::check(what)?;
     if !direct {

@@ -2,6 +2,9 @@
 //! the parser, locks, settings, shared memory, the log), each module one concern. Nothing here
 //! knows registrations, pushes or the SQL API; every module above builds on these.
 
+/// A PostgreSQL object identifier, as the layers above name relations and roles.
+pub use pgrx::pg_sys::Oid;
+
 pub mod activity;
 pub mod bgworker;
 pub mod catalog;

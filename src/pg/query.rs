@@ -2,7 +2,7 @@
 //! counts, for pushes and inspection alike.
 
 use crate::pg::quote::quote_ident;
-use qobra_sync_core::mapping::Source;
+use qobra_sync_core::source::Source;
 use qobra_sync_core::types::PgType;
 use qobra_sync_core::wire::RecordEncoder;
 

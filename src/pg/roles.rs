@@ -7,7 +7,7 @@ use crate::pg::quote::literal;
 use crate::pg::spi::first_value;
 use pgrx::prelude::*;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::Source;
+use qobra_sync_core::source::Source;
 
 /// The roles whose members may not be readers: each reads or runs more than a reader should.
 /// The monitoring roles read every session's statements (`pg_stat_activity.query`) and every

@@ -13,17 +13,17 @@ use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::roles;
 use crate::pg::spi::{first_value, first_written, writing};
 use crate::pg::sqltypes::RegClass;
-use pgrx::prelude::*;
+use crate::pg::Oid;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::Source;
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::shape::{self, ShapeColumn};
+use qobra_sync_core::source::Source;
 
 /// The OID a push of `oid` acts on: `oid` itself, unless a registration that follows its
 /// source by name is to move first — the one of `oid`, whose relation is gone or renamed while
 /// another relation now has its name; or one whose name `oid` now has. Moves it (see [`move_to`]).
-pub fn resolve(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
+pub fn resolve(oid: Oid) -> Result<Oid> {
     match pending_move(oid)? {
         Some((reg, to)) => {
             move_to(&reg, to)?;
@@ -36,7 +36,7 @@ pub fn resolve(oid: pg_sys::Oid) -> Result<pg_sys::Oid> {
 /// The registration that follows its name to `oid` without having moved yet, as inspection
 /// sees it (nothing is written): its shape matched to `oid`'s columns by name. None when it may
 /// not follow there (another owner): `oid` is then inspected as the relation it is.
-pub fn peek(oid: pg_sys::Oid) -> Result<Option<Registration>> {
+pub fn peek(oid: Oid) -> Result<Option<Registration>> {
     let (mut reg, to) = match pending_move(oid) {
         Ok(Some(found)) => found,
         Ok(None) => return Ok(None),
@@ -54,7 +54,7 @@ pub fn peek(oid: pg_sys::Oid) -> Result<Option<Registration>> {
 
 /// The registration about to follow its name, and the relation it moves to, if any: only one
 /// the callers may act on (another's is none of their business, and is not named to them).
-fn pending_move(oid: pg_sys::Oid) -> Result<Option<(Registration, pg_sys::Oid)>> {
+fn pending_move(oid: Oid) -> Result<Option<(Registration, Oid)>> {
     if let Some(reg) = load(oid)? {
         if !reg.follow_name || still_named(&reg) || !may_act_on(&reg) {
             return Ok(None);
@@ -83,7 +83,7 @@ fn pending_move(oid: pg_sys::Oid) -> Result<Option<(Registration, pg_sys::Oid)>>
 
 /// Refuses to follow to relation `to` when another role owns it than the one that owned the
 /// registered source.
-fn check_same_owner(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
+fn check_same_owner(reg: &Registration, to: Oid) -> Result<()> {
     let owners: Option<JsonB> = first_value(
         "SELECT pg_catalog.jsonb_build_array(c.relowner::pg_catalog.int8, c.relowner::pg_catalog.regrole::pg_catalog.text,
                     $2::pg_catalog.oid::pg_catalog.regrole::pg_catalog.text)
@@ -118,21 +118,21 @@ fn check_same_owner(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
 
 /// Whether the callers may act on the registration (its owner, a member, a superuser).
 fn may_act_on(reg: &Registration) -> bool {
-    roles::check_owner(pg_sys::Oid::from(reg.owner_oid), &reg.source_name).is_ok()
+    roles::check_owner(Oid::from(reg.owner_oid), &reg.source_name).is_ok()
 }
 
 /// Whether the registration's relation still exists under the name it was registered with.
 fn still_named(reg: &Registration) -> bool {
-    catalog::describe(pg_sys::Oid::from(reg.source)).is_ok_and(|s| s.name == reg.source_name)
+    catalog::describe(Oid::from(reg.source)).is_ok_and(|s| s.name == reg.source_name)
 }
 
 /// The relation `name` (schema-qualified, as registrations keep it) resolves to, if any.
-fn named(name: &str) -> Result<Option<pg_sys::Oid>> {
+fn named(name: &str) -> Result<Option<Oid>> {
     let oid: Option<i64> = first_value(
         "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8",
         &[name.into()],
     )?;
-    Ok(oid.map(|o| pg_sys::Oid::from(o as u32)))
+    Ok(oid.map(|o| Oid::from(o as u32)))
 }
 
 /// The registration that follows the name `name`, if one does.
@@ -143,7 +143,7 @@ fn following(name: &str) -> Result<Option<Registration>> {
         &[name.into()],
     )?;
     match oid {
-        Some(o) => load(pg_sys::Oid::from(o as u32)),
+        Some(o) => load(Oid::from(o as u32)),
         None => Ok(None),
     }
 }
@@ -152,10 +152,10 @@ fn following(name: &str) -> Result<Option<Registration>> {
 /// columns match the recorded shape; says so to the caller (NOTICE) and in the server log. A
 /// registration another transaction holds (a session pushing it) is left to it: that is a
 /// push already running.
-fn move_to(reg: &Registration, to: pg_sys::Oid) -> Result<()> {
+fn move_to(reg: &Registration, to: Oid) -> Result<()> {
     let source = describe_source(to)?;
     let shape = matched_shape(reg, &source)?;
-    let from = RegClass(pg_sys::Oid::from(reg.source));
+    let from = RegClass(Oid::from(reg.source));
     lock_row(reg, &source.name)?;
     writing(|c| {
         c.update(
@@ -194,7 +194,7 @@ fn lock_row(reg: &Registration, name: &str) -> Result<()> {
     // (Written, not read: a row lock is no read-only statement.)
     let locked: Result<Option<bool>> = first_written(
         "SELECT true FROM qobra_sync.registrations WHERE source OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
-        &[RegClass(pg_sys::Oid::from(reg.source)).into()],
+        &[RegClass(Oid::from(reg.source)).into()],
     );
     match locked? {
         Some(_) => Ok(()),

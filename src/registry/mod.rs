@@ -14,13 +14,15 @@ use crate::pg::reader;
 use crate::pg::roles::{self, check_reader, role_oid};
 use crate::pg::spi::{execute, first_value, writing};
 use crate::pg::sqltypes::RegClass;
+use crate::pg::Oid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
-use qobra_sync_core::mapping::{ColumnOptions, Source};
+use qobra_sync_core::mapping::ColumnOptions;
 use qobra_sync_core::registration::{self as rules, Registration};
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 use qobra_sync_core::shape::{self, ShapeColumn};
+use qobra_sync_core::source::Source;
 
 /// Everything a registration says, as given to `register_table` / merged by `alter_table`.
 #[derive(Debug, Clone)]
@@ -53,7 +55,7 @@ impl Spec {
 /// Whether the source of `reg` only gained columns since its shape was recorded (or has no
 /// shape yet), so that confirming it may accept them; when a synced column was renamed,
 /// dropped or retyped, a WARNING says so and that `accept_shape` accepts it.
-pub fn only_added_columns(source_oid: pg_sys::Oid, reg: &Registration) -> Result<bool> {
+pub fn only_added_columns(source_oid: Oid, reg: &Registration) -> Result<bool> {
     let Some(recorded) = reg.shape.as_deref() else {
         return Ok(true);
     };
@@ -85,7 +87,7 @@ fn shape_here_sql(param: &str) -> String {
 }
 
 /// Reads the registration of `source`, if there is one.
-pub fn load(source: pg_sys::Oid) -> Result<Option<Registration>> {
+pub fn load(source: Oid) -> Result<Option<Registration>> {
     let json: Option<JsonB> = first_value(
         &format!(
             "SELECT pg_catalog.jsonb_build_object(
@@ -130,26 +132,26 @@ fn rebind_restored_shape(reg: &mut Registration) {
         return;
     };
     // A source that cannot be described is reported by whoever uses the registration.
-    if let Ok(source) = catalog::describe(pg_sys::Oid::from(reg.source)) {
+    if let Ok(source) = catalog::describe(Oid::from(reg.source)) {
         reg.shape = Some(shape::rebind(recorded, &source));
     }
 }
 
 /// The registration of `source`, or an error saying it is not registered.
-pub fn require(source: pg_sys::Oid) -> Result<Registration> {
+pub fn require(source: Oid) -> Result<Registration> {
     load(source)?.ok_or_else(|| not_registered(source))
 }
 
 /// The registration of `source`, if the caller may act on it: as its owner, a member of the
 /// owner role, or a superuser.
-pub fn require_owned(source: pg_sys::Oid) -> Result<Registration> {
+pub fn require_owned(source: Oid) -> Result<Registration> {
     let reg = require(source)?;
-    roles::check_owner(pg_sys::Oid::from(reg.owner_oid), &reg.source_name)?;
+    roles::check_owner(Oid::from(reg.owner_oid), &reg.source_name)?;
     Ok(reg)
 }
 
 /// The error for a relation that has no registration.
-pub fn not_registered(source: pg_sys::Oid) -> Error {
+pub fn not_registered(source: Oid) -> Error {
     let name = catalog::describe(source)
         .map(|s| s.name)
         .unwrap_or_else(|_| source.to_u32().to_string());
@@ -178,7 +180,7 @@ fn next_run(schedule: Option<&str>) -> Result<Option<String>> {
 struct Checked {
     /// The canonical filter.
     filter: Option<String>,
-    run_as: pg_sys::Oid,
+    run_as: Oid,
     next_run_at: Option<String>,
     /// The synced shape to record.
     shape: Vec<ShapeColumn>,
@@ -224,7 +226,7 @@ fn checked(source: &Source, spec: &Spec) -> Result<Checked> {
 
 /// Refuses a data table key another registration already pushes to. The other source is
 /// named only to a caller that may act for its owner.
-fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
+fn check_key_free(key: &str, except: Oid) -> Result<()> {
     let other: Option<JsonB> = first_value(
         "SELECT pg_catalog.jsonb_build_array(source::pg_catalog.text, owner::pg_catalog.oid::pg_catalog.int8)
            FROM qobra_sync.registrations WHERE data_table_key OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.<>) $2",
@@ -233,7 +235,7 @@ fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
     let Some(JsonB(other)) = other else {
         return Ok(());
     };
-    let owner = pg_sys::Oid::from(other[1].as_u64().unwrap_or_default() as u32);
+    let owner = Oid::from(other[1].as_u64().unwrap_or_default() as u32);
     let other = match roles::callers_may_act_for(owner)? {
         true => other[0].as_str().unwrap_or_default().to_owned(),
         false => "another registration".to_owned(),
@@ -247,7 +249,7 @@ fn check_key_free(key: &str, except: pg_sys::Oid) -> Result<()> {
 }
 
 /// Stores a new registration.
-pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
+pub fn register(source_oid: Oid, spec: Spec) -> Result<()> {
     let source = describe_source(source_oid)?;
     if load(source_oid)?.is_some() {
         return Err(Error::new(
@@ -271,7 +273,7 @@ pub fn register(source_oid: pg_sys::Oid, spec: Spec) -> Result<()> {
 
 /// Replaces a registration with `spec` (already merged with the stored values); the source's
 /// current shape becomes the recorded one when `accept_shape`, else the recorded one stays.
-pub fn update(source_oid: pg_sys::Oid, spec: Spec, accept_shape: bool) -> Result<()> {
+pub fn update(source_oid: Oid, spec: Spec, accept_shape: bool) -> Result<()> {
     let source = describe_source(source_oid)?;
     check_key_free(&spec.data_table_key, source_oid)?;
     let checked = checked(&source, &spec)?;
@@ -308,7 +310,7 @@ fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()
                 sql,
                 None,
                 &[
-                    RegClass(pg_sys::Oid::from(source.oid)).into(),
+                    RegClass(Oid::from(source.oid)).into(),
                     source.name.clone().into(),
                     spec.data_table_key.clone().into(),
                     c.id_column.clone().into(),
@@ -334,7 +336,7 @@ fn store(sql: &str, source: &Source, spec: &Spec, checked: Checked) -> Result<()
 /// Records the synced shape of a registration that has none yet (registered before shapes were
 /// recorded) or whose shape was recorded on another copy of the source (restored from a dump;
 /// [`load`] rebinds it by column name).
-pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
+pub fn record_shape(source: Oid, shape: &[ShapeColumn]) -> Result<()> {
     execute(
         &format!("UPDATE qobra_sync.registrations r SET shape = $2, shape_of = {here}
           WHERE r.source OPERATOR(pg_catalog.=) $1 AND (r.shape IS NULL OR r.shape_of IS NULL OR r.shape_of OPERATOR(pg_catalog.<>) {here})",
@@ -347,7 +349,7 @@ pub fn record_shape(source: pg_sys::Oid, shape: &[ShapeColumn]) -> Result<()> {
 }
 
 /// Deletes a registration.
-pub fn unregister(source: pg_sys::Oid) -> Result<()> {
+pub fn unregister(source: Oid) -> Result<()> {
     require_owned(source)?;
     crate::pg::shared::wake_worker_at_commit();
     execute(
@@ -361,14 +363,14 @@ pub fn unregister(source: pg_sys::Oid) -> Result<()> {
 
 /// The source of the registration that feeds data table `key`, whether or not the relation
 /// still exists.
-pub fn source_feeding(key: &str) -> Result<pg_sys::Oid> {
+pub fn source_feeding(key: &str) -> Result<Oid> {
     let source: Option<i64> = first_value(
         "SELECT source::pg_catalog.oid::pg_catalog.int8 FROM qobra_sync.registrations
           WHERE data_table_key OPERATOR(pg_catalog.=) $1",
         &[key.into()],
     )?;
     match source {
-        Some(oid) => Ok(pg_sys::Oid::from(oid as u32)),
+        Some(oid) => Ok(Oid::from(oid as u32)),
         None => Err(Error::new(
             SqlState::UndefinedObject,
             format!("no registration feeds data table {}", quoted(key)),
@@ -388,7 +390,7 @@ pub fn one_of_source_or_key() -> Error {
 }
 
 /// Pauses or resumes a registration; resuming recomputes the next run time.
-pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
+pub fn set_paused(source: Oid, paused: bool) -> Result<()> {
     let reg = require_owned(source)?;
     crate::pg::shared::wake_worker_at_commit();
     let next = if paused {
@@ -403,7 +405,7 @@ pub fn set_paused(source: pg_sys::Oid, paused: bool) -> Result<()> {
 }
 
 /// Asks the worker to push `source` right after this transaction commits.
-pub fn request(source: pg_sys::Oid) -> Result<()> {
+pub fn request(source: Oid) -> Result<()> {
     let source = follow::resolve(source)?;
     require_owned(source)?;
     if !crate::pg::lifecycle::preloaded() {

@@ -1,13 +1,12 @@
 //! Import polling: Qobra imports a push's records in the background; its outcome (finished,
 //! rows it could not parse) is looked at afterwards and lands in `runs` and `run_errors`.
 
-use crate::pg::activity::show_wait;
+use crate::pg::activity;
 use crate::pg::deadline::must_stop;
 use crate::pg::error::{Error, Result};
 use crate::pg::spi::{first_value, first_written, writing};
 use crate::registry::client::client;
 use crate::sync::runs::announce_import;
-use pgrx::prelude::*;
 use qobra_sync_core::client::{PushError, QobraClient};
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::runs::{ImportOutcome, IMPORTS_SETTLE_DAYS};
@@ -152,9 +151,9 @@ fn look(client: &QobraClient, run_id: i64, ids: &[String], give_way: &dyn Fn() -
     };
     let mut all_over = true;
     for id in ids {
-        show_wait(pg_sys::PG_WAIT_EXTENSION);
+        activity::waiting_on_qobra();
         let answer = client.import_status(id, &|| must_stop() || give_way());
-        show_wait(0);
+        activity::not_waiting();
         match answer {
             Ok(status) if status.is_finished() => settled.errors.extend(status.error_rows()),
             Ok(_) => all_over = false,

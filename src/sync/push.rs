@@ -7,7 +7,7 @@
 //! [`send`] (the records, chunk by chunk), and finally records the outcome in `qobra_sync.runs`
 //! and the rejected rows in `qobra_sync.run_errors` (see `runs`).
 
-use crate::pg::activity::{activity, show_wait};
+use crate::pg::activity;
 use crate::pg::catalog;
 use crate::pg::deadline::{cancel_pending, must_stop, Deadline};
 use crate::pg::error::{Error, Result, SqlState};
@@ -18,6 +18,7 @@ use crate::pg::query::snapshot_query;
 use crate::pg::reader::{as_reader, deadline_error};
 use crate::pg::roles;
 use crate::pg::shared;
+use crate::pg::Oid;
 use crate::registry;
 use crate::registry::client::client;
 use crate::sync::orphans;
@@ -27,13 +28,14 @@ use pgrx::prelude::*;
 use qobra_sync_core::client::QobraClient;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide as judge, Decision, Guards, LastSuccess};
-use qobra_sync_core::mapping::{map_columns, Source};
+use qobra_sync_core::mapping::map_columns;
 use qobra_sync_core::push::{
     push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport, PushSettings, QobraTable,
 };
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Outcome, RunHead, RunStatus, Trigger};
 use qobra_sync_core::shape;
+use qobra_sync_core::source::Source;
 use qobra_sync_core::wire::RecordEncoder;
 
 /// How many times a push may restart from the top after a late failure.
@@ -53,8 +55,8 @@ pub struct Started {
 impl Started {
     /// The relation the run pushes (another than asked for when the registration followed its
     /// source's name).
-    pub fn source_oid(&self) -> pg_sys::Oid {
-        pg_sys::Oid::from(self.source.oid)
+    pub fn source_oid(&self) -> Oid {
+        Oid::from(self.source.oid)
     }
 }
 
@@ -62,12 +64,7 @@ impl Started {
 /// (failed, blocked, skipped) are recorded, not raised, unless `raise_on_failure`: then a run that ended
 /// failed or blocked is raised too, once recorded (its row, rolled back with the statement, is
 /// recorded by the worker from its slot). Misuse raises.
-pub fn sync(
-    source: pg_sys::Oid,
-    force: bool,
-    raise_on_failure: bool,
-    trigger: Trigger,
-) -> Result<i64> {
+pub fn sync(source: Oid, force: bool, raise_on_failure: bool, trigger: Trigger) -> Result<i64> {
     let started = start(source, trigger, Holding::Transaction)?;
     let (run_id, name) = (started.run_id, started.source.name.clone());
     let outcome = execute(started, force)?;
@@ -98,7 +95,7 @@ fn unsuccessful(run_id: i64, name: &str, outcome: &Outcome) -> Error {
 }
 
 /// Checks a registration, takes the push lock and records a new run as running.
-pub fn start(source: pg_sys::Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
+pub fn start(source: Oid, trigger: Trigger, holding: Holding) -> Result<Started> {
     crate::pg::lifecycle::require_utf8()?;
     let source = registry::follow::resolve(source)?;
     let reg = registry::require_owned(source)?;
@@ -170,7 +167,7 @@ fn outcome(
     force: bool,
     slot: Option<usize>,
 ) -> Result<Outcome> {
-    let reader = pg_sys::Oid::from(reg.run_as_oid);
+    let reader = Oid::from(reg.run_as_oid);
     if let Some(copy) = registry::destination::copy_refusal()? {
         return Ok(Outcome::ended(RunStatus::Blocked, copy.one_line()));
     }
@@ -207,10 +204,7 @@ fn outcome(
 /// Why the registration's owner may no longer have its source read as its run_as (membership
 /// revoked, a role dropped), if it may not: such a run is blocked, nothing is read or sent.
 fn owner_refused(reg: &Registration) -> Result<Option<String>> {
-    let (owner, reader) = (
-        pg_sys::Oid::from(reg.owner_oid),
-        pg_sys::Oid::from(reg.run_as_oid),
-    );
+    let (owner, reader) = (Oid::from(reg.owner_oid), Oid::from(reg.run_as_oid));
     if roles::may_act_as(owner, reader)? {
         return Ok(None);
     }
@@ -242,13 +236,13 @@ fn drifted(source: &Source, reg: &Registration) -> Option<String> {
 }
 
 /// Releases the session-level push lock taken by [`start`] with [`Holding::Session`].
-pub fn unlock(source: pg_sys::Oid) {
+pub fn unlock(source: Oid) {
     locks::release_push_lock(source);
 }
 
 /// Takes the push lock of a source, or says that a push of it is already running (SQLSTATE
 /// 55P03, which the worker tells apart from other refusals).
-fn lock(source: pg_sys::Oid, name: &str, holding: Holding) -> Result<()> {
+fn lock(source: Oid, name: &str, holding: Holding) -> Result<()> {
     if locks::try_push_lock(source, holding) {
         return Ok(());
     }
@@ -265,7 +259,7 @@ fn lock(source: pg_sys::Oid, name: &str, holding: Holding) -> Result<()> {
 fn prepare(
     source: &Source,
     reg: &Registration,
-    reader: pg_sys::Oid,
+    reader: Oid,
 ) -> Result<(RecordEncoder, Option<String>)> {
     let mapping = map_columns(source, &reg.columns)?;
     // Columns added since the shape was recorded are not sent; a registration from before
@@ -274,15 +268,12 @@ fn prepare(
     let mapping = match &reg.shape {
         Some(recorded) => {
             if !reg.shape_here {
-                registry::record_shape(pg_sys::Oid::from(source.oid), recorded)?;
+                registry::record_shape(Oid::from(source.oid), recorded)?;
             }
             shape::apply(mapping, recorded)
         }
         None => {
-            registry::record_shape(
-                pg_sys::Oid::from(source.oid),
-                &shape::record(source, &mapping),
-            )?;
+            registry::record_shape(Oid::from(source.oid), &shape::record(source, &mapping))?;
             mapping
         }
     };
@@ -308,7 +299,7 @@ fn prepare(
 struct Job<'a> {
     source: &'a Source,
     reg: &'a Registration,
-    reader: pg_sys::Oid,
+    reader: Oid,
     client: &'a QobraClient,
     encoder: &'a RecordEncoder,
     /// The canonical filter, re-analysed for this run.
@@ -321,7 +312,7 @@ struct Job<'a> {
 /// Decides, then sends when the guards let it, all as the reader; returns what happened.
 fn run(job: Job<'_>) -> Result<Outcome> {
     let id_column = job.reg.columns.id_column.clone().unwrap_or_default();
-    let source_oid = pg_sys::Oid::from(job.source.oid);
+    let source_oid = Oid::from(job.source.oid);
     let guaranteed = snapshot::id_guaranteed(source_oid, &id_column)?;
     let last = runs::last_success(source_oid)?;
     let query = snapshot_query(job.source, job.encoder, job.filter, None, None);
@@ -393,7 +384,7 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
         let mut chunks = Chunks::new(query.to_owned(), job.encoder, limits);
         let mut on_progress = |p: &Progress| progressed(job, p);
         shared::progress_sending(job.slot);
-        show_wait(pg_sys::PG_WAIT_EXTENSION);
+        activity::waiting_on_qobra();
         let result = push(
             &mut ShowingWaits(&mut chunks),
             &table,
@@ -401,7 +392,7 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
             &must_stop,
             &mut on_progress,
         );
-        show_wait(0);
+        activity::not_waiting();
         outcome.rows_read = chunks.rows_read;
         // A record left out for its size would stay out of Qobra if a later run were skipped as
         // unchanged after the limit was raised: such a run gives no fingerprint.
@@ -419,13 +410,10 @@ fn send(job: Job<'_>, query: &str, outcome: &mut Outcome) {
 fn progressed(job: Job<'_>, p: &Progress) {
     shared::progress_update(job.slot, p.rows_sent, p.bytes_sent, p.chunk, p.restarts);
     if crate::pg::bgworker::in_worker() {
-        activity(
-            pg_sys::BackendState::STATE_RUNNING,
-            &format!(
-                "pushing {}: {} rows sent in {} chunks",
-                job.source.name, p.rows_sent, p.chunk
-            ),
-        );
+        activity::running(&format!(
+            "pushing {}: {} rows sent in {} chunks",
+            job.source.name, p.rows_sent, p.chunk
+        ));
     }
 }
 
@@ -476,9 +464,9 @@ impl ChunkSource for ShowingWaits<'_, '_> {
         &mut self,
         out: &mut Vec<u8>,
     ) -> std::result::Result<Option<ChunkInfo>, qobra_sync_core::Error> {
-        show_wait(0);
+        activity::not_waiting();
         let read = self.0.next_chunk(out);
-        show_wait(pg_sys::PG_WAIT_EXTENSION);
+        activity::waiting_on_qobra();
         read
     }
 

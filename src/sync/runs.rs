@@ -10,6 +10,7 @@ use crate::pg::gucs;
 use crate::pg::shared::{Record, RECORD_BYTES};
 use crate::pg::spi::{execute, first_value, first_written, writing};
 use crate::pg::sqltypes::RegClass;
+use crate::pg::Oid;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
 use qobra_sync_core::registration::Registration;
@@ -26,12 +27,12 @@ pub fn start(reg: &Registration, trigger: Trigger) -> Result<i64> {
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
             Some(1),
             &[
-                RegClass(pg_sys::Oid::from(reg.source)).into(),
+                RegClass(Oid::from(reg.source)).into(),
                 reg.source_name.as_str().into(),
                 reg.data_table_key.as_str().into(),
                 trigger.as_str().into(),
                 RunStatus::Running.as_str().into(),
-                pg_sys::Oid::from(reg.owner_oid).into(),
+                Oid::from(reg.owner_oid).into(),
             ],
         )?
         .first()
@@ -101,13 +102,13 @@ pub fn refused(reg: &Registration, trigger: Trigger, e: &Error) -> Result<()> {
         "INSERT INTO qobra_sync.runs (source, source_name, data_table_key, trigger, status, finished_at, error, owner)
              VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), $6, $7) RETURNING run_id",
         &[
-            RegClass(pg_sys::Oid::from(reg.source)).into(),
+            RegClass(Oid::from(reg.source)).into(),
             reg.source_name.as_str().into(),
             reg.data_table_key.as_str().into(),
             trigger.as_str().into(),
             RunStatus::Failed.as_str().into(),
             e.message.as_str().into(),
-            pg_sys::Oid::from(reg.owner_oid).into(),
+            Oid::from(reg.owner_oid).into(),
         ],
     )?;
     run_id.map_or(Ok(()), |id| ended(id, true))
@@ -229,7 +230,7 @@ pub fn purge() -> Result<()> {
 /// The last successful run of a source's registration, for the guards: its baseline, which a
 /// purge of the history does not touch. Its fingerprint is left out when a later run may have
 /// left Qobra's table partial: the snapshot must then be pushed again, even unchanged.
-pub fn last_success(source: pg_sys::Oid) -> Result<Option<LastSuccess>> {
+pub fn last_success(source: Oid) -> Result<Option<LastSuccess>> {
     let success: Option<pgrx::JsonB> = first_value(
         "SELECT b.success FROM qobra_sync.baselines b
            JOIN qobra_sync.registrations g ON g.source OPERATOR(pg_catalog.=) b.source

@@ -8,11 +8,12 @@ use crate::pg::error::{Error, Result};
 use crate::pg::gucs;
 use crate::pg::query;
 use crate::pg::quote::literal;
+use crate::pg::Oid;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::{Census, Fingerprint};
-use qobra_sync_core::mapping::Source;
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
 use qobra_sync_core::runs::Rejections;
+use qobra_sync_core::source::Source;
 use qobra_sync_core::wire::RecordEncoder;
 
 /// Counts the snapshot and checks its ids, in one pass (the fingerprint, when needed, comes from
@@ -69,7 +70,7 @@ pub fn fingerprint(
 
 /// Whether the catalog guarantees that `column` of relation `oid` is NOT NULL and unique
 /// (a valid, non-partial unique index on exactly that column).
-pub fn id_guaranteed(oid: pg_sys::Oid, column: &str) -> Result<bool> {
+pub fn id_guaranteed(oid: Oid, column: &str) -> Result<bool> {
     let row = one_row(&format!(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                           JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]

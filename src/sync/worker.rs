@@ -19,7 +19,7 @@
 //! library (between a library upgrade and `ALTER EXTENSION … UPDATE`), it waits, saying so
 //! once in the log and in `pg_stat_activity`.
 
-use crate::pg::activity::activity;
+use crate::pg::activity;
 use crate::pg::bgworker;
 use crate::pg::catalog;
 use crate::pg::error::{Result, SqlState};
@@ -30,10 +30,10 @@ use crate::pg::shared;
 use crate::pg::spi::{execute, first_value};
 use crate::pg::sqltypes::RegClass;
 use crate::pg::xact;
+use crate::pg::Oid;
 use crate::registry;
 use crate::sync::{imports, orphans, push, runs};
 use pgrx::bgworkers::BackgroundWorker;
-use pgrx::prelude::*;
 use qobra_sync_core::runs::Trigger;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 use std::time::{Duration, Instant};
@@ -92,7 +92,7 @@ fn main(me: usize) {
         let sleep = tick(&mut state);
         if let Some(sleep) = sleep {
             if state.waiting.is_none() {
-                activity(pg_sys::BackendState::STATE_IDLE, "idle");
+                activity::idle("idle");
             }
             BackgroundWorker::wait_latch(Some(sleep));
         }
@@ -105,7 +105,7 @@ fn wait_for_database(me: usize, name: &str) -> ! {
     BackgroundWorker::connect_worker_to_spi(None, None);
     let what = format!("waiting for database \"{name}\" (qobra_sync.database_name) to be created");
     pgrx::log!("qobra_sync worker: {what}");
-    activity(pg_sys::BackendState::STATE_IDLE, &what);
+    activity::idle(&what);
     loop {
         pgrx::check_for_interrupts!();
         if bgworker::database_exists(name) {
@@ -137,7 +137,7 @@ impl State {
     /// logged once each time it changes, not at every look.
     fn wait(&mut self, what: Option<&str>) {
         if let Some(what) = what {
-            activity(pg_sys::BackendState::STATE_IDLE, what);
+            activity::idle(what);
             if self.waiting.as_deref() != Some(what) {
                 pgrx::log!("qobra_sync worker: {what}");
             }
@@ -162,7 +162,7 @@ fn not_ready() -> Result<Option<String>> {
 
 /// A registration that is due.
 struct Due {
-    source: pg_sys::Oid,
+    source: Oid,
     trigger: Trigger,
     due_at: chrono::DateTime<chrono::Utc>,
 }
@@ -210,10 +210,7 @@ fn tick(state: &mut State) -> Option<Duration> {
 /// (a push was asked for): a look cut short goes on after the last run it looked at, next
 /// round.
 fn poll_imports(state: &mut State) {
-    activity(
-        pg_sys::BackendState::STATE_RUNNING,
-        "checking Qobra imports",
-    );
+    activity::running("checking Qobra imports");
     let polled = in_transaction(|| {
         imports::poll(
             state.polled_up_to,
@@ -274,7 +271,7 @@ fn free_orphans_of_dropped_databases() {
         for (i, slot) in &elsewhere {
             let exists: Option<bool> = first_value(
                 "SELECT true FROM pg_catalog.pg_database WHERE oid OPERATOR(pg_catalog.=) $1",
-                &[pg_sys::Oid::from(slot.database).into()],
+                &[Oid::from(slot.database).into()],
             )?;
             if exists.is_none() {
                 gone.push((*i, slot.run_id));
@@ -304,7 +301,7 @@ fn next_due() -> Result<Option<Due>> {
             .ok()?
             .with_timezone(&chrono::Utc);
         Some(Due {
-            source: pg_sys::Oid::from(v.get(0)?.as_u64()? as u32),
+            source: Oid::from(v.get(0)?.as_u64()? as u32),
             trigger: if v.get(1)?.as_bool()? {
                 Trigger::Request
             } else {
@@ -346,10 +343,7 @@ fn sleep_time() -> Result<Duration> {
 fn run(due: Due) {
     let name = in_transaction(|| catalog::describe(due.source).map(|s| s.name))
         .unwrap_or_else(|| due.source.to_u32().to_string());
-    activity(
-        pg_sys::BackendState::STATE_RUNNING,
-        &format!("pushing {name}"),
-    );
+    activity::running(&format!("pushing {name}"));
     let run_started = chrono::Utc::now();
     let started = in_transaction(|| start(&due));
     let busy = matches!(started, Some(Start::Busy));

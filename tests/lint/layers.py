@@ -9,7 +9,8 @@ The extension (src/) is in layers, top to bottom:
     registry  what is registered, the destination
     pg        PostgreSQL's machinery (SPI, catalog, parser, locks, settings, shared memory, log)
 A module may import its own layer and the layers below it, never one above or beside it, nor
-call into the crate root (lib.rs), which is above them all. `unsafe` is written in src/pg/ only.
+call into the crate root (lib.rs), which is above them all. `unsafe` and `pg_sys` are written in
+src/pg/ only.
 In every crate (src/, core/src/, fake_qobra/src/) the modules' `use` graph has no cycle.
 Test modules (the `#[cfg(test)]` / `pg_test` module that ends a file) are left out.
 
@@ -125,20 +126,21 @@ def layer_breaches(edges):
     return out
 
 
-UNSAFE = re.compile(r"\bunsafe\b")
+UNSAFE = re.compile(r"\b(unsafe|pg_sys)\b")
 COMMENT = re.compile(r"//.*")
 
 
 def unsafe_outside_pg(crate_src):
-    """The lines of the extension outside src/pg/ that use `unsafe`: only the PostgreSQL layer
-    may (each block with its SAFETY comment)."""
+    """The lines of the extension outside src/pg/ that use `unsafe` or `pg_sys`: only the
+    PostgreSQL layer may (each unsafe block with its SAFETY comment)."""
     out = []
     for path in sorted(crate_src.rglob("*.rs")):
         if path.relative_to(crate_src).parts[0] == "pg":
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
-            if UNSAFE.search(COMMENT.sub("", line)):
-                out.append(f"src/{path.relative_to(crate_src)}:{n}: unsafe outside src/pg/")
+            found = UNSAFE.search(COMMENT.sub("", line))
+            if found:
+                out.append(f"src/{path.relative_to(crate_src)}:{n}: {found[1]} outside src/pg/")
     return out
 
 
@@ -171,7 +173,7 @@ def self_test():
             "pg/b.rs": "use crate::pg::{a, self};\nuse crate::inspect::look;",
             "registry/mod.rs": "use super::pg::a::x;",
             "sync/mod.rs": "use crate::{registry, pg::a};\n#[cfg(test)]\nmod tests { use crate::api::x; }",
-            "sync/raw.rs": "// unsafe in a comment is fine\nfn f() { unsafe { g() } }",
+            "sync/raw.rs": "// unsafe in a comment is fine\nfn f() { unsafe { g() } }\nfn h() -> pg_sys::Oid { 0 }",
         }.items():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_text(text)
@@ -188,7 +190,7 @@ def self_test():
         if not any("pg/a: calls into the crate root" in b for b in breaches):
             failures.append(f"call into the crate root not found: {breaches}")
         raw = unsafe_outside_pg(src)
-        if raw != ["src/sync/raw.rs:2: unsafe outside src/pg/"]:
+        if raw != ["src/sync/raw.rs:2: unsafe outside src/pg/", "src/sync/raw.rs:3: pg_sys outside src/pg/"]:
             failures.append(f"unsafe outside src/pg/ read wrong: {raw}")
     return failures
 
