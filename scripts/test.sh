@@ -47,6 +47,9 @@ python3 tests/lint/qualified_sql.py
 echo "==> the code imports only downward, with no import circle"
 python3 tests/lint/layers.py --self-test
 python3 tests/lint/layers.py
+echo "==> names of settings, functions and relations in messages come from core/src/names.rs"
+python3 tests/lint/names.py --self-test
+python3 tests/lint/names.py
 echo "==> every unsafe block says why it is sound"
 cargo clippy --quiet --lib --tests --features pg_test -- -A clippy::all
 echo "==> the benchmark's report tool renders its sample"

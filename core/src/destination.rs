@@ -2,6 +2,8 @@
 //! (an HTTP proxy, CA certificates to trust besides the built-in roots), with the checks on each.
 
 use crate::error::{quoted, Error, Result, SqlState};
+use crate::names::setting::{API_KEY_FILE, CA_FILE, HTTPS_PROXY, HTTPS_PROXY_AUTH_FILE};
+use crate::names::Setting;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 use rustls::pki_types::pem::{self, PemObject};
@@ -108,14 +110,10 @@ pub fn check_api_key(key: &str) -> Result<()> {
 /// Reads the API key from the file `qobra_sync.api_key_file` names (checked by
 /// [`read_secret_file`]): its content, without trailing white space, must be a valid key.
 pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
-    let key = read_secret_file("qobra_sync.api_key_file", path, server_uid)?;
+    let key = read_secret_file(API_KEY_FILE, path, server_uid)?;
     check_api_key(&key).map_err(|e| {
-        secret_file_refused(
-            "qobra_sync.api_key_file",
-            path,
-            "it does not hold a valid API key",
-        )
-        .detail(e.detail.unwrap_or_default())
+        secret_file_refused(API_KEY_FILE, path, "it does not hold a valid API key")
+            .detail(e.detail.unwrap_or_default())
     })?;
     Ok(key)
 }
@@ -123,22 +121,23 @@ pub fn read_key_file(path: &Path, server_uid: u32) -> Result<String> {
 /// Reads the proxy's credentials from the file `qobra_sync.https_proxy_auth_file` names
 /// (checked by [`read_secret_file`]): `user:password` on one line. Returns (user, password).
 pub fn read_proxy_auth_file(path: &Path, server_uid: u32) -> Result<(String, String)> {
-    const SETTING: &str = "qobra_sync.https_proxy_auth_file";
-    let text = read_secret_file(SETTING, path, server_uid)?;
+    let text = read_secret_file(HTTPS_PROXY_AUTH_FILE, path, server_uid)?;
     match text.split_once(':') {
         Some((user, password)) if !user.is_empty() && !text.contains('\n') => {
             Ok((user.to_owned(), password.to_owned()))
         }
-        _ => Err(
-            secret_file_refused(SETTING, path, "it does not hold user:password on one line")
-                .hint("Write the proxy's user name and password in it as user:password."),
-        ),
+        _ => Err(secret_file_refused(
+            HTTPS_PROXY_AUTH_FILE,
+            path,
+            "it does not hold user:password on one line",
+        )
+        .hint("Write the proxy's user name and password in it as user:password.")),
     }
 }
 
 /// The error of a secret file that cannot be used: names the setting and the file, never
 /// the content.
-fn secret_file_refused(setting: &str, path: &Path, why: &str) -> Error {
+fn secret_file_refused(setting: Setting, path: &Path, why: &str) -> Error {
     let name = quoted(&path.display().to_string());
     Error::new(
         SqlState::ConfigFileError,
@@ -150,7 +149,7 @@ fn secret_file_refused(setting: &str, path: &Path, why: &str) -> Error {
 /// file, owned by the server's OS user (`server_uid`) with no group or world access (0600 or
 /// less), or owned by root with at most group read (0640 or less). Returns its UTF-8 content
 /// without trailing white space; errors name `setting` and the file, never the content.
-fn read_secret_file(setting: &str, path: &Path, server_uid: u32) -> Result<String> {
+fn read_secret_file(setting: Setting, path: &Path, server_uid: u32) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |why: &str| secret_file_refused(setting, path, why);
     let meta = std::fs::metadata(path).map_err(|e| refuse(&e.to_string()))?;
@@ -216,8 +215,8 @@ impl ProxyUrl {
                 SqlState::InvalidParameterValue,
                 "the proxy's credentials are given twice",
             )
-            .detail("qobra_sync.https_proxy carries credentials and qobra_sync.https_proxy_auth_file is set.")
-            .hint("Keep them in qobra_sync.https_proxy_auth_file only: a URL's credentials reach the server log when the setting is reloaded."));
+            .detail(format!("{HTTPS_PROXY} carries credentials and {HTTPS_PROXY_AUTH_FILE} is set."))
+            .hint(format!("Keep them in {HTTPS_PROXY_AUTH_FILE} only: a URL's credentials reach the server log when the setting is reloaded.")));
         }
         Ok(ProxyUrl {
             username,
@@ -251,7 +250,7 @@ pub fn check_proxy_url(text: &str) -> Result<ProxyUrl> {
     let invalid = |why: &str| {
         Error::new(
             SqlState::InvalidParameterValue,
-            format!("invalid qobra_sync.https_proxy {}", shown_url(text)),
+            format!("invalid {HTTPS_PROXY} {}", shown_url(text)),
         )
         .detail(why.to_owned())
         .hint("Give the proxy as http://host:port, or http://user:password@host:port when it asks for credentials.")
@@ -295,9 +294,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let refuse = |why: String| {
         Error::new(
             SqlState::ConfigFileError,
-            format!("qobra_sync.ca_file {name} cannot be used: {why}"),
+            format!("{CA_FILE} {name} cannot be used: {why}"),
         )
-        .hint("Give qobra_sync.ca_file a PEM file of the CA certificates to trust (-----BEGIN CERTIFICATE----- blocks), such as the one a TLS-inspecting proxy signs with.")
+        .hint(format!("Give {CA_FILE} a PEM file of the CA certificates to trust (-----BEGIN CERTIFICATE----- blocks), such as the one a TLS-inspecting proxy signs with."))
     };
     let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
     if !meta.is_file() {

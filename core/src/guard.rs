@@ -3,6 +3,8 @@
 //! Decided before anything is sent, from a pre-pass over the snapshot (row count, content
 //! fingerprint, id checks) and the last successful run of the same registration.
 
+use crate::names::function::SYNC_NOW;
+
 /// The fingerprint of a payload: a digest of its records that does not depend on their order, so
 /// that the same rows read in another order give the same fingerprint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,7 +99,7 @@ pub fn decide(census: &Census, last: Option<&LastSuccess>, guards: Guards) -> De
     if guards.deletion_guard > 0.0 && (census.rows as f64) < floor {
         return Decision::Blocked(format!(
             "deletion guard: the snapshot has {} rows, fewer than {:.0}% of the {} rows of the last successful push; \
-             run qobra_sync.sync_now(source, force => true) if this is intended",
+             run {SYNC_NOW}(source, force => true) if this is intended",
             census.rows,
             guards.deletion_guard * 100.0,
             last.rows_read

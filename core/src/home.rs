@@ -7,6 +7,7 @@
 //! PITR clone, a file-system snapshot — has both, and cannot be told apart from the original.
 
 use crate::error::{Error, SqlState};
+use crate::names::{function::SET_DESTINATION, setting::API_KEY_FILE};
 use std::fmt;
 
 /// A database, as the destination's home records it.
@@ -50,7 +51,7 @@ fn copy_error() -> Error {
         SqlState::ObjectNotInPrerequisiteState,
         "pushes are paused: this database is a copy of the one the destination was set in",
     )
-    .hint("If this database is to push to Qobra from now on, confirm it by calling SELECT qobra_sync.set_destination(); otherwise leave it, and unset qobra_sync.api_key_file here.")
+    .hint(format!("If this database is to push to Qobra from now on, confirm it by calling SELECT {SET_DESTINATION}(); otherwise leave it, and unset {API_KEY_FILE} here."))
 }
 
 impl fmt::Display for Home {

@@ -15,6 +15,7 @@ pub mod guard;
 pub mod home;
 pub mod imports;
 pub mod mapping;
+pub mod names;
 pub mod push;
 pub mod reach;
 pub mod registration;

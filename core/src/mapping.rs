@@ -5,6 +5,7 @@
 //! order of the synced ones (id field first, name field second, then the others by position).
 
 use crate::error::{quoted, Error, Result, SqlState};
+use crate::names::function::ALTER_TABLE;
 use crate::source::{Source, SourceColumn};
 use crate::types::{join, PgType, QobraType};
 use serde::{Deserialize, Serialize};
@@ -260,8 +261,9 @@ impl std::fmt::Display for Note {
             Note::Record(role) => write!(f, "record {} (sent as text)", role.what()),
             Note::User(key) => write!(f, "user ({})", key.as_str()),
             Note::TypeSet => f.write_str("type set in column_types"),
-            Note::New => f.write_str(
-                "new since the source was registered: not sent until qobra_sync.alter_table(source) accepts it",
+            Note::New => write!(
+                f,
+                "new since the source was registered: not sent until {ALTER_TABLE}(source) accepts it"
             ),
         }
     }

@@ -12,6 +12,7 @@
 
 use crate::error::quoted;
 use crate::mapping::{ColumnMapping, Note};
+use crate::names::function::{ACCEPT_SHAPE, ALTER_TABLE};
 use crate::source::Source;
 use crate::types::QobraType;
 use serde::{Deserialize, Serialize};
@@ -193,9 +194,8 @@ pub fn hint(
     field_keys: &std::collections::BTreeMap<String, String>,
 ) -> String {
     let source = source.replace('\'', "''");
-    let mut hint = format!(
-        "Check the source, then accept its new shape with qobra_sync.accept_shape('{source}')."
-    );
+    let mut hint =
+        format!("Check the source, then accept its new shape with {ACCEPT_SHAPE}('{source}').");
     // The columns gone under their old names first, then the renamed ones under their new
     // names: a swap or a chain of renames must not lose a key.
     let mut keys = field_keys.clone();
@@ -218,7 +218,7 @@ pub fn hint(
             .expect("a map of strings serialises")
             .replace('\'', "''");
         hint.push_str(&format!(
-            " To keep sending a renamed column under its old key: qobra_sync.alter_table('{source}', field_keys => '{keys}')."
+            " To keep sending a renamed column under its old key: {ALTER_TABLE}('{source}', field_keys => '{keys}')."
         ));
     }
     hint

@@ -18,6 +18,7 @@ use crate::pg::roles;
 use crate::pg::subxact::attempt;
 use crate::registry;
 use qobra_sync_core::mapping::{map_columns, ColumnMapping, Note, Role, UserKey};
+use qobra_sync_core::names::function::{CHECK_DESTINATION, SET_DESTINATION};
 use qobra_sync_core::types::{identifying_kinds, QobraType};
 use qobra_sync_core::wire::RecordEncoder;
 
@@ -350,7 +351,7 @@ fn destination_set(_: &Subject, _: &mut Facts) -> Vec<Check> {
         return vec![Check::new(
             NAME,
             false,
-            "call qobra_sync.set_destination(api_key) before the first push",
+            format!("call {SET_DESTINATION}(api_key) before the first push"),
         )];
     };
     let reachable = match reach.iter().find(|f| !f.ok) {
@@ -362,7 +363,7 @@ fn destination_set(_: &Subject, _: &mut Facts) -> Vec<Check> {
         None => Check::new(
             REACHABLE,
             true,
-            "Qobra's API answers and accepts the key (see qobra_sync.check_destination())",
+            format!("Qobra's API answers and accepts the key (see {CHECK_DESTINATION}())"),
         ),
     };
     vec![Check::new(NAME, true, set.detail.clone()), reachable]

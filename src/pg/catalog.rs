@@ -6,6 +6,7 @@ use crate::pg::sqltypes::RegClass;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
+use qobra_sync_core::names::function::{ALTER_TABLE, UNREGISTER_TABLE};
 use qobra_sync_core::source::Source;
 
 /// The query that describes a relation as one jsonb (see the file for its shape).
@@ -16,7 +17,7 @@ pub fn describe(oid: pg_sys::Oid) -> Result<Source> {
     let json: Option<JsonB> = first_value(DESCRIBE_SOURCE, &[RegClass(oid).into()])?;
     let Some(JsonB(value)) = json else {
         return Err(Error::new(SqlState::UndefinedTable, format!("relation with OID {} does not exist", oid.to_u32()))
-            .hint("The source was dropped. Unregister it with qobra_sync.unregister_table(), or register the relation that replaces it."));
+            .hint(format!("The source was dropped. Unregister it with {UNREGISTER_TABLE}(), or register the relation that replaces it.")));
     };
     serde_json::from_value(value)
         .map_err(|e| Error::internal(format!("cannot read the source description: {e}")))
@@ -63,7 +64,7 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
             )
             .detail(format!("No relation has OID {} any more.", oid.to_u32()))
             .hint(format!(
-                "Unregister it: SELECT qobra_sync.unregister_table({});",
+                "Unregister it: SELECT {UNREGISTER_TABLE}({});",
                 oid.to_u32()
             ))
         } else {
@@ -76,7 +77,7 @@ pub fn check_unchanged(oid: pg_sys::Oid, registered_name: &str) -> Result<Source
             format!("registered source {registered_name} is now called {}", source.name),
         )
         .detail("The relation was renamed or moved since it was registered; nothing is pushed until this is confirmed.")
-        .hint(format!("Confirm with SELECT qobra_sync.alter_table('{}');", source.name.replace('\'', "''"))));
+        .hint(format!("Confirm with SELECT {ALTER_TABLE}('{}');", source.name.replace('\'', "''"))));
     }
     Ok(source)
 }

@@ -5,6 +5,7 @@
 //! (PostgreSQL writes a reloaded setting's value to the server log).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use qobra_sync_core::names::setting;
 use std::ffi::CString;
 
 /// The databases where a worker runs and `CREATE EXTENSION` is allowed, separated by commas.
@@ -90,7 +91,7 @@ pub fn register(preloaded: bool) {
         GucContext::Sighup
     };
     GucRegistry::define_string_guc(
-        c"qobra_sync.database_name",
+        setting::DATABASE_NAME.c_name(),
         c"Databases where a qobra_sync worker runs, separated by commas.",
         c"CREATE EXTENSION qobra_sync is only allowed in these databases.",
         &DATABASE_NAME,
@@ -98,7 +99,7 @@ pub fn register(preloaded: bool) {
         GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_bool_guc(
-        c"qobra_sync.enabled",
+        setting::ENABLED.c_name(),
         c"Whether the worker starts scheduled pushes.",
         c"",
         &ENABLED,
@@ -106,7 +107,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.batch_rows",
+        setting::BATCH_ROWS.c_name(),
         c"Records per request to Qobra.",
         c"",
         &BATCH_ROWS,
@@ -116,7 +117,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.batch_bytes",
+        setting::BATCH_BYTES.c_name(),
         c"Bytes per request to Qobra, at most.",
         c"A record larger than this alone is rejected into run_errors.",
         &BATCH_BYTES,
@@ -126,7 +127,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.max_in_flight",
+        setting::MAX_IN_FLIGHT.c_name(),
         c"Requests to Qobra in flight at once during a push.",
         c"The first request of a push is always sent alone.",
         &MAX_IN_FLIGHT,
@@ -136,7 +137,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.max_pushes",
+        setting::MAX_PUSHES.c_name(),
         c"Pushes of sessions (sync_now) in flight at once in the cluster.",
         c"One role may hold a quarter of them, one database half.",
         &MAX_PUSHES,
@@ -146,7 +147,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.debounce_seconds",
+        setting::DEBOUNCE_SECONDS.c_name(),
         c"Debounce Qobra applies before importing a push.",
         c"",
         &DEBOUNCE_SECONDS,
@@ -156,7 +157,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.http_timeout_ms",
+        setting::HTTP_TIMEOUT_MS.c_name(),
         c"Total timeout of one HTTP request.",
         c"",
         &HTTP_TIMEOUT_MS,
@@ -166,7 +167,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.max_retries",
+        setting::MAX_RETRIES.c_name(),
         c"Retries of one request before a run fails.",
         c"",
         &MAX_RETRIES,
@@ -176,7 +177,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.retry_wait_max_ms",
+        setting::RETRY_WAIT_MAX_MS.c_name(),
         c"Longest wait before retrying a request, Retry-After included.",
         c"",
         &RETRY_WAIT_MAX_MS,
@@ -186,7 +187,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.run_timeout_ms",
+        setting::RUN_TIMEOUT_MS.c_name(),
         c"Longest a run may take before it is stopped (0 = no limit).",
         c"",
         &RUN_TIMEOUT_MS,
@@ -196,7 +197,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.statement_timeout_ms",
+        setting::STATEMENT_TIMEOUT_MS.c_name(),
         c"Statement timeout of each fetch of a snapshot read (0 = none).",
         c"",
         &STATEMENT_TIMEOUT_MS,
@@ -206,7 +207,7 @@ pub fn register(preloaded: bool) {
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_float_guc(
-        c"qobra_sync.deletion_guard",
+        setting::DELETION_GUARD.c_name(),
         c"Smallest allowed snapshot, as a fraction of the last successful one.",
         c"",
         &DELETION_GUARD,
@@ -216,7 +217,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
-        c"qobra_sync.skip_unchanged",
+        setting::SKIP_UNCHANGED.c_name(),
         c"Skip pushes whose payload equals the last successful one.",
         c"",
         &SKIP_UNCHANGED,
@@ -224,7 +225,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"qobra_sync.history_days",
+        setting::HISTORY_DAYS.c_name(),
         c"Days of run history kept.",
         c"",
         &HISTORY_DAYS,
@@ -234,7 +235,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
-        c"qobra_sync.api_key_file",
+        setting::API_KEY_FILE.c_name(),
         c"File holding Qobra's API key (instead of set_destination's).",
         c"Readable only by the server's OS user, as ssl_key_file is.",
         &API_KEY_FILE,
@@ -242,7 +243,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
-        c"qobra_sync.ca_file",
+        setting::CA_FILE.c_name(),
         c"PEM file of CA certificates trusted besides the built-in roots.",
         c"For a proxy that inspects TLS; Qobra's certificate is always verified.",
         &CA_FILE,
@@ -251,7 +252,7 @@ pub fn register(preloaded: bool) {
     );
     // Superuser-only: the URL may carry the proxy's password.
     GucRegistry::define_string_guc(
-        c"qobra_sync.https_proxy",
+        setting::HTTPS_PROXY.c_name(),
         c"HTTP proxy for every request to Qobra (http://[user:password@]host:port).",
         c"The environment's proxy variables are never used.",
         &HTTPS_PROXY,
@@ -259,7 +260,7 @@ pub fn register(preloaded: bool) {
         GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_string_guc(
-        c"qobra_sync.https_proxy_auth_file",
+        setting::HTTPS_PROXY_AUTH_FILE.c_name(),
         c"File holding the proxy's credentials as user:password.",
         c"Readable only by the server's OS user, as ssl_key_file is.",
         &HTTPS_PROXY_AUTH_FILE,
@@ -267,7 +268,7 @@ pub fn register(preloaded: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
-        c"qobra_sync.timezone",
+        setting::TIMEZONE.c_name(),
         c"Time zone of cron schedules.",
         c"",
         &TIMEZONE,

@@ -38,6 +38,7 @@ use crate::pg::error::{Error, Result, SqlState};
 use crate::pg::spi::first_value;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use qobra_sync_core::names::{function::SET_DESTINATION, setting::API_KEY_FILE};
 use qobra_sync_core::secret::{
     calls_secret_function, calls_secret_function_directly, executed_statements,
     mentions_secret_function, redact, secret_words,
@@ -181,7 +182,7 @@ unsafe fn hidden_statement(
 /// Whether an analysed statement calls one of qobra_sync's functions whose arguments are
 /// secret (by OID, as PostgreSQL resolved the names).
 unsafe fn calls_ours(query: *mut pg_sys::Query) -> bool {
-    let ours: Vec<pg_sys::Oid> = SECRET_SIGNATURES
+    let ours: Vec<pg_sys::Oid> = secret_signatures()
         .iter()
         .filter_map(|signature| {
             // SAFETY: to_regprocedure takes one text argument and returns NULL when the
@@ -201,10 +202,12 @@ unsafe fn calls_ours(query: *mut pg_sys::Query) -> bool {
 }
 
 /// The SQL functions whose arguments are secret, by signature.
-const SECRET_SIGNATURES: &[&str] = &[
-    "qobra_sync.set_destination(text,text,text)",
-    "qobra_sync.reader_from_service_account(jsonb)",
-];
+fn secret_signatures() -> [String; 2] {
+    [
+        format!("{SET_DESTINATION}(text,text,text)"),
+        "qobra_sync.reader_from_service_account(jsonb)".to_owned(),
+    ]
+}
 
 /// When the query string being run started (the same for all its statements, a new time for
 /// the next one even if its text is the same).
@@ -294,7 +297,7 @@ pub fn passing_secret(what: &str) -> Result<()> {
             format!("qobra_sync.{what} takes its secret only from a statement that calls it itself"),
         )
         .detail("Called from a DO block, a function or dynamic SQL, the secret would stay in their text: in pg_proc, pg_stat_statements or the server log.")
-        .hint("Call it directly, as SELECT qobra_sync.set_destination(…) does; or keep the API key in the file qobra_sync.api_key_file names."));
+        .hint(format!("Call it directly, as SELECT {SET_DESTINATION}(…) does; or keep the API key in the file {API_KEY_FILE} names.")));
     }
     Ok(())
 }

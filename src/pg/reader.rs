@@ -36,6 +36,7 @@ use crate::pg::pinned::{self, pinned};
 use crate::pg::roles::{reader_problem, refused_reader};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
+use qobra_sync_core::names::setting::{API_KEY_FILE, RUN_TIMEOUT_MS};
 
 /// Runs `f` as `reader` in the sandbox described above; returns what `f` returns. A Postgres
 /// error inside `f` (the source's own, as a view that divides by zero or a privilege the reader
@@ -128,7 +129,7 @@ fn secret_in_session() -> Error {
         "qobra_sync does not read a source while the session holds a secret",
     )
     .detail("The query string passes a key to qobra_sync, or a statement the session prepared does: the source's code could read it (current_query(), pg_prepared_statements).")
-    .hint("Send set_destination() in a query string of its own, DEALLOCATE the statements prepared with it, or keep the key in qobra_sync.api_key_file.")
+    .hint(format!("Send set_destination() in a query string of its own, DEALLOCATE the statements prepared with it, or keep the key in {API_KEY_FILE}."))
 }
 
 /// Whether a caught error is a query cancel (a statement timeout among them).
@@ -145,11 +146,11 @@ pub fn deadline_error() -> Error {
     Error::new(
         SqlState::QueryCanceled,
         format!(
-            "the run took longer than qobra_sync.run_timeout_ms ({} ms) and was stopped",
+            "the run took longer than {RUN_TIMEOUT_MS} ({} ms) and was stopped",
             crate::pg::gucs::RUN_TIMEOUT_MS.get()
         ),
     )
-    .hint("Raise qobra_sync.run_timeout_ms, or make the source faster to read (an index for its filter, a simpler view).")
+    .hint(format!("Raise {RUN_TIMEOUT_MS}, or make the source faster to read (an index for its filter, a simpler view)."))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -8,6 +8,7 @@ use crate::pg::gucs::{MAX_DATABASES, MAX_PUSHES_LIMIT};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use qobra_sync_core::error::quoted;
+use qobra_sync_core::names::setting::MAX_PUSHES;
 
 /// Every slot: the most `qobra_sync.max_pushes` lets sessions hold, and one for each database's
 /// worker, which never waits for one.
@@ -303,11 +304,11 @@ fn full(limit: Limit, role: u32) -> Error {
     let why = match limit {
         Limit::Cluster(max) => format!("{max} pushes of sessions are in flight in the cluster"),
         Limit::Role(n) => format!(
-            "role {} holds {n} slots, a quarter of qobra_sync.max_pushes",
+            "role {} holds {n} slots, a quarter of {MAX_PUSHES}",
             quoted(&crate::pg::roles::role_name(pg_sys::Oid::from(role)))
         ),
         Limit::Database(n) => {
-            format!("this database holds {n} slots, half of qobra_sync.max_pushes")
+            format!("this database holds {n} slots, half of {MAX_PUSHES}")
         }
     };
     Error::new(
@@ -315,7 +316,7 @@ fn full(limit: Limit, role: u32) -> Error {
         format!("too many pushes in flight: {why}"),
     )
     .detail("A push of a session holds a slot until its transaction ends, so that its run is recorded even if the transaction rolls back; nothing was sent.")
-    .hint("Commit between pushes (each sync_now() keeps its slot until the transaction ends), wait for other pushes to end, or raise qobra_sync.max_pushes.")
+    .hint(format!("Commit between pushes (each sync_now() keeps its slot until the transaction ends), wait for other pushes to end, or raise {MAX_PUSHES}."))
 }
 
 /// Applies `change` to slot `i` if it still holds run `run_id` of this backend.

@@ -10,6 +10,7 @@ use qobra_sync_core::destination::{
     check_api_key, check_base_url, read_key_file, DEFAULT_BASE_URL,
 };
 use qobra_sync_core::home::Home;
+use qobra_sync_core::names::{function::SET_DESTINATION, setting::API_KEY_FILE};
 use qobra_sync_core::wire::BodyFormat;
 
 /// Where pushes go and how they authenticate and frame their records.
@@ -32,7 +33,7 @@ pub fn set(api_key: Option<&str>, base_url: Option<&str>, body_format: Option<&s
             "permission denied to set the destination",
         )
         .detail("The API key gives write access to your Qobra data tables.")
-        .hint("Call qobra_sync.set_destination() as a superuser."));
+        .hint(format!("Call {SET_DESTINATION}() as a superuser.")));
     }
     let keep_stored_key = match api_key {
         Some(key) => {
@@ -43,7 +44,7 @@ pub fn set(api_key: Option<&str>, base_url: Option<&str>, body_format: Option<&s
         None if key_stored()? => true,
         None => {
             return Err(Error::null_argument("api_key").hint(
-                "Pass the API key, or set qobra_sync.api_key_file to a file that holds it and pass api_key => NULL.",
+                format!("Pass the API key, or set {API_KEY_FILE} to a file that holds it and pass api_key => NULL."),
             ))
         }
     };
@@ -108,7 +109,9 @@ pub fn copy_refusal() -> Result<Option<Error>> {
                 SqlState::ObjectNotInPrerequisiteState,
                 "pushes are paused: the database the destination was set in cannot be read",
             )
-            .hint("Call SELECT qobra_sync.set_destination(); in the database that is to push."),
+            .hint(format!(
+                "Call SELECT {SET_DESTINATION}(); in the database that is to push."
+            )),
         ));
     };
     Ok(home.refuses(&here()?))
@@ -124,18 +127,18 @@ fn key_file_configured() -> Result<bool> {
     }
     let pending: Option<String> = first_value(
         "SELECT setting FROM pg_catalog.pg_file_settings
-          WHERE name OPERATOR(pg_catalog.=) 'qobra_sync.api_key_file' AND error IS NULL
+          WHERE name OPERATOR(pg_catalog.=) $1 AND error IS NULL
           ORDER BY seqno DESC LIMIT 1",
-        &[],
+        &[API_KEY_FILE.name().into()],
     )?;
     Ok(pending.is_some_and(|file| !file.is_empty()))
 }
 
 /// Where pushes take the key from, as messages name it.
-pub fn key_source() -> &'static str {
+pub fn key_source() -> String {
     match gucs::text(&gucs::API_KEY_FILE).is_empty() {
-        true => "set_destination()",
-        false => "the file qobra_sync.api_key_file names",
+        true => "set_destination()".to_owned(),
+        false => format!("the file {API_KEY_FILE} names"),
     }
 }
 
@@ -153,7 +156,7 @@ pub fn load() -> Result<Destination> {
             SqlState::ObjectNotInPrerequisiteState,
             "no destination is set",
         )
-        .hint("Call qobra_sync.set_destination(api_key) first."));
+        .hint(format!("Call {SET_DESTINATION}(api_key) first.")));
     };
     let base_url = v
         .first()
@@ -175,7 +178,7 @@ pub fn load() -> Result<Destination> {
     match v.get(1).and_then(|x| x.as_str()) {
         Some(key) => Ok(destination(key.to_owned())),
         None => Err(Error::new(SqlState::ObjectNotInPrerequisiteState, "no API key is set")
-            .detail("No key is stored (set_destination() was called without one, or the database was restored from a dump, which never holds the key) and qobra_sync.api_key_file is not set.")
-            .hint("Set qobra_sync.api_key_file to the file that holds the key, or call qobra_sync.set_destination(api_key).")),
+            .detail(format!("No key is stored (set_destination() was called without one, or the database was restored from a dump, which never holds the key) and {API_KEY_FILE} is not set."))
+            .hint(format!("Set {API_KEY_FILE} to the file that holds the key, or call {SET_DESTINATION}(api_key)."))),
     }
 }

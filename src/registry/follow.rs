@@ -16,6 +16,8 @@ use crate::pg::sqltypes::RegClass;
 use crate::pg::Oid;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
+use qobra_sync_core::names::function::{REGISTER_TABLE, UNREGISTER_TABLE};
+use qobra_sync_core::names::relation::RUNS;
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::shape::{self, ShapeColumn};
 use qobra_sync_core::source::Source;
@@ -111,7 +113,7 @@ fn check_same_owner(reg: &Registration, to: Oid) -> Result<()> {
     )
     .detail("A registration follows its name only to a relation of the same owner, so that a role that may create tables in the schema cannot put its rows in the source's place.")
     .hint(format!(
-        "If it is the intended source, register it afresh: SELECT qobra_sync.unregister_table(data_table_key => '{}'), then qobra_sync.register_table().",
+        "If it is the intended source, register it afresh: SELECT {UNREGISTER_TABLE}(data_table_key => '{}'), then {REGISTER_TABLE}().",
         reg.data_table_key.replace('\'', "''")
     )))
 }
@@ -202,7 +204,9 @@ fn lock_row(reg: &Registration, name: &str) -> Result<()> {
             SqlState::LockNotAvailable,
             format!("a push of {name} is already running"),
         )
-        .hint("Wait for it to finish (see qobra_sync.runs), then try again.")),
+        .hint(format!(
+            "Wait for it to finish (see {RUNS}), then try again."
+        ))),
     }
 }
 
@@ -220,7 +224,7 @@ fn matched_shape(reg: &Registration, source: &Source) -> Result<Option<JsonB>> {
         )
         .detail("A registration made before shapes were recorded gets one at its first push.")
         .hint(format!(
-            "Register the relation afresh: SELECT qobra_sync.unregister_table(data_table_key => '{}'), then qobra_sync.register_table().",
+            "Register the relation afresh: SELECT {UNREGISTER_TABLE}(data_table_key => '{}'), then {REGISTER_TABLE}().",
             reg.data_table_key.replace('\'', "''")
         )));
     };
@@ -235,7 +239,7 @@ fn matched_shape(reg: &Registration, source: &Source) -> Result<Option<JsonB>> {
             ),
         )
         .hint(format!(
-            "Check the new relation; to push it as it is, register it afresh: SELECT qobra_sync.unregister_table(data_table_key => '{}'), then qobra_sync.register_table().",
+            "Check the new relation; to push it as it is, register it afresh: SELECT {UNREGISTER_TABLE}(data_table_key => '{}'), then {REGISTER_TABLE}().",
             reg.data_table_key.replace('\'', "''")
         )));
     }

@@ -19,6 +19,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::ColumnOptions;
+use qobra_sync_core::names::function::{ACCEPT_SHAPE, ALTER_TABLE, REGISTER_TABLE, SYNC_NOW};
+use qobra_sync_core::names::relation::TABLES;
 use qobra_sync_core::registration::{self as rules, Registration};
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 use qobra_sync_core::shape::{self, ShapeColumn};
@@ -66,7 +68,7 @@ pub fn only_added_columns(source_oid: Oid, reg: &Registration) -> Result<bool> {
         return Ok(true);
     };
     pgrx::warning!(
-        "{why}; the shape is not accepted (pushes stay blocked). Check the source, then accept it with qobra_sync.accept_shape('{}').",
+        "{why}; the shape is not accepted (pushes stay blocked). Check the source, then accept it with {ACCEPT_SHAPE}('{}').",
         source.name.replace('\'', "''")
     );
     Ok(false)
@@ -159,9 +161,9 @@ pub fn not_registered(source: Oid) -> Error {
         SqlState::UndefinedObject,
         format!("{} is not registered", quoted(&name)),
     )
-    .hint(
-        "Register it with qobra_sync.register_table(); qobra_sync.tables lists what is registered.",
-    )
+    .hint(format!(
+        "Register it with {REGISTER_TABLE}(); {TABLES} lists what is registered."
+    ))
 }
 
 /// The next run time of a schedule from now, in the configured time zone; none without a
@@ -256,7 +258,9 @@ pub fn register(source_oid: Oid, spec: Spec) -> Result<()> {
             SqlState::DuplicateObject,
             format!("{} is already registered", quoted(&source.name)),
         )
-        .hint("Change it with qobra_sync.alter_table(), or unregister it first."));
+        .hint(format!(
+            "Change it with {ALTER_TABLE}(), or unregister it first."
+        )));
     }
     check_key_free(&spec.data_table_key, source_oid)?;
     let checked = checked(&source, &spec)?;
@@ -375,7 +379,9 @@ pub fn source_feeding(key: &str) -> Result<Oid> {
             SqlState::UndefinedObject,
             format!("no registration feeds data table {}", quoted(key)),
         )
-        .hint("qobra_sync.tables lists the registrations and the data tables they feed.")),
+        .hint(format!(
+            "{TABLES} lists the registrations and the data tables they feed."
+        ))),
     }
 }
 
@@ -414,7 +420,9 @@ pub fn request(source: Oid) -> Result<()> {
             "the qobra_sync worker is not running",
         )
         .detail("qobra_sync is not in shared_preload_libraries, so there is no worker to ask.")
-        .hint("Use qobra_sync.sync_now() instead, or preload the library (see the README)."));
+        .hint(format!(
+            "Use {SYNC_NOW}() instead, or preload the library (see the README)."
+        )));
     }
     crate::pg::shared::wake_worker_at_commit();
     execute(

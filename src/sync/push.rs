@@ -29,6 +29,7 @@ use qobra_sync_core::client::QobraClient;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::guard::{decide as judge, Decision, Guards, LastSuccess};
 use qobra_sync_core::mapping::map_columns;
+use qobra_sync_core::names::relation::RUNS;
 use qobra_sync_core::push::{
     push, ChunkInfo, ChunkSource, Progress, PushFailure, PushReport, PushSettings, QobraTable,
 };
@@ -90,8 +91,8 @@ fn unsuccessful(run_id: i64, name: &str, outcome: &Outcome) -> Error {
             outcome.error.as_deref().unwrap_or("no reason recorded")
         ),
     )
-    .detail("sync_now(…, raise_on_failure => true) fails the statement when the push does not succeed; the run stays in qobra_sync.runs.")
-    .hint("See qobra_sync.runs and run_errors for the run; a skipped run (Qobra already holds the snapshot) is no failure.")
+    .detail(format!("sync_now(…, raise_on_failure => true) fails the statement when the push does not succeed; the run stays in {RUNS}."))
+    .hint(format!("See {RUNS} and run_errors for the run; a skipped run (Qobra already holds the snapshot) is no failure."))
 }
 
 /// Checks a registration, takes the push lock and records a new run as running.
@@ -251,7 +252,9 @@ fn lock(source: Oid, name: &str, holding: Holding) -> Result<()> {
         format!("a push of {name} is already running"),
     )
     .detail("One push of a table runs at a time.")
-    .hint("Wait for it to finish (see qobra_sync.runs), then try again."))
+    .hint(format!(
+        "Wait for it to finish (see {RUNS}), then try again."
+    )))
 }
 
 /// Re-checks a registration before its run: mapping, reader (fit, and able to read the synced

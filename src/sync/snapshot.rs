@@ -11,6 +11,7 @@ use crate::pg::quote::literal;
 use crate::pg::Oid;
 use pgrx::prelude::*;
 use qobra_sync_core::guard::{Census, Fingerprint};
+use qobra_sync_core::names::setting::BATCH_BYTES;
 use qobra_sync_core::push::{ChunkInfo, ChunkSource};
 use qobra_sync_core::runs::Rejections;
 use qobra_sync_core::source::Source;
@@ -302,7 +303,7 @@ impl Writer<'_> {
             self.written.0 += 1;
             self.written.1 += len as u64;
             let reason = format!(
-                "the record is {len} bytes: a request holding it alone ({} bytes) is more than qobra_sync.batch_bytes ({} bytes)",
+                "the record is {len} bytes: a request holding it alone ({} bytes) is more than {BATCH_BYTES} ({} bytes)",
                 len + 2 + self.limits.framing,
                 self.limits.bytes
             );

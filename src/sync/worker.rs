@@ -34,6 +34,7 @@ use crate::pg::Oid;
 use crate::registry;
 use crate::sync::{imports, orphans, push, runs};
 use pgrx::bgworkers::BackgroundWorker;
+use qobra_sync_core::names::setting::DATABASE_NAME;
 use qobra_sync_core::runs::Trigger;
 use qobra_sync_core::schedule::{parse_zone, Schedule};
 use std::time::{Duration, Instant};
@@ -103,7 +104,7 @@ fn main(me: usize) {
 /// starts a worker that connects to it (a second later). Looks every 5 seconds; logs once.
 fn wait_for_database(me: usize, name: &str) -> ! {
     BackgroundWorker::connect_worker_to_spi(None, None);
-    let what = format!("waiting for database \"{name}\" (qobra_sync.database_name) to be created");
+    let what = format!("waiting for database \"{name}\" ({DATABASE_NAME}) to be created");
     pgrx::log!("qobra_sync worker: {what}");
     activity::idle(&what);
     loop {

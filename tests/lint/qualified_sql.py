@@ -44,13 +44,22 @@ CALL = re.compile(r"(?<![\w.\"])([A-Za-z_][\w$]*)\s*\(")
 SQL_START = re.compile(r"\b(SELECT|INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FROM|WITH\s+\w+)\b")
 
 
+# The functions of core/src/names.rs: a placeholder naming one stands for its qualified name.
+NAMES_RS = Path(__file__).resolve().parents[2] / "core/src/names.rs"
+QUALIFIED_CONSTANTS = (
+    set(re.findall(r"pub const (\w+): Object", NAMES_RS.read_text())) if NAMES_RS.exists() else set()
+)
+
+
 def neutral(sql):
-    """SQL with comments, literals, quoted names and format! placeholders made neutral."""
+    """SQL with comments, literals, quoted names and format! placeholders made neutral; a
+    placeholder of a names.rs constant reads as the qualified name it displays."""
     sql = re.sub(r"--[^\n]*", " ", sql)
     sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
     sql = re.sub(r"\$(\w*)\$.*?\$\1\$", " 'lit' ", sql, flags=re.S)
     sql = re.sub(r"[Ee]?'(?:[^']|'')*'", " 'lit' ", sql)
     sql = re.sub(r'"(?:[^"]|"")*"', " qname ", sql)
+    sql = re.sub(r"\{(\w+)\}", lambda m: " qobra_sync.name " if m[1] in QUALIFIED_CONSTANTS else m[0], sql)
     sql = re.sub(r"\{[^{}]*\}", " name ", sql)
     sql = sql.replace("@extschema@", "qobra_sync")
     return sql
@@ -197,6 +206,7 @@ def self_test():
         "SELECT 1 WHERE a OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) b": "without parentheses",
         "SELECT CASE s WHEN 'a' THEN 1 END FROM t": "simple CASE",
         "SELECT {} FROM t WHERE {} > 1": "operator '>'",
+        "SELECT {ANY_NAME}(1)": "unqualified function name()",
     }
     good = [
         "SELECT pg_catalog.count(*) FROM t WHERE a OPERATOR(pg_catalog.=) $1::pg_catalog.int4",
@@ -205,6 +215,7 @@ def self_test():
         "SELECT pg_catalog.make_interval(days => $1), 'a = b', \"odd=name\" FROM {}",
         "INSERT INTO qobra_sync.runs (a, b) VALUES ($1, $2) RETURNING run_id",
         "WITH RECURSIVE base(a, b) AS (SELECT 1) SELECT 1 FROM @extschema@.f() x",
+        "Unregister it: SELECT {UNREGISTER_TABLE}(data_table_key => 'k')",
         "UPDATE t SET a = $1, b = pg_catalog.now() WHERE c OPERATOR(pg_catalog.=) $2",
         "SELECT 1 WHERE a OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) b)",
         "SELECT a OPERATOR(pg_catalog.||) b OPERATOR(pg_catalog.||) c WHERE x OPERATOR(pg_catalog.=) 1 AND y OPERATOR(pg_catalog.<>) 2",

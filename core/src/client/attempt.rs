@@ -69,7 +69,7 @@ impl Shared {
             return Failed::Final(PushError::ProxyRefused {
                 request: request.to_owned(),
                 proxy: proxy.shown(),
-                message: why.to_owned(),
+                message: why,
             });
         }
         Failed::Retry(PushError::Transport {

@@ -2,6 +2,7 @@
 //! the tunnel, the kind of transport failure; and the short, scrubbed excerpt of an answer.
 
 use super::*;
+use crate::names::setting::HTTPS_PROXY_AUTH_FILE;
 use crate::retry::TransportKind;
 use crate::secret::Scrub;
 use rustls::CertificateError;
@@ -92,13 +93,13 @@ pub(super) fn plain_name(presented: &str) -> String {
 
 /// Why the proxy refused the CONNECT tunnel, from the error's text (hyper's tunnel error is
 /// not public); `None` when the failure was something else (the proxy unreachable, a reset).
-pub(super) fn tunnel_refusal(chain: &str) -> Option<&'static str> {
+pub(super) fn tunnel_refusal(chain: &str) -> Option<String> {
     if chain.contains("tunnel error: proxy authorization required") {
-        Some("The proxy asks for credentials (HTTP 407): give them in qobra_sync.https_proxy_auth_file as user:password, or check them.")
+        Some(format!("The proxy asks for credentials (HTTP 407): give them in {HTTPS_PROXY_AUTH_FILE} as user:password, or check them."))
     } else if chain.contains("tunnel error: unsuccessful") {
-        Some("The proxy answered CONNECT with a status other than 200 (it may forbid this destination).")
+        Some("The proxy answered CONNECT with a status other than 200 (it may forbid this destination).".to_owned())
     } else if chain.contains("tunnel error: proxy response headers too long") {
-        Some("The proxy answered CONNECT with an answer too long to be a tunnel's.")
+        Some("The proxy answered CONNECT with an answer too long to be a tunnel's.".to_owned())
     } else {
         None
     }

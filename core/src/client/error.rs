@@ -1,6 +1,10 @@
 //! Why a request to Qobra failed ([`PushError`]), and how that becomes the extension's error.
 
 use crate::error::{Error, SqlState};
+use crate::names::{
+    function::{CSV_TEMPLATE, PREVIEW, SET_DESTINATION},
+    setting::{BATCH_BYTES, BATCH_ROWS, CA_FILE, HTTPS_PROXY, HTTP_TIMEOUT_MS, MAX_RETRIES},
+};
 use crate::retry::TransportKind;
 
 /// Why a request to Qobra failed. Every text in it is free of the API key.
@@ -204,14 +208,15 @@ impl From<PushError> for Error {
                 format!("unexpected answer from Qobra to {request}"),
             )
             .detail(message)
-            .hint(DESTINATION_HINT),
+            .hint(destination_hint()),
         }
     }
 }
 
 /// The hint of every failure that suggests the address is not Qobra's API.
-const DESTINATION_HINT: &str =
-    "Check base_url given to qobra_sync.set_destination(): it must be Qobra's API address, such as https://api.qobra.co.";
+fn destination_hint() -> String {
+    format!("Check base_url given to {SET_DESTINATION}(): it must be Qobra's API address, such as https://api.qobra.co.")
+}
 
 /// A cancel or a shutdown stopped the wait for Qobra.
 fn interrupted() -> Error {
@@ -227,7 +232,7 @@ fn key_rejected(request: &str, status: u16, excerpt: &str) -> Error {
     )
     .detail(format!("{request} was answered: {excerpt}"))
     .hint(
-        "Check the key given to qobra_sync.set_destination(); a Qobra admin creates API keys in Qobra's global settings.",
+        format!("Check the key given to {SET_DESTINATION}(); a Qobra admin creates API keys in Qobra's global settings."),
     )
 }
 
@@ -244,7 +249,7 @@ fn redirected(request: &str, status: u16, location: Option<&str>) -> Error {
         Some(l) => format!("The redirect points to {l} (query omitted)."),
         None => "The redirect has no usable Location.".to_owned(),
     })
-    .hint(DESTINATION_HINT)
+    .hint(destination_hint())
 }
 
 /// Another 4xx: a missing data table (404) or records Qobra does not take.
@@ -255,8 +260,8 @@ fn refused(request: &str, status: u16, excerpt: &str) -> Error {
     )
     .detail(format!("Qobra answered: {excerpt}"))
     .hint(match status {
-        404 => "Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see qobra_sync.csv_template()).",
-        _ => "Compare the records (qobra_sync.preview()) with the data table's field API names and types in Qobra.",
+        404 => format!("Check that the data table exists in Qobra under this API name: an admin creates it once by importing a CSV (see {CSV_TEMPLATE}())."),
+        _ => format!("Compare the records ({PREVIEW}()) with the data table's field API names and types in Qobra."),
     })
 }
 
@@ -267,7 +272,9 @@ fn too_large(request: &str, excerpt: &str) -> Error {
         format!("Qobra refused {request} as too large (HTTP 413 Payload Too Large)"),
     )
     .detail(format!("Qobra answered: {excerpt}"))
-    .hint("Lower qobra_sync.batch_bytes or qobra_sync.batch_rows so that each request is smaller.")
+    .hint(format!(
+        "Lower {BATCH_BYTES} or {BATCH_ROWS} so that each request is smaller."
+    ))
 }
 
 /// A certificate that could not be verified: nothing, the key included, was sent.
@@ -277,7 +284,7 @@ fn tls(request: &str, message: String) -> Error {
         format!("{request} failed: Qobra's TLS certificate could not be verified"),
     )
     .detail(format!("{message}. The request was not sent (nor the API key)."))
-    .hint("Check base_url given to qobra_sync.set_destination(). If a company proxy inspects TLS, give its CA certificate to qobra_sync.ca_file.")
+    .hint(format!("Check base_url given to {SET_DESTINATION}(). If a company proxy inspects TLS, give its CA certificate to {CA_FILE}."))
 }
 
 /// The proxy refused CONNECT.
@@ -287,7 +294,7 @@ fn proxy_refused(request: &str, proxy: &str, message: String) -> Error {
         format!("{request} failed: the proxy {proxy} refused to open a tunnel to Qobra"),
     )
     .detail(message)
-    .hint("Check qobra_sync.https_proxy, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443.")
+    .hint(format!("Check {HTTPS_PROXY}, and ask the proxy's administrators to allow CONNECT to Qobra's API host on port 443."))
 }
 
 /// An answer larger than anything Qobra sends.
@@ -300,7 +307,7 @@ fn answer_too_large(request: &str, status: u16, limit: usize) -> Error {
         "Qobra answered HTTP {} with a body that was not read beyond {limit} bytes.",
         status_text(status)
     ))
-    .hint(DESTINATION_HINT)
+    .hint(destination_hint())
 }
 
 /// The retries ran out: the last failure says why.
@@ -315,5 +322,5 @@ fn gave_up(attempts: u32, last: PushError) -> Error {
         format!("Qobra did not accept the request after {attempts} attempts"),
     )
     .detail(detail)
-    .hint("Qobra or the network may be down or slow (see qobra_sync.http_timeout_ms and qobra_sync.max_retries); the next scheduled run tries again.")
+    .hint(format!("Qobra or the network may be down or slow (see {HTTP_TIMEOUT_MS} and {MAX_RETRIES}); the next scheduled run tries again."))
 }

@@ -26,6 +26,7 @@
 use crate::destination::{check_base_url, check_proxy_url, read_ca_file, shown_url, ProxyUrl};
 use crate::error::{Error, SqlState};
 use crate::imports::{parse_import_id, parse_import_status, ImportStatus};
+use crate::names::{function::SET_DESTINATION, setting::HTTPS_PROXY};
 use crate::retry::RetryPolicy;
 pub use crate::secret::ApiKey;
 use crate::secret::{Scrub, Secrets};
@@ -251,10 +252,10 @@ fn proxy_url(config: &ClientConfig, base: &Url) -> Result<Option<ProxyUrl>, Erro
     if base.scheme() == "http" {
         return Err(Error::new(
             SqlState::InvalidParameterValue,
-            "qobra_sync.https_proxy cannot be used with a plain http base_url",
+            format!("{HTTPS_PROXY} cannot be used with a plain http base_url"),
         )
         .detail("Through a proxy, a plain http request travels unencrypted to the proxy, API key included.")
-        .hint("Use an https:// base_url, or reset qobra_sync.https_proxy for a loopback destination."));
+        .hint(format!("Use an https:// base_url, or reset {HTTPS_PROXY} for a loopback destination.")));
     }
     Ok(Some(proxy))
 }
@@ -266,7 +267,9 @@ fn key_header(key: &ApiKey) -> Result<HeaderMap, Error> {
             SqlState::InvalidParameterValue,
             "the API key contains characters that cannot be sent in an HTTP header",
         )
-        .hint("Give qobra_sync.set_destination() the key exactly as Qobra shows it.")
+        .hint(format!(
+            "Give {SET_DESTINATION}() the key exactly as Qobra shows it."
+        ))
     })?;
     value.set_sensitive(true);
     let mut headers = HeaderMap::new();
