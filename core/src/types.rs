@@ -239,49 +239,41 @@ pub fn supported_type_names() -> String {
         .join(", ")
 }
 
-/// A Qobra field type, as chosen when the data table is created in Qobra.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QobraType {
-    String,
-    Picklist,
-    Multipicklist,
-    User,
-    Date,
-    Number,
-    Amount,
-    Percentage,
-    Bool,
+/// Declares [`QobraType`] from one list of (variant, name): the enum, [`QobraType::ALL`] and
+/// [`QobraType::as_str`] cannot drift apart.
+macro_rules! qobra_types {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A Qobra field type, as chosen when the data table is created in Qobra.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum QobraType {
+            $($variant,)*
+        }
+
+        impl QobraType {
+            /// Every Qobra field type, in the order of the list.
+            pub const ALL: [QobraType; [$($name,)*].len()] = [$(QobraType::$variant,)*];
+
+            /// The name Qobra and our SQL API use for this type.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(QobraType::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl QobraType {
-    /// Every Qobra field type.
-    pub const ALL: [QobraType; 9] = [
-        QobraType::String,
-        QobraType::Picklist,
-        QobraType::Multipicklist,
-        QobraType::User,
-        QobraType::Date,
-        QobraType::Number,
-        QobraType::Amount,
-        QobraType::Percentage,
-        QobraType::Bool,
-    ];
-
-    /// The name Qobra and our SQL API use for this type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QobraType::String => "string",
-            QobraType::Picklist => "picklist",
-            QobraType::Multipicklist => "multipicklist",
-            QobraType::User => "user",
-            QobraType::Date => "date",
-            QobraType::Number => "number",
-            QobraType::Amount => "amount",
-            QobraType::Percentage => "percentage",
-            QobraType::Bool => "bool",
-        }
-    }
+qobra_types! {
+    String => "string",
+    Picklist => "picklist",
+    Multipicklist => "multipicklist",
+    User => "user",
+    Date => "date",
+    Number => "number",
+    Amount => "amount",
+    Percentage => "percentage",
+    Bool => "bool",
 }
 
 impl fmt::Display for QobraType {
