@@ -39,17 +39,39 @@ pub fn register(name: &str, kind: &str, index: usize, main: fn(usize)) {
 pub extern "C-unwind" fn qobra_sync_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     // SAFETY: installs PostgreSQL's own backend SIGTERM handler, as a backend has it.
-    unsafe { pg_sys::pqsignal(libc::SIGTERM, Some(postgres_die)) };
+    unsafe { backend_signal(libc::SIGTERM, postgres_die) };
     match MAIN.get() {
         Some(main) => main(arg.value()),
         None => exit(0),
     }
 }
 
+/// Installs `handler` for `signal` the way PostgreSQL's backends do (`pqsignal`): before 18 the
+/// backend's function is `pqsignal`; 18 names it `pqsignal_be` (a C macro keeps the old name,
+/// which bindings cannot see) and returns nothing.
+///
+/// # Safety
+/// `handler` must be safe to run as a signal handler of this backend.
+unsafe fn backend_signal(signal: i32, handler: unsafe extern "C-unwind" fn(i32)) {
+    #[cfg(not(feature = "pg18"))]
+    // SAFETY: the caller's handler; pqsignal only installs it with sigaction.
+    unsafe {
+        pg_sys::pqsignal(signal, Some(handler));
+    }
+    #[cfg(feature = "pg18")]
+    // SAFETY: as above; pqsignal_be is the same function under its 18 name.
+    unsafe {
+        pg_sys::pqsignal_be(signal, Some(handler));
+    }
+}
+
 /// Ends the worker process with `code` (0: not to be restarted; 1: restarted).
+// 18's headers mark proc_exit noreturn in a way the bindings do not carry: it returns `()` there.
+#[cfg_attr(not(feature = "pg18"), allow(unreachable_code))]
 pub fn exit(code: i32) -> ! {
     // SAFETY: proc_exit runs the exit callbacks and never returns.
-    unsafe { pg_sys::proc_exit(code) }
+    unsafe { pg_sys::proc_exit(code) };
+    unreachable!("proc_exit returned")
 }
 
 /// Pins the worker session's search_path to pg_catalog, pg_temp, as every statement does.

@@ -8,7 +8,7 @@ use crate::pg::deadline::Deadline;
 use crate::pg::error::{Error, Result};
 use crate::pg::pinned::pinned;
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
+use pgrx::{PgMemoryContexts, PgTupleDesc};
 use std::ffi::CString;
 
 /// A cursor over a snapshot query, read in the statement's snapshot, handing out each value as
@@ -125,13 +125,14 @@ impl Cursor {
             )
         });
         // SAFETY: the portal was just opened for a query that returns rows, so its tupDesc is set
-        // and holds `natts` attributes.
-        let columns: Vec<ColumnText> = unsafe {
-            let desc = (*portal).tupDesc;
-            (0..(*desc).natts as usize)
-                .map(|i| ColumnText::for_type((*(*desc).attrs.as_ptr().add(i)).atttypid))
-                .collect()
-        };
+        // and lives as long as the portal; the wrapper neither releases nor frees it. Its
+        // attributes are read through pgrx, which knows where each major keeps them (18 moved
+        // them behind an array of compact attributes).
+        let desc = unsafe { PgTupleDesc::from_pg_unchecked((*portal).tupDesc) };
+        let columns: Vec<ColumnText> = desc
+            .iter()
+            .map(|a| ColumnText::for_type(a.atttypid))
+            .collect();
         let n = columns.len();
         Ok(Cursor {
             portal,

@@ -70,7 +70,7 @@ pub fn release_push_lock(source: pg_sys::Oid) {
     // session hold (if the lock is held for the transaction only, PostgreSQL warns and releases
     // nothing).
     unsafe {
-        if pg_sys::LockHeldByMe(&tag, mode) {
+        if held_by_me(&tag, mode) {
             pg_sys::LockRelease(&tag, mode, true);
         }
     }
@@ -204,7 +204,7 @@ fn session_holds(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
     // (numLockOwners entries) is read before LockRelease drops that extra hold.
     unsafe {
         let mut local: *mut pg_sys::LOCALLOCK = std::ptr::null_mut();
-        let got = pg_sys::LockAcquireExtended(tag, mode, false, true, true, &mut local);
+        let got = acquire_for_transaction(tag, mode, &mut local);
         if got == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL || local.is_null() {
             return 0;
         }
@@ -218,6 +218,41 @@ fn session_holds(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> i64 {
         pg_sys::LockRelease(tag, mode, false);
         count
     }
+}
+
+/// Whether this backend holds `tag` in exactly `mode` (a stronger mode does not count).
+///
+/// # Safety
+/// Inside a backend; reads its local lock table only.
+unsafe fn held_by_me(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> bool {
+    // 17 added `orstronger`; false keeps the exact-mode answer of 15 and 16.
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    // SAFETY: the caller's; LockHeldByMe reads the local lock table.
+    let held = unsafe { pg_sys::LockHeldByMe(tag, mode) };
+    #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+    // SAFETY: as above.
+    let held = unsafe { pg_sys::LockHeldByMe(tag, mode, false) };
+    held
+}
+
+/// Takes (`tag`, `mode`) for the current transaction without waiting, and points `local` at its
+/// entry of the local lock table.
+///
+/// # Safety
+/// Inside a transaction (CurrentResourceOwner set); `local` is written by PostgreSQL.
+unsafe fn acquire_for_transaction(
+    tag: &pg_sys::LOCKTAG,
+    mode: pg_sys::LOCKMODE,
+    local: &mut *mut pg_sys::LOCALLOCK,
+) -> pg_sys::LockAcquireResult::Type {
+    // 18 added `logLockFailure` (for log_lock_failures); false: nothing logged, as before 18.
+    #[cfg(not(feature = "pg18"))]
+    // SAFETY: the caller's; session lock false, don't wait, report memory errors.
+    let got = unsafe { pg_sys::LockAcquireExtended(tag, mode, false, true, true, local) };
+    #[cfg(feature = "pg18")]
+    // SAFETY: as above.
+    let got = unsafe { pg_sys::LockAcquireExtended(tag, mode, false, true, true, local, false) };
+    got
 }
 
 #[cfg(any(test, feature = "pg_test"))]
