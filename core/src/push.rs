@@ -28,7 +28,7 @@
 //! cursor), and the chunks go to a [`RecordSink`] ([`QobraTable`] over the HTTP client, or a fake
 //! in tests).
 
-use crate::client::{ClientStats, Posted, PushError, QobraClient};
+use crate::client::{ClientStats, PushError, QobraClient};
 use crate::error::Error;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -68,12 +68,13 @@ pub trait RecordSink {
     /// Starts sending one chunk; `first` says it starts the table over (Qobra's `all=true`).
     fn start(&self, first: bool, body: Bytes) -> Self::InFlight;
 
-    /// Waits for the answer to a started chunk, polling `interrupted`.
+    /// Waits for the answer to a started chunk, polling `interrupted`; returns the receipt the
+    /// destination gave for it, if it gives any (Qobra: the import the chunk joined).
     fn finish(
         &self,
         chunk: Self::InFlight,
         interrupted: &dyn Fn() -> bool,
-    ) -> Result<Posted, PushError>;
+    ) -> Result<Option<String>, PushError>;
 
     /// Requests and retries made so far, failed ones included.
     fn stats(&self) -> ClientStats;
@@ -104,13 +105,14 @@ impl RecordSink for QobraTable<'_> {
             .start_post(self.data_table_key, first, self.debounce_seconds, body)
     }
 
-    /// The HTTP client waits for Qobra's answer.
+    /// The HTTP client waits for Qobra's answer; its receipt is the import id.
     fn finish(
         &self,
         chunk: Self::InFlight,
         interrupted: &dyn Fn() -> bool,
-    ) -> Result<Posted, PushError> {
-        self.client.finish_post(chunk, interrupted)
+    ) -> Result<Option<String>, PushError> {
+        let posted = self.client.finish_post(chunk, interrupted)?;
+        Ok(Some(posted.import_id))
     }
 
     /// The client's own counters.
@@ -144,8 +146,8 @@ pub struct Progress {
     pub rows_sent: u64,
     /// Bytes accepted over the whole push, restarted passes included.
     pub bytes_sent: u64,
-    /// The import the last chunk joined.
-    pub import_id: String,
+    /// The receipt of the last chunk (Qobra: the import it joined).
+    pub import_id: Option<String>,
 }
 
 /// What a push did. On success `rows_sent` is the snapshot's record count, less the records
@@ -323,7 +325,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
                 return Ok(());
             };
             match self.sink.finish(sent.ticket, self.interrupted) {
-                Ok(posted) => self.accepted(sent.chunk, sent.all, posted),
+                Ok(receipt) => self.accepted(sent.chunk, sent.all, receipt),
                 Err(e) => {
                     self.answered(sent.all, &e);
                     self.failed(sent.chunk, e)?
@@ -415,7 +417,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     }
 
     /// Counts a chunk Qobra accepted and tells the progress callback.
-    fn accepted(&mut self, chunk: Chunk, all: bool, posted: Posted) {
+    fn accepted(&mut self, chunk: Chunk, all: bool, receipt: Option<String>) {
         self.emptied |= all;
         if all {
             self.all_unanswered = false;
@@ -425,15 +427,18 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
         report.chunks += 1;
         report.rows_sent += chunk.rows;
         report.bytes_sent += (chunk.body.len() + self.sink.framing()) as u64;
-        if !report.import_ids.contains(&posted.import_id) {
-            report.import_ids.push(posted.import_id.clone());
+        if let Some(id) = receipt
+            .as_ref()
+            .filter(|id| !report.import_ids.contains(id))
+        {
+            report.import_ids.push(id.clone());
         }
         (self.on_progress)(&Progress {
             restarts: report.restarts,
             chunk: self.pass.accepted,
             rows_sent: report.rows_sent,
             bytes_sent: report.bytes_sent,
-            import_id: posted.import_id,
+            import_id: receipt,
         });
         self.recycle(chunk.body);
     }
@@ -503,7 +508,7 @@ impl<S: ChunkSource + ?Sized, K: RecordSink + ?Sized> Pusher<'_, S, K> {
     fn drain(&mut self) -> Result<(), Stop> {
         while let Some(sent) = self.pass.in_flight.pop_front() {
             match self.sink.finish(sent.ticket, self.interrupted) {
-                Ok(posted) => self.accepted(sent.chunk, sent.all, posted),
+                Ok(receipt) => self.accepted(sent.chunk, sent.all, receipt),
                 Err(e) => {
                     self.answered(sent.all, &e);
                     if e.stops_at_once() {
@@ -709,6 +714,8 @@ mod tests {
         peak: Cell<usize>,
         /// "start n" and "finish n" in the order they happened.
         events: RefCell<Vec<String>>,
+        /// The destination gives no receipt (no import ids).
+        no_receipts: bool,
     }
 
     use std::rc::Rc;
@@ -716,7 +723,7 @@ mod tests {
     /// A scripted answer on its way; dropping it closes it.
     struct Ticket {
         call: usize,
-        answer: Result<Posted, PushError>,
+        answer: Result<Option<String>, PushError>,
         open: Rc<Cell<usize>>,
     }
 
@@ -745,7 +752,7 @@ mod tests {
         }
 
         /// The answer given at the start.
-        fn finish(&self, chunk: Ticket, _: &dyn Fn() -> bool) -> Result<Posted, PushError> {
+        fn finish(&self, chunk: Ticket, _: &dyn Fn() -> bool) -> Result<Option<String>, PushError> {
             self.events
                 .borrow_mut()
                 .push(format!("finish {}", chunk.call));
@@ -760,7 +767,7 @@ mod tests {
 
     impl Script {
         /// Records the call; fails when scripted to, or when the body is too large.
-        fn answer(&self, first: bool, body: Bytes) -> Result<Posted, PushError> {
+        fn answer(&self, first: bool, body: Bytes) -> Result<Option<String>, PushError> {
             let mut calls = self.calls.borrow_mut();
             calls.push((first, String::from_utf8_lossy(&body).into_owned()));
             let n = calls.len();
@@ -771,11 +778,7 @@ mod tests {
             if self.max_body.is_some_and(|m| body.len() > m) {
                 return Err(too_large());
             }
-            Ok(Posted {
-                import_id: format!("imp-{n}"),
-                retries: 0,
-                requests: 1,
-            })
+            Ok((!self.no_receipts).then(|| format!("imp-{n}")))
         }
 
         /// The bodies sent, in order.
@@ -883,6 +886,21 @@ mod tests {
         assert_eq!(progress[1].rows_sent, 4);
         assert_eq!(progress[2].chunk, 3);
         assert_eq!(sink.peak.get(), 1, "one at a time");
+    }
+
+    #[test]
+    fn a_destination_without_receipts_takes_a_push_like_any_other() {
+        let mut source = Rows::new(5, 2);
+        let sink = Script {
+            no_receipts: true,
+            ..Script::default()
+        };
+        let (report, progress) = run(&mut source, &sink, 0);
+        let report = report.unwrap();
+        assert_eq!((report.chunks, report.rows_sent), (3, 5));
+        assert!(report.import_ids.is_empty());
+        assert!(progress.iter().all(|p| p.import_id.is_none()));
+        assert_eq!(sink.flags(), [true, false, false]);
     }
 
     #[test]
