@@ -5,6 +5,8 @@
 # Usage: scripts/e2e.sh [pytest arguments...]   e.g. scripts/e2e.sh -k faults
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/postgres.sh
+export QS_PG_MAJOR=$PG_MAJOR
 
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 VENV=$WORK/venv
@@ -46,11 +48,14 @@ fi
 echo "==> building the fake Qobra server"
 cargo build -q --release -p fake_qobra
 
-echo "==> building the 0.1.0 library (the upgrade test starts from it)"
-bash scripts/release-library.sh 0.1.0 "$WORK/release-0.1.0"
+# 0.1.0 was built for PostgreSQL 15 only: the upgrade from it is tested there.
+if [ "$PG_MAJOR" = 15 ]; then
+    echo "==> building the 0.1.0 library (the upgrade test starts from it)"
+    bash scripts/release-library.sh 0.1.0 "$WORK/release-0.1.0"
+    export QS_RELEASE_0_1_0=$WORK/release-0.1.0/qobra_sync.so
+fi
 
-echo "==> end-to-end tests"
-export QS_RELEASE_0_1_0=$WORK/release-0.1.0/qobra_sync.so
+echo "==> end-to-end tests on PostgreSQL $PG_MAJOR"
 export QS_TEST_DIR=$WORK
 export QS_FAKE_QOBRA=$PWD/target/release/fake-qobra
 export PYTHONDONTWRITEBYTECODE=1

