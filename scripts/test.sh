@@ -76,7 +76,7 @@ launcher="$WORK/psql-launcher.sh"
 printf '#!/bin/bash\n$* -v VERBOSITY=default\n' >"$launcher" && chmod 755 "$launcher"
 rm -rf tests/pg_regress/results
 if ! "$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
-        --host="$REGRESS_DIR" --port="$REGRESS_PORT" --user=postgres --use-existing \
+        --bindir="$PGBIN" --host="$REGRESS_DIR" --port="$REGRESS_PORT" --user=postgres --use-existing \
         --dbname=qobra_sync_regress --inputdir=tests/pg_regress --outputdir=tests/pg_regress \
         --launcher="$launcher" setup $tests; then
     cat tests/pg_regress/regression.diffs || true

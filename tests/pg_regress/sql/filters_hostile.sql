@@ -63,7 +63,7 @@ CREATE FUNCTION evil_fn(int) RETURNS boolean LANGUAGE sql AS 'SELECT true';
 CREATE FUNCTION dblink(text, text) RETURNS text LANGUAGE sql AS 'SELECT $1';
 CREATE FUNCTION evil_eq(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 = $2';
 CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = evil_eq);
-CREATE COLLATION evil (provider = icu, locale = 'und');
+CREATE COLLATION evil (provider = libc, locale = 'C');
 CREATE TYPE mood AS ENUM ('happy');
 -- refuses(f): the outcome of setting filter f, as SQLSTATE: message.
 CREATE FUNCTION refuses(f text) RETURNS text LANGUAGE sql AS
