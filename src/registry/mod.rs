@@ -15,7 +15,6 @@ use crate::pg::roles::{self, check_reader, role_oid};
 use crate::pg::spi::{execute, first_value, writing};
 use crate::pg::sqltypes::RegClass;
 use crate::pg::Oid;
-use pgrx::prelude::*;
 use pgrx::JsonB;
 use qobra_sync_core::error::quoted;
 use qobra_sync_core::mapping::ColumnOptions;
@@ -436,6 +435,7 @@ pub fn request(source: Oid) -> Result<()> {
 mod tests {
     use super::*;
     use crate::testing::{fixture, in_fresh_snapshot, oid};
+    use pgrx::prelude::*;
     use qobra_sync_core::mapping::ColumnOptions;
 
     /// A registration of `t_deals` read by `t_reader`.

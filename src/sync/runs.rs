@@ -11,7 +11,6 @@ use crate::pg::shared::{Record, RECORD_BYTES};
 use crate::pg::spi::{execute, first_value, first_written, writing};
 use crate::pg::sqltypes::RegClass;
 use crate::pg::Oid;
-use pgrx::prelude::*;
 use qobra_sync_core::guard::LastSuccess;
 use qobra_sync_core::registration::Registration;
 use qobra_sync_core::runs::{Ended, ImportSettled, Outcome, RunHead, RunStatus, Trigger, CHANNEL};
@@ -301,6 +300,7 @@ pub fn report(run_id: i64, name: &str, o: &Outcome) {
 mod tests {
     use super::*;
     use crate::testing::{fixture, oid};
+    use pgrx::prelude::*;
 
     /// The values a CHECK constraint of `qobra_sync.runs` allows for `column`.
     fn allowed(column: &str) -> Vec<String> {
