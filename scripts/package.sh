@@ -93,6 +93,8 @@ build_package() {
     libdir=$("$PG_CONFIG" --pkglibdir)
     sharedir=$("$PG_CONFIG" --sharedir)
     install -D -m 644 "$built$libdir/qobra_sync.so" "$root/usr/lib/postgresql/$PG_MAJOR/lib/qobra_sync.so"
+    # Stripped of its debugging symbols, as Debian's packages are (dh_strip).
+    strip --strip-unneeded "$root/usr/lib/postgresql/$PG_MAJOR/lib/qobra_sync.so"
     for file in "$built$sharedir"/extension/qobra_sync*; do
         install -D -m 644 "$file" "$root/usr/share/postgresql/$PG_MAJOR/extension/$(basename "$file")"
     done

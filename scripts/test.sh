@@ -8,16 +8,40 @@
 #   4. demo             the README's first command, scripts/demo.sh, run to its end and checked
 #   5. pytest           end-to-end: a preloaded cluster, the fake Qobra, pushes and faults; the
 #                       README's SQL examples, run as written
-# Usage: scripts/test.sh [TIER...]   (as root or as a user with sudo)
-#   TIER: lint, unit, pgrx, regress, demo, e2e (default: all six, in that order)
+#   6. majors           across majors: one catalog on every major, pg_upgrade from 15 to 18
+#   7. packages         scripts/package.sh's Debian packages: contents of each, and the 15 one
+#                       installed with apt-get into Debian's PostgreSQL, pushing to the fake
+# Usage: [QS_PG_MAJOR=NN] scripts/test.sh [TIER...]   (as root or as a user with sudo)
+#   TIER: lint, unit, pgrx, regress, demo, e2e, majors, packages
+#   With QS_PG_MAJOR (15, 16, 17 or 18): the tiers named (default: lint to e2e) on that major.
+#   With neither (the README's test command, and CI): every major in turn, then majors and
+#   packages — see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ $# -eq 0 ] && [ -z "${QS_PG_MAJOR:-}" ]; then
+    # Every tier on 15 (Debian's) and 18 (the newest); on 16 and 17 the pgrx tests, the
+    # regression files and the end-to-end tests of fidelity, the worker, the lifecycle
+    # (standby, dump and restore, drop) and security.
+    started=$SECONDS
+    QS_PG_MAJOR=15 bash scripts/test.sh lint unit pgrx regress demo e2e
+    QS_PG_MAJOR=18 bash scripts/test.sh pgrx regress demo e2e
+    for major in 16 17; do
+        QS_PG_MAJOR=$major QS_E2E_FILES="tests/e2e/test_fidelity.py tests/e2e/test_worker.py
+            tests/e2e/test_lifecycle.py tests/e2e/test_secrets.py tests/e2e/test_reentry.py
+            tests/e2e/test_sandbox.py tests/e2e/test_delegation.py" bash scripts/test.sh pgrx regress e2e
+    done
+    QS_PG_MAJOR=15 bash scripts/test.sh majors packages
+    echo "==> passed on PostgreSQL 15, 16, 17 and 18 in $(( (SECONDS - started) / 60 )) min"
+    exit 0
+fi
 source scripts/setup.sh
 source scripts/cluster.sh
 
 WORK=${QS_TEST_DIR:-/tmp/qobra_sync-test}
 mkdir -p "$WORK"
 TIERS=${*:-lint unit pgrx regress demo e2e}
+echo "==> PostgreSQL $PG_MAJOR: $TIERS"
 wants() { [[ " $TIERS " == *" $1 "* ]]; }
 
 if wants lint; then
@@ -49,7 +73,7 @@ rm -rf "$WORK/pgrx-data" && install -d -o "$QS_PGUSER" "$WORK/pgrx-data"
 cargo pgrx test "$PGRX_PG" --runas "$QS_PGUSER" --pgdata "$WORK/pgrx-data"
 fi
 
-if wants regress || wants demo || wants e2e; then
+if wants regress || wants demo || wants e2e || wants majors; then
 # These tiers run against the installed extension.
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
 fi
@@ -112,7 +136,24 @@ fi
 
 if wants e2e; then
 echo "==> tier 5: end-to-end (preloaded cluster, fake Qobra, pytest)"
-bash scripts/e2e.sh -m "not demo"
+bash scripts/e2e.sh -m "not demo and not majors and not packages"
 fi
 
-echo "==> passed: $TIERS"
+if wants majors; then
+echo "==> tier 6: across majors (a fresh catalog on each, pg_upgrade from 15 to 18)"
+for major in 15 16 17 18; do
+    QS_PG_MAJOR=$major bash -c 'source scripts/setup.sh >/dev/null && cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null'
+done
+bash scripts/e2e.sh -m majors
+fi
+
+if wants packages; then
+echo "==> tier 7: the Debian packages of every major (scripts/package.sh)"
+# Built from the debug profile the other tiers built already: what is checked is the package,
+# not the optimiser (scripts/package.sh builds release packages by default).
+rm -rf "$WORK/packages"
+QS_PACKAGE_PROFILE=dev QS_PACKAGE_DIR="$WORK/packages" bash scripts/package.sh 15 16 17 18
+QS_PACKAGE_DIR="$WORK/packages" bash scripts/e2e.sh -m packages
+fi
+
+echo "==> passed on PostgreSQL $PG_MAJOR: $TIERS"

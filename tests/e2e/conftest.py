@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: one preloaded cluster and two fake Qobra servers for the
 whole session; per test, a fresh schema, a superuser session in it, and reset fakes."""
 
+import os
 import re
 import subprocess
 import time
@@ -13,16 +14,21 @@ from worker_helpers import SystemSettings, quiesce
 
 
 class Cluster:
-    """A throwaway PostgreSQL 15 cluster that preloads qobra_sync (scripts/cluster.sh)."""
+    """A throwaway cluster that preloads qobra_sync (scripts/cluster.sh), of the major under
+    test unless `major` names another."""
 
-    def __init__(self, directory, port):
-        self.dir, self.port = directory, port
+    def __init__(self, directory, port, major=None):
+        self.dir, self.port, self.major = directory, port, major
         self.server_log = directory / "server.log"
+
+    def env(self):
+        """The environment of scripts run for this cluster: its major's server."""
+        return {**os.environ, **({"QS_PG_MAJOR": str(self.major)} if self.major else {})}
 
     def _bash(self, *command):
         """Runs a function of scripts/cluster.sh."""
         subprocess.run(["bash", "-c", 'source scripts/cluster.sh && "$@"', "cluster", *command],
-                       cwd=ROOT, check=True)
+                       cwd=ROOT, check=True, env=self.env())
 
     def start(self, *conf_lines):
         """Creates and starts the cluster (the server runs without RUST_BACKTRACE)."""
@@ -43,7 +49,8 @@ class Cluster:
         start = time.monotonic()
         subprocess.run(["bash", "-c", 'source scripts/cluster.sh && as_pguser env -u RUST_BACKTRACE '
                         '-u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 "${@:2}"',
-                        "pg_ctl", str(self.dir), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+                        "pg_ctl", str(self.dir), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env=self.env())
         return time.monotonic() - start
 
     def restart(self, mode="fast"):
@@ -52,11 +59,12 @@ class Cluster:
         return self.pg_ctl("-m", mode, "restart")
 
 
-def preloaded_cluster(name, *conf_lines):
-    """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet);
-    `conf_lines` are more postgresql.conf lines."""
+def preloaded_cluster(name, *conf_lines, major=None):
+    """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet), of
+    the major under test unless `major` names another; `conf_lines` are more postgresql.conf
+    lines."""
     WORK.mkdir(parents=True, exist_ok=True)
-    c = Cluster(WORK / name, free_port())
+    c = Cluster(WORK / name, free_port(), major)
     c.stop()  # a cluster left running by an interrupted session
     c.start(f"qobra_sync.database_name = '{DBNAME}'",
             "qobra_sync.debounce_seconds = 1", *conf_lines)

@@ -22,7 +22,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[2]
-WORK = Path(os.environ.get("QS_TEST_DIR", "/tmp/qobra_sync-test"))
+# Each pytest-xdist worker keeps its clusters, fakes and files apart, in a directory of its own.
+WORK = Path(os.environ.get("QS_TEST_DIR", "/tmp/qobra_sync-test")) / os.environ.get("PYTEST_XDIST_WORKER", "main")
+WORK.mkdir(parents=True, exist_ok=True)
 FAKE_BIN = Path(os.environ.get("QS_FAKE_QOBRA", ROOT / "fake_qobra/target/release/fake-qobra"))
 DBNAME = "qobra_e2e"
 READER = "qobra_reader"
