@@ -18,7 +18,9 @@ cluster_start() {
     shift 2
     rm -rf "$dir"
     install -d -o "$QS_PGUSER" -m 700 "$dir"
-    as_pguser "$PGBIN/initdb" -D "$dir/data" --locale=C.UTF-8 -E UTF8 -A trust -U postgres >"$dir/initdb.log" 2>&1
+    # QS_INITDB_OPTIONS: more options of initdb (e.g. --no-data-checksums).
+    as_pguser "$PGBIN/initdb" -D "$dir/data" --locale=C.UTF-8 -E UTF8 -A trust -U postgres \
+        ${QS_INITDB_OPTIONS:-} >"$dir/initdb.log" 2>&1
     {
         echo "port = $port"
         echo "listen_addresses = '127.0.0.1'"

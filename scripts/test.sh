@@ -144,6 +144,12 @@ echo "==> tier 6: across majors (a fresh catalog on each, pg_upgrade from 15 to 
 for major in 15 16 17 18; do
     QS_PG_MAJOR=$major bash -c 'source scripts/setup.sh >/dev/null && cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null'
 done
+# pg_upgrade starts from PyPI's build of 15 (see scripts/postgres.sh): the library and SQL files
+# built for Debian's 15 go in it too (one major, one ABI).
+QS_PG_BUILD=pypi bash -c 'source scripts/setup.sh >/dev/null
+    install -m 755 "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/qobra_sync.so" "$("$PG_CONFIG" --pkglibdir)/"
+    install -m 644 "$(/usr/lib/postgresql/15/bin/pg_config --sharedir)"/extension/qobra_sync* "$("$PG_CONFIG" --sharedir)/extension/"'
+
 bash scripts/e2e.sh -m majors
 fi
 

@@ -17,22 +17,27 @@ class Cluster:
     """A throwaway cluster that preloads qobra_sync (scripts/cluster.sh), of the major under
     test unless `major` names another."""
 
-    def __init__(self, directory, port, major=None):
-        self.dir, self.port, self.major = directory, port, major
+    def __init__(self, directory, port, major=None, build=None):
+        self.dir, self.port, self.major, self.build = directory, port, major, build
         self.server_log = directory / "server.log"
 
     def env(self):
-        """The environment of scripts run for this cluster: its major's server."""
-        return {**os.environ, **({"QS_PG_MAJOR": str(self.major)} if self.major else {})}
+        """The environment of scripts run for this cluster: its major's server (and which build
+        of it, scripts/postgres.sh's QS_PG_BUILD)."""
+        return {**os.environ, **({"QS_PG_MAJOR": str(self.major)} if self.major else {}),
+                **({"QS_PG_BUILD": self.build} if self.build else {})}
 
     def _bash(self, *command):
         """Runs a function of scripts/cluster.sh."""
         subprocess.run(["bash", "-c", 'source scripts/cluster.sh && "$@"', "cluster", *command],
                        cwd=ROOT, check=True, env=self.env())
 
-    def start(self, *conf_lines):
-        """Creates and starts the cluster (the server runs without RUST_BACKTRACE)."""
-        self._bash("cluster_start", str(self.dir), str(self.port), *conf_lines)
+    def start(self, *conf_lines, initdb=()):
+        """Creates and starts the cluster (the server runs without RUST_BACKTRACE); `initdb` are
+        more options of initdb."""
+        self._bash("env", f"QS_INITDB_OPTIONS={' '.join(initdb)}", "bash", "-c",
+                   'source scripts/cluster.sh && cluster_start "$@"', "cluster_start",
+                   str(self.dir), str(self.port), *conf_lines)
 
     def stop(self):
         """Stops the cluster, fast."""
@@ -59,12 +64,12 @@ class Cluster:
         return self.pg_ctl("-m", mode, "restart")
 
 
-def preloaded_cluster(name, *conf_lines, major=None):
+def preloaded_cluster(name, *conf_lines, major=None, build=None):
     """A fresh preloaded cluster in WORK/name with database qobra_e2e (no extension yet), of
     the major under test unless `major` names another; `conf_lines` are more postgresql.conf
     lines."""
     WORK.mkdir(parents=True, exist_ok=True)
-    c = Cluster(WORK / name, free_port(), major)
+    c = Cluster(WORK / name, free_port(), major, build)
     c.stop()  # a cluster left running by an interrupted session
     c.start(f"qobra_sync.database_name = '{DBNAME}'",
             "qobra_sync.debounce_seconds = 1", *conf_lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import preloaded_cluster
-from helpers import ROOT, WORK, FakeQobra
+from helpers import ROOT, WORK, FakeQobra, wait_for
 from test_lifecycle import deals, install
 
 pytestmark = pytest.mark.packages
@@ -76,7 +76,15 @@ def installed():
     subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-downgrades", str(deb(15))],
                    check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     yield
-    subprocess.run(["apt-get", "remove", "-y", "-q", "postgresql-15-qobra-sync"], check=True, capture_output=True)
+    if is_installed():
+        subprocess.run(["apt-get", "remove", "-y", "-q", "postgresql-15-qobra-sync"], check=True, capture_output=True)
+
+
+def is_installed():
+    """Whether dpkg has the 15 package installed."""
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "postgresql-15-qobra-sync"],
+                            capture_output=True, text=True).stdout
+    return status == "install ok installed"
 
 
 def test_the_15_package_installs_with_apt_and_pushes(installed):
@@ -98,7 +106,8 @@ def test_the_15_package_installs_with_apt_and_pushes(installed):
         db = install(c, fake)
         key = deals(db, fake, "deals")
         assert db.sync("deals")["status"] == "succeeded"
-        assert len(fake.records(key)) == 20
+        # Qobra imports the records once the debounce is over.
+        wait_for(lambda: len(fake.records(key)) == 20, 10, what="the 20 records in the fake")
         db.conn.close()
     finally:
         c.stop()
@@ -106,4 +115,4 @@ def test_the_15_package_installs_with_apt_and_pushes(installed):
 
     # Removing the package takes its files away.
     subprocess.run(["apt-get", "remove", "-y", "-q", "postgresql-15-qobra-sync"], check=True, capture_output=True)
-    assert not Path(library).exists()
+    assert not is_installed() and not Path(library).exists()
