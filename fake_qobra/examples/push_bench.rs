@@ -28,21 +28,8 @@ fn record(i: usize) -> String {
     )
 }
 
-/// Builds the request bodies, pushes them, flushes, and prints the rates.
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let rows: usize = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
-    let debounce: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
-    let server = Server::start("127.0.0.1:0", "bench-key").expect("start");
-    let base = server.url();
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
+/// Defines the benchmark's `deals` table in the fake.
+fn define_table(http: &reqwest::blocking::Client, base: &str) {
     let def = r#"{"id_field":"id","name_field":"name","fields":{"id":"number","name":"string",
         "owner":"user","amount":"amount","quantity":"number","discount":"percentage",
         "close_date":"date","won":"bool","stage":"picklist","region":"string",
@@ -53,22 +40,25 @@ fn main() {
         .send()
         .expect("define");
     assert!(resp.status().is_success());
+}
 
-    let bodies: Vec<Vec<u8>> = (0..rows.div_ceil(batch))
+/// The request bodies of `rows` records, `batch` per request.
+fn bodies(rows: usize, batch: usize) -> Vec<Vec<u8>> {
+    (0..rows.div_ceil(batch))
         .map(|b| {
             let recs: Vec<String> = (b * batch..rows.min((b + 1) * batch)).map(record).collect();
             format!("{{\"data\":[{}]}}", recs.join(",")).into_bytes()
         })
-        .collect();
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
-    println!(
-        "{rows} records, {} requests, {:.1} MB ({} bytes/record)",
-        bodies.len(),
-        bytes as f64 / 1e6,
-        bytes / rows.max(1)
-    );
+        .collect()
+}
 
-    let started = Instant::now();
+/// Sends the bodies one after the other, the first with `all=true`; returns the last answer.
+fn push_all(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    bodies: Vec<Vec<u8>>,
+    debounce: u64,
+) -> String {
     let mut import_id = String::new();
     for (i, body) in bodies.into_iter().enumerate() {
         let query = match i {
@@ -85,6 +75,36 @@ fn main() {
         assert!(resp.status().is_success(), "{}", resp.status());
         import_id = resp.text().expect("text");
     }
+    import_id
+}
+
+/// Builds the request bodies, pushes them, flushes, and prints the rates.
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let rows: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
+    let debounce: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let server = Server::start("127.0.0.1:0", "bench-key").expect("start");
+    let base = server.url();
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    define_table(&http, &base);
+    let bodies = bodies(rows, batch);
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    println!(
+        "{rows} records, {} requests, {:.1} MB ({} bytes/record)",
+        bodies.len(),
+        bytes as f64 / 1e6,
+        bytes / rows.max(1)
+    );
+
+    let started = Instant::now();
+    let import_id = push_all(&http, &base, bodies, debounce);
     let pushed = started.elapsed();
     let resp = http
         .post(format!("{base}/_fake/imports/flush"))

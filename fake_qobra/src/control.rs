@@ -198,39 +198,10 @@ fn define_csv(shared: &Shared, key: &str, req: &Request) -> Response {
         Some(Some(k)) => k,
         Some(None) => return Response::detail(400, "user_key must be email or id"),
     };
-    let mut types = Map::new();
-    for item in param("types")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-    {
-        let Some((field, ty)) = item.split_once(':') else {
-            return Response::detail(400, format!("types entry '{item}' is not field:type"));
-        };
-        let field = field.trim();
-        if !headers.iter().any(|h| h == field) {
-            return Response::detail(
-                400,
-                format!("types names '{field}', which is not a CSV column"),
-            );
-        }
-        match FieldType::parse(ty) {
-            Some(t) => types.insert(field.to_string(), json!(t.name())),
-            None => {
-                return Response::detail(400, format!("unknown type '{ty}' for field '{field}'"))
-            }
-        };
-    }
-    let fields: Vec<(String, FieldType)> = headers
-        .iter()
-        .map(|h| {
-            let ty = types
-                .get(h)
-                .and_then(Value::as_str)
-                .and_then(FieldType::parse);
-            (h.clone(), ty.unwrap_or(FieldType::String))
-        })
-        .collect();
+    let fields = match csv_fields(&param("types").unwrap_or_default(), &headers) {
+        Ok(f) => f,
+        Err(e) => return Response::detail(400, e),
+    };
     for required in [&id_field, &name_field] {
         if !headers.contains(required) {
             return Response::detail(400, format!("CSV has no column '{required}'"));
@@ -240,13 +211,57 @@ fn define_csv(shared: &Shared, key: &str, req: &Request) -> Response {
         Ok(d) => d,
         Err(e) => return Response::detail(400, e),
     };
+    let rows = match csv_rows(&mut reader, &headers, &def) {
+        Ok(r) => r,
+        Err(e) => return Response::detail(400, e),
+    };
+    let table = shared.store.define_table(key, def);
+    let mut records = table.records.lock().unwrap_or_else(|e| e.into_inner());
+    for (id, text) in rows {
+        upsert(&mut records, id, text);
+    }
+    drop(records);
+    table_summary(shared, key).map_or_else(|| not_found_table(key), |d| Response::json(200, &d))
+}
+
+/// Each CSV column with its type: as `types` (`field:type,…`) says, else string.
+fn csv_fields(types: &str, headers: &[String]) -> Result<Vec<(String, FieldType)>, String> {
+    let mut given = std::collections::HashMap::new();
+    for item in types.split(',').filter(|s| !s.trim().is_empty()) {
+        let Some((field, ty)) = item.split_once(':') else {
+            return Err(format!("types entry '{item}' is not field:type"));
+        };
+        let field = field.trim();
+        if !headers.iter().any(|h| h == field) {
+            return Err(format!("types names '{field}', which is not a CSV column"));
+        }
+        let Some(t) = FieldType::parse(ty) else {
+            return Err(format!("unknown type '{ty}' for field '{field}'"));
+        };
+        given.insert(field.to_string(), t);
+    }
+    Ok(headers
+        .iter()
+        .map(|h| {
+            (
+                h.clone(),
+                given.get(h).copied().unwrap_or(FieldType::String),
+            )
+        })
+        .collect())
+}
+
+/// The CSV's rows as the table's records (id and JSON text), parsed as a bulk request's would
+/// be; the first row that fails says its line.
+fn csv_rows(
+    reader: &mut csv::Reader<&[u8]>,
+    headers: &[String],
+    def: &TableDef,
+) -> Result<Vec<(String, String)>, String> {
     let mut rows = Vec::new();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => return Response::detail(400, format!("CSV line {line}: {e}")),
-        };
+        let row = row.map_err(|e| format!("CSV line {line}: {e}"))?;
         let record: Map<String, Value> = headers
             .iter()
             .zip(row.iter())
@@ -255,19 +270,11 @@ fn define_csv(shared: &Shared, key: &str, req: &Request) -> Response {
         let text = Value::Object(record).to_string();
         let parsed = serde_json::from_str::<RawRecord>(&text)
             .map_err(|e| e.to_string())
-            .and_then(|r| def.parse_record(&r));
-        match parsed {
-            Ok(row) => rows.push(row),
-            Err(e) => return Response::detail(400, format!("CSV line {line}: {e}")),
-        }
+            .and_then(|r| def.parse_record(&r))
+            .map_err(|e| format!("CSV line {line}: {e}"))?;
+        rows.push(parsed);
     }
-    let table = shared.store.define_table(key, def);
-    let mut records = table.records.lock().unwrap_or_else(|e| e.into_inner());
-    for (id, text) in rows {
-        upsert(&mut records, id, text);
-    }
-    drop(records);
-    table_summary(shared, key).map_or_else(|| not_found_table(key), |d| Response::json(200, &d))
+    Ok(rows)
 }
 
 /// Turns a CSV cell into the JSON value an admin's CSV import would give:

@@ -57,6 +57,50 @@ impl Action {
         }
     }
 
+    /// A scripted answer: `status`, with `headers` and `body` (a JSON value, or a string sent as
+    /// it is); JSON unless the body is a string that does not parse, or a Content-Type is given.
+    fn respond(obj: &Map<String, Value>, status: u16) -> Result<Action, String> {
+        let mut headers = Vec::new();
+        if let Some(h) = obj.get("headers") {
+            for (k, v) in h.as_object().ok_or("headers must be an object")? {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                    || http::HeaderValue::from_str(&value).is_err()
+                {
+                    return Err(format!("invalid header '{k}'"));
+                }
+                headers.push((k.clone(), value));
+            }
+        }
+        let (body, is_json) = match obj.get("body") {
+            None | Some(Value::Null) => (
+                json!({"detail": format!("Injected fault {status}")}).to_string(),
+                true,
+            ),
+            Some(Value::String(s)) => (s.clone(), serde_json::from_str::<Value>(s).is_ok()),
+            Some(other) => (other.to_string(), true),
+        };
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"))
+        {
+            let ct = if is_json {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            headers.push(("Content-Type".into(), ct.into()));
+        }
+        Ok(Action::Respond {
+            status,
+            headers,
+            body: body.into_bytes(),
+        })
+    }
+
     /// Parses an action object such as `{"status": 429, "headers": {"Retry-After": "2"}}`.
     fn parse(v: &Value) -> Result<Action, String> {
         let obj = v.as_object().ok_or("action must be an object")?;
@@ -66,46 +110,7 @@ impl Action {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if let Some(status) = obj.get("status") {
-            let status = answer_status(status)?;
-            let mut headers = Vec::new();
-            if let Some(h) = obj.get("headers") {
-                for (k, v) in h.as_object().ok_or("headers must be an object")? {
-                    let value = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    if http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                        || http::HeaderValue::from_str(&value).is_err()
-                    {
-                        return Err(format!("invalid header '{k}'"));
-                    }
-                    headers.push((k.clone(), value));
-                }
-            }
-            let (body, is_json) = match obj.get("body") {
-                None | Some(Value::Null) => (
-                    json!({"detail": format!("Injected fault {status}")}).to_string(),
-                    true,
-                ),
-                Some(Value::String(s)) => (s.clone(), serde_json::from_str::<Value>(s).is_ok()),
-                Some(other) => (other.to_string(), true),
-            };
-            if !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("Content-Type"))
-            {
-                let ct = if is_json {
-                    "application/json"
-                } else {
-                    "text/plain; charset=utf-8"
-                };
-                headers.push(("Content-Type".into(), ct.into()));
-            }
-            return Ok(Action::Respond {
-                status,
-                headers,
-                body: body.into_bytes(),
-            });
+            return Action::respond(obj, answer_status(status)?);
         }
         if let Some(ms) = obj.get("delay_ms") {
             let ms = ms

@@ -115,25 +115,9 @@ async fn respond(
     } else {
         None
     };
-    let body = match &fault {
-        Some(Action::Reset { read_body: false } | Action::Close { read_body: false }) => Vec::new(),
-        _ => match read_body(body, limit).await {
-            Ok(b) => b,
-            Err(BodyError::Refused(status, msg)) => {
-                return Ok(answer(shared, entry, Response::detail(status, msg)));
-            }
-            Err(BodyError::OverLimit { received, limit }) => {
-                entry.body_bytes = received;
-                let msg = format!(
-                    "Request body of {received} bytes is larger than the limit of {limit} bytes"
-                );
-                return Ok(answer(shared, entry, Response::detail(413, msg)));
-            }
-            Err(BodyError::Gone) => {
-                finish(shared, entry);
-                return Err(NoAnswer("the client went away"));
-            }
-        },
+    let (mut entry, body) = match receive(shared, &fault, body, limit, entry).await {
+        Ok(received) => received,
+        Err(early) => return early,
     };
     entry.body_bytes = body.len();
     // Handled bulk requests are counted by their handler; faulted ones here.
@@ -149,6 +133,49 @@ async fn respond(
         headers: parts.headers,
         body,
     };
+    act(shared, ending, fault, req, entry).await
+}
+
+/// Reads the body, unless the fault cuts the connection before it; when it cannot be read
+/// (refused, over the limit, the client gone), what to answer at once.
+async fn receive(
+    shared: &Arc<Shared>,
+    fault: &Option<Action>,
+    body: Incoming,
+    limit: Option<u64>,
+    mut entry: Entry,
+) -> Result<(Entry, Vec<u8>), Result<HttpResponse, NoAnswer>> {
+    if let Some(Action::Reset { read_body: false } | Action::Close { read_body: false }) = fault {
+        return Ok((entry, Vec::new()));
+    }
+    match read_body(body, limit).await {
+        Ok(b) => Ok((entry, b)),
+        Err(BodyError::Refused(status, msg)) => {
+            Err(Ok(answer(shared, entry, Response::detail(status, msg))))
+        }
+        Err(BodyError::OverLimit { received, limit }) => {
+            entry.body_bytes = received;
+            let msg = format!(
+                "Request body of {received} bytes is larger than the limit of {limit} bytes"
+            );
+            Err(Ok(answer(shared, entry, Response::detail(413, msg))))
+        }
+        Err(BodyError::Gone) => {
+            finish(shared, entry);
+            Err(Err(NoAnswer("the client went away")))
+        }
+    }
+}
+
+/// Does what the fault says with a request whose body was read: resets, closes, hangs,
+/// answers as scripted, or (no fault, or a delay first) lets the API answer.
+async fn act(
+    shared: &Arc<Shared>,
+    ending: Arc<Ending>,
+    fault: Option<Action>,
+    req: Request,
+    entry: Entry,
+) -> Result<HttpResponse, NoAnswer> {
     match fault {
         Some(Action::Reset { .. }) => {
             finish(shared, entry);
