@@ -51,94 +51,71 @@ impl fmt::Display for Object {
     }
 }
 
+/// Declares each constant of a list, and `ALL`, every one of them, from one list: the checks
+/// that each name exists cannot miss one.
+macro_rules! listed {
+    ($ty:ty: $($id:ident = $value:expr,)*) => {
+        $(pub const $id: $ty = $value;)*
+
+        /// Every name of this list, for the checks that each exists.
+        pub const ALL: [$ty; [$(stringify!($id),)*].len()] = [$($id,)*];
+    };
+}
+
 /// The settings (`qobra_sync.*`), in the order of the README's table.
 pub mod setting {
     use super::Setting;
 
-    pub const DATABASE_NAME: Setting = Setting(c"qobra_sync.database_name");
-    pub const ENABLED: Setting = Setting(c"qobra_sync.enabled");
-    pub const BATCH_ROWS: Setting = Setting(c"qobra_sync.batch_rows");
-    pub const BATCH_BYTES: Setting = Setting(c"qobra_sync.batch_bytes");
-    pub const MAX_IN_FLIGHT: Setting = Setting(c"qobra_sync.max_in_flight");
-    pub const MAX_PUSHES: Setting = Setting(c"qobra_sync.max_pushes");
-    pub const DEBOUNCE_SECONDS: Setting = Setting(c"qobra_sync.debounce_seconds");
-    pub const HTTP_TIMEOUT_MS: Setting = Setting(c"qobra_sync.http_timeout_ms");
-    pub const MAX_RETRIES: Setting = Setting(c"qobra_sync.max_retries");
-    pub const RETRY_WAIT_MAX_MS: Setting = Setting(c"qobra_sync.retry_wait_max_ms");
-    pub const RUN_TIMEOUT_MS: Setting = Setting(c"qobra_sync.run_timeout_ms");
-    pub const STATEMENT_TIMEOUT_MS: Setting = Setting(c"qobra_sync.statement_timeout_ms");
-    pub const DELETION_GUARD: Setting = Setting(c"qobra_sync.deletion_guard");
-    pub const SKIP_UNCHANGED: Setting = Setting(c"qobra_sync.skip_unchanged");
-    pub const HISTORY_DAYS: Setting = Setting(c"qobra_sync.history_days");
-    pub const API_KEY_FILE: Setting = Setting(c"qobra_sync.api_key_file");
-    pub const CA_FILE: Setting = Setting(c"qobra_sync.ca_file");
-    pub const HTTPS_PROXY: Setting = Setting(c"qobra_sync.https_proxy");
-    pub const HTTPS_PROXY_AUTH_FILE: Setting = Setting(c"qobra_sync.https_proxy_auth_file");
-    pub const TIMEZONE: Setting = Setting(c"qobra_sync.timezone");
-
-    /// Every setting, for the checks that each is registered.
-    pub const ALL: [Setting; 20] = [
-        DATABASE_NAME,
-        ENABLED,
-        BATCH_ROWS,
-        BATCH_BYTES,
-        MAX_IN_FLIGHT,
-        MAX_PUSHES,
-        DEBOUNCE_SECONDS,
-        HTTP_TIMEOUT_MS,
-        MAX_RETRIES,
-        RETRY_WAIT_MAX_MS,
-        RUN_TIMEOUT_MS,
-        STATEMENT_TIMEOUT_MS,
-        DELETION_GUARD,
-        SKIP_UNCHANGED,
-        HISTORY_DAYS,
-        API_KEY_FILE,
-        CA_FILE,
-        HTTPS_PROXY,
-        HTTPS_PROXY_AUTH_FILE,
-        TIMEZONE,
-    ];
+    listed! { Setting:
+        DATABASE_NAME = Setting(c"qobra_sync.database_name"),
+        ENABLED = Setting(c"qobra_sync.enabled"),
+        BATCH_ROWS = Setting(c"qobra_sync.batch_rows"),
+        BATCH_BYTES = Setting(c"qobra_sync.batch_bytes"),
+        MAX_IN_FLIGHT = Setting(c"qobra_sync.max_in_flight"),
+        MAX_PUSHES = Setting(c"qobra_sync.max_pushes"),
+        DEBOUNCE_SECONDS = Setting(c"qobra_sync.debounce_seconds"),
+        HTTP_TIMEOUT_MS = Setting(c"qobra_sync.http_timeout_ms"),
+        MAX_RETRIES = Setting(c"qobra_sync.max_retries"),
+        RETRY_WAIT_MAX_MS = Setting(c"qobra_sync.retry_wait_max_ms"),
+        RUN_TIMEOUT_MS = Setting(c"qobra_sync.run_timeout_ms"),
+        STATEMENT_TIMEOUT_MS = Setting(c"qobra_sync.statement_timeout_ms"),
+        DELETION_GUARD = Setting(c"qobra_sync.deletion_guard"),
+        SKIP_UNCHANGED = Setting(c"qobra_sync.skip_unchanged"),
+        HISTORY_DAYS = Setting(c"qobra_sync.history_days"),
+        API_KEY_FILE = Setting(c"qobra_sync.api_key_file"),
+        CA_FILE = Setting(c"qobra_sync.ca_file"),
+        HTTPS_PROXY = Setting(c"qobra_sync.https_proxy"),
+        HTTPS_PROXY_AUTH_FILE = Setting(c"qobra_sync.https_proxy_auth_file"),
+        TIMEZONE = Setting(c"qobra_sync.timezone"),
+    }
 }
 
 /// The SQL functions messages point users to.
 pub mod function {
     use super::Object;
 
-    pub const SET_DESTINATION: Object = Object("set_destination");
-    pub const CHECK_DESTINATION: Object = Object("check_destination");
-    pub const REGISTER_TABLE: Object = Object("register_table");
-    pub const ALTER_TABLE: Object = Object("alter_table");
-    pub const UNREGISTER_TABLE: Object = Object("unregister_table");
-    pub const ACCEPT_SHAPE: Object = Object("accept_shape");
-    pub const PREVIEW: Object = Object("preview");
-    pub const CSV_TEMPLATE: Object = Object("csv_template");
-    pub const SYNC_NOW: Object = Object("sync_now");
-
-    /// Every function above, for the check that each exists.
-    pub const ALL: [Object; 9] = [
-        SET_DESTINATION,
-        CHECK_DESTINATION,
-        REGISTER_TABLE,
-        ALTER_TABLE,
-        UNREGISTER_TABLE,
-        ACCEPT_SHAPE,
-        PREVIEW,
-        CSV_TEMPLATE,
-        SYNC_NOW,
-    ];
+    listed! { Object:
+        SET_DESTINATION = Object("set_destination"),
+        CHECK_DESTINATION = Object("check_destination"),
+        REGISTER_TABLE = Object("register_table"),
+        ALTER_TABLE = Object("alter_table"),
+        UNREGISTER_TABLE = Object("unregister_table"),
+        ACCEPT_SHAPE = Object("accept_shape"),
+        PREVIEW = Object("preview"),
+        CSV_TEMPLATE = Object("csv_template"),
+        SYNC_NOW = Object("sync_now"),
+    }
 }
 
 /// The tables and views messages point users to.
 pub mod relation {
     use super::Object;
 
-    pub const RUNS: Object = Object("runs");
-    pub const RUN_ERRORS: Object = Object("run_errors");
-    pub const TABLES: Object = Object("tables");
-
-    /// Every relation above, for the check that each exists.
-    pub const ALL: [Object; 3] = [RUNS, RUN_ERRORS, TABLES];
+    listed! { Object:
+        RUNS = Object("runs"),
+        RUN_ERRORS = Object("run_errors"),
+        TABLES = Object("tables"),
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ SQL_START = re.compile(r"\b(SELECT|INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FRO
 # The functions of core/src/names.rs: a placeholder naming one stands for its qualified name.
 NAMES_RS = Path(__file__).resolve().parents[2] / "core/src/names.rs"
 QUALIFIED_CONSTANTS = (
-    set(re.findall(r"pub const (\w+): Object", NAMES_RS.read_text())) if NAMES_RS.exists() else set()
+    set(re.findall(r"(\w+) = Object\(", NAMES_RS.read_text())) if NAMES_RS.exists() else set()
 )
 
 
